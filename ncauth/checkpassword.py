@@ -1,0 +1,166 @@
+"""Dovecot 2.3's checkpassword protocol (``passdb/userdb { driver = checkpassword }``).
+
+Dovecot writes ``user NUL password NUL NUL`` to fd 3 and reads ``key=value`` fields
+from fd 4; the exit status is the verdict (research/dovecot-checkpassword.md §1-2):
+
+* 0  authenticated (fields on fd 4, always ``user=`` first)
+* 1  wrong password, unknown or refused user - and nothing else
+* 2 / 3  lookup mode (``AUTHORIZED=1``): user found (fields on fd 4) / unknown
+* 111  anything else: bad config, database down, timeout, protocol error, a bug
+
+Dovecot reports a Python crash (exit 1) as "wrong password", so everything below
+``main`` is wrapped to end in 111. Only the standard library and ncauth's own
+stdlib-only modules are imported at module level; the database and hashing
+libraries are imported inside, so their absence is a temporary failure as well.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from types import FrameType
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_FOUND = 2
+EXIT_UNKNOWN = 3
+EXIT_TEMPFAIL = 111
+
+MAX_REQUEST = 512       # CHECKPASSWORD_MAX_REQUEST_LEN in Dovecot
+READ_TIMEOUT = 10.0     # Dovecot writes fd 3 at once; waiting longer helps nobody
+DEADLINE = 25           # seconds for the whole run; Dovecot itself never kills us
+
+
+NUL = b"\0"
+
+
+class ProtocolError(Exception):
+    """fd 3 did not carry a checkpassword request."""
+
+
+def read_request(fd: int = 3, timeout: float = READ_TIMEOUT) -> tuple[bytes, bytes]:
+    """(user, password) from *fd*: read until three NUL-terminated fields are in,
+    never until EOF (a sibling child may hold the pipe's write end open)."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    while buf.count(NUL) < 3:
+        if len(buf) >= MAX_REQUEST:
+            raise ProtocolError(f"no three NUL-terminated fields in the first {MAX_REQUEST} bytes")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(remaining * 1000):
+            raise ProtocolError(f"fd {fd}: timed out after {len(buf)} bytes")
+        chunk = os.read(fd, MAX_REQUEST - len(buf))
+        if not chunk:
+            raise ProtocolError(f"fd {fd}: input ended after {len(buf)} bytes, {buf.count(NUL)} of 3 fields")
+        buf += chunk
+    # Anything after the third NUL is not part of this request and is ignored.
+    user, password, _timestamp = buf.split(NUL, 3)[:3]
+    return user, password
+
+
+def write_reply(fields: list[tuple[str, str]], fd: int = 4) -> None:
+    """Write the TAB-separated, tab-escaped fields to *fd* and close it."""
+    from ncauth.protocol import encode_fields
+
+    data = encode_fields(fields).encode("utf-8", "surrogateescape")
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.close(fd)
+
+
+def config_argument(argv: list[str]) -> str | None:
+    """``--config PATH`` / ``--config=PATH`` from argv. Other arguments, such as the
+    checkpassword-reply path Dovecot appends, are ignored."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _deadline(signum: int, frame: FrameType | None) -> None:
+    raise TimeoutError(f"no verdict within {DEADLINE} s")
+
+
+def run(argv: list[str], environ: Mapping[str, str]) -> int:
+    """One checkpassword invocation; returns the exit status."""
+    from ncauth import config as config_mod, log
+
+    dovecot_log = "LOG_SERVICE" in environ
+    log.setup("info", dovecot=dovecot_log)
+    try:
+        config = config_mod.load(config_mod.config_path(config_argument(argv), dict(environ)))
+    except config_mod.ConfigError as exc:
+        log.logger.error("config error: %s", exc)
+        return EXIT_TEMPFAIL
+    log.setup(config.log_level, dovecot=dovecot_log)
+
+    try:
+        user_raw, password = read_request()
+    except (ProtocolError, OSError) as exc:
+        log.logger.error("checkpassword request: %s", exc)
+        return EXIT_TEMPFAIL
+
+    lookup = environ.get("AUTHORIZED") == "1"
+    if lookup and environ.get("CREDENTIALS_LOOKUP") == "1" and environ.get("SCHEME"):
+        log.logger.error("Dovecot asked for %s credentials: ncauth only checks plaintext passwords "
+                         "(set auth_mechanisms = plain login)", log.printable(environ["SCHEME"], 32))
+        return EXIT_TEMPFAIL
+
+    service = environ.get("SERVICE", "")
+    remote_ip = environ.get("TCPREMOTEIP") or environ.get("REMOTE_IP", "")
+    # Undecodable bytes survive as surrogates, which parse_login refuses by name.
+    login = user_raw.decode("utf-8", "surrogateescape")
+
+    from ncauth.policy import Authenticator, Outcome
+
+    auth = Authenticator(config)
+    started = time.perf_counter()
+    try:
+        verdict = auth.lookup(login) if lookup else auth.authenticate(login, password, remote_ip=remote_ip)
+    finally:
+        auth.store.close()
+
+    log.decision(
+        verdict=verdict.outcome.value, login=login, reason=verdict.reason,
+        ms=(time.perf_counter() - started) * 1000, user=verdict.user, uid=verdict.uid,
+        service=service, remote_ip=remote_ip, method=verdict.method, via="checkpassword",
+    )
+    if verdict.outcome is Outcome.TEMPFAIL:
+        return EXIT_TEMPFAIL
+    if verdict.outcome is not Outcome.OK:
+        return EXIT_UNKNOWN if lookup else EXIT_REFUSED
+
+    from ncauth.protocol import reply_fields
+
+    write_reply(reply_fields(verdict.user, verdict.fields))
+    return EXIT_FOUND if lookup else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ncauth-checkpassword``: never lets an error become exit 1."""
+    code = EXIT_TEMPFAIL
+    try:
+        signal.signal(signal.SIGALRM, _deadline)
+        signal.alarm(DEADLINE)
+        code = run(list(sys.argv[1:] if argv is None else argv), os.environ)
+    except BaseException as exc:  # noqa: BLE001 - the point: nothing may exit 1
+        try:
+            sys.stderr.write(f"ncauth: internal error, temporary failure: {type(exc).__name__}: {exc}\n")
+        except BaseException:  # noqa: BLE001
+            pass
+        code = EXIT_TEMPFAIL
+    finally:
+        signal.alarm(0)
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(code)

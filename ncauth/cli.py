@@ -1,0 +1,172 @@
+"""The ``ncauth`` command: verify, lookup, checkpassword (and more as they land).
+
+Exit statuses follow sysexits.h so that scripts can tell a refusal from an outage:
+0 ok, 64 usage, 67 unknown user, 75 temporary failure, 77 refused, 78 config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from ncauth import __version__
+
+EX_OK = 0
+EX_USAGE = 64
+EX_NOUSER = 67
+EX_TEMPFAIL = 75
+EX_NOPERM = 77
+EX_CONFIG = 78
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH",
+                        help="configuration file (default: $NCAUTH_CONFIG, else /etc/ncauth/ncauth.toml)")
+    p = _Parser(prog="ncauth", description="Dovecot logins checked against Nextcloud's user database.",
+                parents=[common])
+    p.add_argument("--version", action="version", version=f"ncauth {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("verify", parents=[common], help="one authentication, traced step by step on stderr")
+    v.add_argument("user", help="the login as a mail client would send it")
+    v.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input (also done when stdin is not a terminal)")
+    v.add_argument("--service", default="imap", help="service name for the log line (default: imap)")
+    v.add_argument("--remote-ip", default="", help="client address, for accounts.trusted_networks")
+
+    lk = sub.add_parser("lookup", parents=[common], help="userdb lookup without a password")
+    lk.add_argument("user")
+
+    cp = sub.add_parser("checkpassword", help="Dovecot 2.3 checkpassword program (same as ncauth-checkpassword)",
+                        add_help=False)
+    cp.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["checkpassword"]:
+        try:
+            from ncauth import checkpassword
+        except BaseException as exc:  # noqa: BLE001 - must be 111, never Python's 1
+            sys.stderr.write(f"ncauth: cannot load checkpassword, temporary failure: {type(exc).__name__}: {exc}\n")
+            return 111
+        return checkpassword.main(args_list[1:])
+    args = _parser().parse_args(args_list)
+    if args.command == "verify":
+        return verify(args.config, args.user, password_stdin=args.password_stdin,
+                      service=args.service, remote_ip=args.remote_ip)
+    if args.command == "lookup":
+        return lookup(args.config, args.user)
+    return EX_USAGE  # pragma: no cover - argparse enforces the choices
+
+
+class _Tracer:
+    """Prints the steps of one decision, aligned, on stderr."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, step: str, detail: str) -> None:
+        self.out.write(f"  {step:<13} {detail}\n")
+        self.out.flush()
+
+
+def _load(config_arg: str | None, trace: _Tracer):
+    from ncauth import config as config_mod
+
+    path = config_mod.config_path(config_arg)
+    trace("config", path)
+    config = config_mod.load(path)
+    trace("database", ", ".join(config_mod.redact_url(u) for u in config.nextcloud.database_urls)
+          + f" (table prefix {config.nextcloud.table_prefix!r})")
+    acc = config.accounts
+    trace("accounts", f"match {acc.match}; domains {', '.join(acc.domains) or 'any'}"
+          + (f"; default domain {acc.default_domain}" if acc.default_domain else "")
+          + f"; two-factor {acc.two_factor}")
+    return config
+
+
+def _read_password(password_stdin: bool) -> bytes:
+    if password_stdin or not sys.stdin.isatty():
+        data = sys.stdin.buffer.read()
+        for ending in (b"\r\n", b"\n"):
+            if data.endswith(ending):
+                return data[: -len(ending)]
+        return data
+    return getpass.getpass("Password: ").encode("utf-8", "surrogateescape")
+
+
+def verify(config_arg: str | None, user: str, *, password_stdin: bool = False, service: str = "imap",
+           remote_ip: str = "") -> int:
+    """``ncauth verify``: authenticate once and explain every step."""
+    from ncauth.errors import ConfigError
+
+    trace = _Tracer(sys.stderr)
+    sys.stderr.write(f"ncauth verify {user!r}\n")
+    try:
+        config = _load(config_arg, trace)
+    except ConfigError as exc:
+        trace("verdict", f"CONFIG ERROR: {exc}")
+        return EX_CONFIG
+    password = _read_password(password_stdin)
+    trace("password", f"{len(password)} bytes read" + (" (empty)" if not password else ""))
+
+    from ncauth import log
+    from ncauth.policy import Authenticator, Outcome
+
+    log.setup(config.log_level)
+    started = time.perf_counter()
+    auth = Authenticator(config)
+    try:
+        verdict = auth.authenticate(user, password, remote_ip=remote_ip, trace=trace)
+    finally:
+        auth.store.close()
+    ms = (time.perf_counter() - started) * 1000
+    trace("verdict", f"{verdict.outcome.name}: {verdict.reason}")
+    trace("time", f"{ms:.0f} ms")
+    if verdict.ok:
+        _print_fields(verdict.user, verdict.fields)
+    return {Outcome.OK: EX_OK, Outcome.REFUSED: EX_NOPERM, Outcome.UNKNOWN: EX_NOUSER,
+            Outcome.TEMPFAIL: EX_TEMPFAIL}[verdict.outcome]
+
+
+def lookup(config_arg: str | None, user: str) -> int:
+    """``ncauth lookup``: does the user exist, and with which userdb fields."""
+    from ncauth.errors import ConfigError
+
+    trace = _Tracer(sys.stderr)
+    try:
+        config = _load(config_arg, trace)
+    except ConfigError as exc:
+        trace("verdict", f"CONFIG ERROR: {exc}")
+        return EX_CONFIG
+
+    from ncauth.policy import Authenticator, Outcome
+
+    auth = Authenticator(config)
+    try:
+        verdict = auth.lookup(user, trace=trace)
+    finally:
+        auth.store.close()
+    trace("verdict", f"{verdict.outcome.name}: {verdict.reason}" + (" (disabled in Nextcloud)" if verdict.disabled else ""))
+    if verdict.ok:
+        _print_fields(verdict.user, verdict.fields)
+    return {Outcome.OK: EX_OK, Outcome.UNKNOWN: EX_NOUSER, Outcome.TEMPFAIL: EX_TEMPFAIL}.get(verdict.outcome, EX_NOUSER)
+
+
+def _print_fields(user: str, fields: dict[str, str]) -> None:
+    sys.stdout.write(f"user={user}\n")
+    for key, value in fields.items():
+        sys.stdout.write(f"{key}={value}\n")

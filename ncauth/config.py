@@ -1,0 +1,438 @@
+"""Loading and checking ncauth's TOML configuration (DESIGN §3).
+
+Every error names the file and the key, unknown keys are errors (a typo must not
+silently fall back to a default in an auth component), and a file that holds a
+secret is refused when other users can read it, as ssh does with private keys.
+This module imports only the standard library: the checkpassword fast path reads
+the config before it decides whether heavy modules are needed at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from ncauth.errors import ConfigError
+
+DEFAULT_PATH = "/etc/ncauth/ncauth.toml"
+MATCH_MODES = ("local-part", "address", "email")
+TWO_FACTOR_MODES = ("app-password-only", "allow-login-password")
+FALLBACK_MODES = ("auto", "always", "never")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+USERDB_PLACEHOLDERS = ("user", "local", "domain", "uid")
+
+#: Keys that ``config_php`` can supply, in Nextcloud's own config.php names.
+_PHP_KEYS = (
+    "dbtype", "dbhost", "dbport", "dbname", "dbuser", "dbpassword", "dbtableprefix",
+    "secret", "passwordsalt", "datadirectory", "hashingMemoryCost", "hashingTimeCost",
+    "hashingThreads",
+)
+
+
+@dataclass(frozen=True)
+class Hashing:
+    """Argon2 parameters for the decoy work done for unknown users, so that they
+    cost what a real check costs (Nextcloud's hashingMemoryCost & co.)."""
+
+    memory_cost: int = 65536
+    time_cost: int = 4
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class NextcloudSection:
+    database_urls: tuple[str, ...]
+    table_prefix: str = "oc_"
+    secret: str = ""
+    password_salt: str = ""
+    connect_timeout: float = 5.0
+    query_timeout: float = 5.0
+    hashing: Hashing = field(default_factory=Hashing)
+
+
+@dataclass(frozen=True)
+class AccountsSection:
+    domains: tuple[str, ...] = ()
+    default_domain: str = ""
+    match: str = "local-part"
+    two_factor: str = "app-password-only"
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    app_passwords: bool = True
+
+
+@dataclass(frozen=True)
+class DaemonSection:
+    socket: str = ""
+    fallback: str = "auto"
+    connect_timeout: float = 0.5
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    nextcloud: NextcloudSection
+    accounts: AccountsSection = field(default_factory=AccountsSection)
+    userdb: dict[str, str] = field(default_factory=dict)
+    daemon: DaemonSection = field(default_factory=DaemonSection)
+    log_level: str = "info"
+
+
+def config_path(explicit: str | None = None, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
+    """``--config`` wins, then ``$NCAUTH_CONFIG``, then the system default."""
+    env = os.environ if environ is None else environ
+    return explicit or env.get("NCAUTH_CONFIG") or DEFAULT_PATH
+
+
+def load(path: str) -> Config:
+    """Read, validate and return the configuration at *path*."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (give --config PATH or set NCAUTH_CONFIG)") from None
+    except PermissionError:
+        raise ConfigError(
+            f"{path}: permission denied for uid {os.getuid()} (Dovecot 2.3 runs checkpassword "
+            "as user 'dovecot': make the file root:dovecot 0640)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(raw, path, mode=st.st_mode)
+
+
+def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
+    """Validate a decoded TOML document; *mode* (st_mode) enables the permission checks."""
+    r = _Reader(path)
+    r.only_keys("", raw, ("nextcloud", "accounts", "userdb", "daemon", "log"))
+    nc = r.table(raw, "nextcloud", required=True)
+    accounts = r.table(raw, "accounts")
+    userdb = r.table(raw, "userdb")
+    daemon = r.table(raw, "daemon")
+    log = r.table(raw, "log")
+
+    config = Config(
+        path=path,
+        nextcloud=_nextcloud(r, nc),
+        accounts=_accounts(r, accounts),
+        userdb=_userdb(r, userdb),
+        daemon=_daemon(r, daemon),
+        log_level=r.choice("log", log, "level", LOG_LEVELS, "info"),
+    )
+    r.only_keys("log", log, ("level",))
+    if mode is not None:
+        _check_mode(path, mode, holds_secret=_holds_secret(nc))
+    return config
+
+
+def _holds_secret(nc: dict[str, Any]) -> bool:
+    if nc.get("secret") or nc.get("password_salt"):
+        return True
+    urls = nc.get("database_url", [])
+    for url in [urls] if isinstance(urls, str) else urls:
+        if isinstance(url, str) and urlsplit(url).password:
+            return True
+    return False
+
+
+def _check_mode(path: str, mode: int, *, holds_secret: bool) -> None:
+    if mode & stat.S_IWOTH:
+        raise ConfigError(f"{path}: writable by every user (mode {stat.S_IMODE(mode):04o}); run: chmod o-w {path}")
+    if holds_secret and mode & stat.S_IROTH:
+        raise ConfigError(
+            f"{path}: holds a database password or Nextcloud secret but is readable by every user "
+            f"(mode {stat.S_IMODE(mode):04o}); run: chown root:dovecot {path} && chmod 0640 {path}"
+        )
+
+
+class _Reader:
+    """Typed access to one TOML document that names file and key in every error."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, section: str, key: str, problem: str) -> ConfigError:
+        where = f"[{section}] {key}" if section else key
+        return ConfigError(f"{self.path}: {where}: {problem}")
+
+    def only_keys(self, section: str, table: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(section, key, f"unknown key (known: {', '.join(allowed)})")
+
+    def table(self, raw: dict[str, Any], name: str, *, required: bool = False) -> dict[str, Any]:
+        value = raw.get(name)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self.path}: [{name}]: section missing")
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.path}: {name}: must be a table ([{name}])")
+        return value
+
+    def string(self, section: str, table: dict[str, Any], key: str, default: str = "") -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str):
+            raise self.fail(section, key, f"must be a string, not {type(value).__name__}")
+        return value
+
+    def number(self, section: str, table: dict[str, Any], key: str, default: float, *, lo: float, hi: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(section, key, f"must be a number, not {type(value).__name__}")
+        if not lo <= value <= hi:
+            raise self.fail(section, key, f"must be between {lo:g} and {hi:g}")
+        return value
+
+    def boolean(self, section: str, table: dict[str, Any], key: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(section, key, "must be true or false")
+        return value
+
+    def strings(self, section: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(section, key, "must be a list of strings")
+        return tuple(value)
+
+    def choice(self, section: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(section, table, key, default)
+        if value not in choices:
+            raise self.fail(section, key, f"{value!r} is not one of: {', '.join(choices)}")
+        return value
+
+
+def _nextcloud(r: _Reader, nc: dict[str, Any]) -> NextcloudSection:
+    sec = "nextcloud"
+    r.only_keys(sec, nc, (
+        "database_url", "table_prefix", "secret", "password_salt", "config_php",
+        "connect_timeout", "query_timeout", "hashing_memory_cost", "hashing_time_cost", "hashing_threads",
+    ))
+    php: dict[str, Any] = {}
+    config_php = r.string(sec, nc, "config_php")
+    if config_php:
+        php = read_config_php(config_php)
+
+    if "database_url" in nc:
+        urls_raw = nc["database_url"]
+        urls = (urls_raw,) if isinstance(urls_raw, str) else r.strings(sec, nc, "database_url")
+        if not urls or not all(urls):
+            raise r.fail(sec, "database_url", "must not be empty")
+    elif php:
+        urls = (database_url_from_php(php, config_php),)
+    else:
+        raise r.fail(sec, "database_url", "missing (or set config_php to read it from Nextcloud's config.php)")
+    for url in urls:
+        if "://" not in url:
+            raise r.fail(sec, "database_url", f"not a URL: {redact_url(url)!r} (e.g. mysql+pymysql://user:pw@host/nextcloud)")
+
+    prefix = r.string(sec, nc, "table_prefix", str(php.get("dbtableprefix", "oc_")))
+    if not re.fullmatch(r"[A-Za-z0-9_]*", prefix):
+        raise r.fail(sec, "table_prefix", "may only contain letters, digits and '_'")
+
+    def php_int(key: str, default: int) -> int:
+        value = php.get(key, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    hashing = Hashing(
+        memory_cost=int(r.number(sec, nc, "hashing_memory_cost", php_int("hashingMemoryCost", 65536), lo=8, hi=4 * 1024 * 1024)),
+        time_cost=int(r.number(sec, nc, "hashing_time_cost", php_int("hashingTimeCost", 4), lo=1, hi=1000)),
+        threads=int(r.number(sec, nc, "hashing_threads", php_int("hashingThreads", 1), lo=1, hi=255)),
+    )
+    return NextcloudSection(
+        database_urls=urls,
+        table_prefix=prefix,
+        secret=r.string(sec, nc, "secret", str(php.get("secret", ""))),
+        password_salt=r.string(sec, nc, "password_salt", str(php.get("passwordsalt", ""))),
+        connect_timeout=r.number(sec, nc, "connect_timeout", 5, lo=0.1, hi=60),
+        query_timeout=r.number(sec, nc, "query_timeout", 5, lo=0.1, hi=60),
+        hashing=hashing,
+    )
+
+
+_DOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+
+
+def _accounts(r: _Reader, acc: dict[str, Any]) -> AccountsSection:
+    sec = "accounts"
+    r.only_keys(sec, acc, ("domains", "default_domain", "match", "two_factor", "trusted_networks", "app_passwords"))
+    domains = tuple(d.lower() for d in r.strings(sec, acc, "domains"))
+    for d in domains:
+        if not _DOMAIN_RE.fullmatch(d):
+            raise r.fail(sec, "domains", f"{d!r} is not a domain name")
+    default_domain = r.string(sec, acc, "default_domain").lower()
+    if default_domain and not _DOMAIN_RE.fullmatch(default_domain):
+        raise r.fail(sec, "default_domain", f"{default_domain!r} is not a domain name")
+    if default_domain and domains and default_domain not in domains:
+        raise r.fail(sec, "default_domain", f"{default_domain!r} is not one of [accounts] domains")
+    networks = []
+    for net in r.strings(sec, acc, "trusted_networks"):
+        try:
+            networks.append(ipaddress.ip_network(net, strict=False))
+        except ValueError:
+            raise r.fail(sec, "trusted_networks", f"{net!r} is not an IP network (CIDR)") from None
+    return AccountsSection(
+        domains=domains,
+        default_domain=default_domain,
+        match=r.choice(sec, acc, "match", MATCH_MODES, "local-part"),
+        two_factor=r.choice(sec, acc, "two_factor", TWO_FACTOR_MODES, "app-password-only"),
+        trusted_networks=tuple(networks),
+        app_passwords=r.boolean(sec, acc, "app_passwords", True),
+    )
+
+
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+
+
+def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for key, value in userdb.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+            raise r.fail("userdb", key, "field names are lower-case letters, digits and '_'")
+        if not isinstance(value, str):
+            raise r.fail("userdb", key, f"must be a string, not {type(value).__name__}")
+        if any(c in value for c in "\t\r\n\x00\x01"):
+            raise r.fail("userdb", key, "must not contain control characters")
+        for name in _PLACEHOLDER_RE.findall(value):
+            if name not in USERDB_PLACEHOLDERS:
+                raise r.fail("userdb", key, f"unknown placeholder {{{name}}} (known: "
+                             + " ".join("{%s}" % p for p in USERDB_PLACEHOLDERS) + ")")
+        if any(c in _PLACEHOLDER_RE.sub("", value) for c in "{}"):
+            raise r.fail("userdb", key, "unbalanced '{' or '}'")
+        fields[key] = value
+    return fields
+
+
+def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
+    sec = "daemon"
+    r.only_keys(sec, daemon, ("socket", "fallback", "connect_timeout"))
+    socket_path = r.string(sec, daemon, "socket")
+    if socket_path and not socket_path.startswith("/"):
+        raise r.fail(sec, "socket", "must be an absolute path")
+    return DaemonSection(
+        socket=socket_path,
+        fallback=r.choice(sec, daemon, "fallback", FALLBACK_MODES, "auto"),
+        connect_timeout=r.number(sec, daemon, "connect_timeout", 0.5, lo=0.01, hi=30),
+    )
+
+
+# --- Nextcloud's config.php -------------------------------------------------------
+
+_PHP_READER = r"""
+$path = $argv[1];
+if (!is_readable($path)) { fwrite(STDERR, "cannot read $path\n"); exit(3); }
+$CONFIG = [];
+include $path;
+$merged = is_array($CONFIG) ? $CONFIG : [];
+foreach (glob(dirname($path) . '/*.config.php') ?: [] as $extra) {
+    $CONFIG = [];
+    include $extra;
+    if (is_array($CONFIG)) { $merged = array_merge($merged, $CONFIG); }
+}
+$keys = json_decode($argv[2], true);
+echo json_encode(array_intersect_key($merged, array_flip($keys)));
+"""
+
+
+def read_config_php(path: str) -> dict[str, Any]:
+    """The database and hashing keys of Nextcloud's config.php (merged with the
+    ``*.config.php`` files beside it, as Nextcloud does), read through the php CLI
+    because config.php is PHP code, not data."""
+    php = shutil.which("php") or next((p for p in ("/usr/bin/php", "/usr/local/bin/php") if os.access(p, os.X_OK)), None)
+    if php is None:
+        raise ConfigError(
+            f"[nextcloud] config_php = {path!r} needs the php CLI, which is not installed "
+            "(apt install php-cli), or put database_url, table_prefix, secret and password_salt in the ncauth config"
+        )
+    try:
+        proc = subprocess.run(
+            [php, "-n", "-d", "display_errors=stderr", "-r", _PHP_READER, "--", path, json.dumps(list(_PHP_KEYS))],
+            capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"[nextcloud] config_php: running {php} failed: {exc}") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise ConfigError(
+            f"[nextcloud] config_php: {path}: php could not read it (uid {os.getuid()}): "
+            + (detail[-1] if detail else f"exit status {proc.returncode}")
+        )
+    try:
+        data = json.loads(proc.stdout or b"{}")
+    except ValueError:
+        raise ConfigError(f"[nextcloud] config_php: {path}: unexpected output from php") from None
+    if not isinstance(data, dict):  # json_encode([]) of an empty array
+        data = {}
+    return data
+
+
+def database_url_from_php(php: dict[str, Any], source: str) -> str:
+    """Turn config.php's db* keys into an SQLAlchemy URL (password percent-encoded)."""
+    dbtype = str(php.get("dbtype", "sqlite"))
+    name = str(php.get("dbname", "owncloud"))
+    if dbtype in ("sqlite", "sqlite3"):
+        datadir = str(php.get("datadirectory", ""))
+        if not datadir:
+            raise ConfigError(f"[nextcloud] config_php: {source}: dbtype sqlite3 but no datadirectory")
+        return f"sqlite:///{Path(datadir) / (name + '.db')}"
+    if dbtype not in ("mysql", "pgsql"):
+        raise ConfigError(f"[nextcloud] config_php: {source}: dbtype {dbtype!r} is not supported (mysql, pgsql, sqlite3)")
+    user = quote(str(php.get("dbuser", "")), safe="")
+    password = quote(str(php.get("dbpassword", "")), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host, port, socket_path = _split_dbhost(str(php.get("dbhost", "localhost")))
+    if php.get("dbport"):
+        port = str(php["dbport"])
+    query = ""
+    if dbtype == "mysql":
+        scheme = "mysql+pymysql"
+        if socket_path:
+            query = "?unix_socket=" + quote(socket_path, safe="/")
+        elif host == "localhost" and not port:
+            # libmysqlclient (and so PHP's mysqli/PDO) treat "localhost" as the default socket.
+            query = "?unix_socket=/run/mysqld/mysqld.sock"
+    else:
+        scheme = "postgresql+psycopg"
+        if socket_path:
+            query = "?host=" + quote(socket_path if not socket_path.endswith(".s.PGSQL.5432") else str(Path(socket_path).parent), safe="/")
+            host = ""
+    netloc = host + (f":{port}" if port else "")
+    return f"{scheme}://{auth}{netloc}/{quote(name, safe='')}{query}"
+
+
+def _split_dbhost(dbhost: str) -> tuple[str, str, str]:
+    """Nextcloud's dbhost is "host", "host:port", "host:/socket", "[v6]:port" or "/socket"."""
+    if dbhost.startswith("/"):
+        return "localhost", "", dbhost
+    if dbhost.startswith("["):
+        end = dbhost.find("]")
+        host, rest = dbhost[: end + 1], dbhost[end + 1:]
+        return host, rest[1:] if rest.startswith(":") else "", ""
+    host, _, rest = dbhost.partition(":")
+    if rest.startswith("/"):
+        return host or "localhost", "", rest
+    return host or "localhost", rest, ""
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for logs, traces and errors)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc
+    userinfo, _, hostport = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return url.replace(netloc, f"{user}:***@{hostport}", 1)

@@ -1,0 +1,159 @@
+"""Nextcloud's stored password hashes, verified exactly as Nextcloud verifies them.
+
+Mirrors ``OC\\Security\\Hasher::verify()`` (lib/private/Security/Hasher.php):
+
+* ``<version>|<hash>`` where PHP's ``(int)`` of the part before the first ``|`` is
+  1, 2 or 3: ``password_verify($password, $hash)``. ``password_verify`` is generic,
+  so the inner hash's identifier (``$argon2id$``, ``$argon2i$``, ``$2y$``…), not the
+  digit, picks the algorithm. Any other positive version is refused.
+* no such prefix (legacy ownCloud): a 60-character hash is bcrypt of
+  ``password + passwordsalt``, then of the bare password; a 40-character hash is
+  compared with ``sha1(password)`` as lower-case hex. Nothing else verifies.
+
+Argon2 parameters come from each hash (admins tune them). bcrypt only ever sees the
+first 72 bytes, up to the first NUL, as PHP's crypt() does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass
+
+import argon2.low_level as _argon2
+import bcrypt as _bcrypt
+
+from ncauth.config import Hashing
+from ncauth.errors import TemporaryFailure
+
+_ARGON2_TYPES = {"argon2id": _argon2.Type.ID, "argon2i": _argon2.Type.I}
+_ARGON2_RE = re.compile(r"\$(argon2id|argon2i)\$(?:v=(\d+)\$)?m=(\d+),t=(\d+),p=(\d+)\$")
+_BCRYPT_RE = re.compile(r"\$2([abyx])\$(\d\d)\$[./A-Za-z0-9]{53}")
+_PHP_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)")
+_ALLOCATION_ERROR = _argon2.error_to_str(_argon2.lib.ARGON2_MEMORY_ALLOCATION_ERROR)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """What a stored hash is, for traces and logs (never the hash itself)."""
+
+    name: str          # argon2id | argon2i | bcrypt | legacy-sha1 | legacy-bcrypt | unsupported
+    version: int | None  # Nextcloud's prefix digit, None for legacy hashes
+    params: str = ""   # "m=65536,t=4,p=1", "cost=10"
+    problem: str = ""  # why it can never verify, if it cannot
+
+    def describe(self) -> str:
+        prefix = f"{self.version}| " if self.version is not None else ""
+        text = f"{prefix}{self.name}" + (f" {self.params}" if self.params else "")
+        return text + (f" ({self.problem})" if self.problem else "")
+
+
+def php_int(text: str) -> int:
+    """PHP 8's ``(int)$text`` for a string: leading numeric part, else 0."""
+    m = _PHP_NUMERIC_PREFIX.match(text)
+    if not m:
+        return 0
+    try:
+        value = float(m.group(1))
+    except OverflowError:  # pragma: no cover - float() returns inf instead
+        return 0
+    if value != value or value in (float("inf"), float("-inf")):
+        return 0
+    return int(value)
+
+
+def split(stored: str) -> tuple[int | None, str]:
+    """Nextcloud's ``splitHash``: (version, inner hash), or (None, stored) when legacy."""
+    head, sep, rest = stored.partition("|")
+    if sep and php_int(head) > 0:
+        return php_int(head), rest
+    return None, stored
+
+
+def _inner_scheme(inner: str, version: int | None) -> Scheme:
+    m = _ARGON2_RE.match(inner)
+    if m:
+        name, v, mem, t, p = m.groups()
+        return Scheme(name, version, f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""))
+    m = _BCRYPT_RE.fullmatch(inner)
+    if m:
+        if m.group(1) == "x":
+            return Scheme("bcrypt", version, f"cost={int(m.group(2))}", "the buggy $2x$ variant is not supported")
+        return Scheme("bcrypt", version, f"cost={int(m.group(2))}")
+    if inner.startswith("$2"):
+        return Scheme("bcrypt", version, "", "malformed bcrypt hash")
+    ident = inner.split("$")[1] if inner.startswith("$") and inner.count("$") >= 2 else ""
+    what = f"${ident}$" if ident else "no scheme identifier"
+    return Scheme("unsupported", version, "", f"inner hash {what} is not argon2 or bcrypt")
+
+
+def identify(stored: str) -> Scheme:
+    """Describe *stored* without verifying anything."""
+    version, inner = split(stored)
+    if version is not None:
+        if version not in (1, 2, 3):
+            return Scheme("unsupported", version, "", f"unknown Nextcloud hash version {version}")
+        return _inner_scheme(inner, version)
+    if len(stored) == 60:
+        scheme = _inner_scheme(stored, None)
+        if scheme.name == "bcrypt":
+            return Scheme("legacy-bcrypt", None, scheme.params, scheme.problem)
+        return Scheme("unsupported", None, "", "60-character legacy hash that is not bcrypt")
+    if len(stored) == 40:
+        if re.fullmatch(r"[0-9a-f]{40}", stored):
+            return Scheme("legacy-sha1", None)
+        return Scheme("legacy-sha1", None, "", "not lower-case hex, can never match sha1()")
+    if not stored:
+        return Scheme("unsupported", None, "", "empty password hash (user cannot log in with a password)")
+    return Scheme("unsupported", None, "", f"unrecognised hash of {len(stored)} characters")
+
+
+def verify(password: bytes, stored: str, password_salt: str = "") -> bool:
+    """True if Nextcloud would accept *password* for the *stored* hash.
+
+    Raises TemporaryFailure when the check itself could not run (argon2 could not get
+    its memory), because that says nothing about the password.
+    """
+    version, inner = split(stored)
+    if version is not None:
+        return version in (1, 2, 3) and _password_verify(password, inner)
+    if len(stored) == 60:
+        return _password_verify(password + password_salt.encode(), stored) or _password_verify(password, stored)
+    if len(stored) == 40:
+        return hmac.compare_digest(stored.encode(errors="surrogateescape"), hashlib.sha1(password).hexdigest().encode())
+    return False
+
+
+def _password_verify(password: bytes, inner: str) -> bool:
+    """PHP's ``password_verify`` for the algorithms PHP builds in (argon2, bcrypt)."""
+    m = _ARGON2_RE.match(inner)
+    if m:
+        try:
+            return _argon2.verify_secret(inner.encode(), password, _ARGON2_TYPES[m.group(1)])
+        except _argon2.VerifyMismatchError:
+            return False
+        except _argon2.VerificationError as exc:
+            if str(exc) == _ALLOCATION_ERROR:
+                raise TemporaryFailure(f"argon2 could not allocate {m.group(3)} KiB (memory limit?)") from None
+            return False
+    if _BCRYPT_RE.fullmatch(inner) and not inner.startswith("$2x$"):
+        key = password.split(b"\0", 1)[0][:72]
+        try:
+            return _bcrypt.checkpw(key, inner.encode())
+        except ValueError:
+            return False
+    return False
+
+
+def decoy(password: bytes, hashing: Hashing) -> None:
+    """Spend the work of one argon2id verify with Nextcloud's parameters and throw the
+    result away, so unknown and refused users cost what a real check costs."""
+    try:
+        _argon2.hash_secret_raw(
+            password, os.urandom(16), time_cost=hashing.time_cost, memory_cost=hashing.memory_cost,
+            parallelism=hashing.threads, hash_len=32, type=_argon2.Type.ID,
+        )
+    except _argon2.HashingError as exc:
+        raise TemporaryFailure(f"argon2 decoy failed: {exc}") from None

@@ -1,0 +1,291 @@
+"""Read-only access to the Nextcloud tables ncauth needs, through SQLAlchemy Core.
+
+Only the columns read are declared, under the configured table prefix. Each
+decision costs one indexed query for the user (with the ``enabled`` flag and the
+second-factor count folded in as sub-queries) plus one for app passwords when the
+password could be one. Every database problem becomes TemporaryFailure with the
+URL's password redacted and the statement parameters hidden, so neither a
+password nor an app-token hash can reach a log line through an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ncauth.config import NextcloudSection, redact_url
+from ncauth.errors import TemporaryFailure
+
+T = TypeVar("T")
+
+#: How long a database URL that failed to connect is skipped in favour of the next one.
+DEAD_NODE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class UserRow:
+    uid: str
+    uid_lower: str
+    password: str
+    enabled: bool
+    second_factors: int
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: int
+    uid: str
+    login_name: str
+    type: int
+    expires: int | None
+    password_invalid: bool
+
+
+class Tables:
+    """The Nextcloud tables, as far as ncauth reads them, under a prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        md = sa.MetaData()
+        s = sa.String
+        self.users = sa.Table(
+            f"{prefix}users", md,
+            sa.Column("uid", s(64), primary_key=True), sa.Column("uid_lower", s(64)),
+            sa.Column("password", s(255)),
+        )
+        self.preferences = sa.Table(
+            f"{prefix}preferences", md,
+            sa.Column("userid", s(64), primary_key=True), sa.Column("appid", s(32), primary_key=True),
+            sa.Column("configkey", s(64), primary_key=True), sa.Column("configvalue", sa.Text),
+        )
+        self.authtoken = sa.Table(
+            f"{prefix}authtoken", md,
+            sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("uid", s(64)),
+            sa.Column("login_name", s(255)), sa.Column("token", s(200)), sa.Column("type", sa.SmallInteger),
+            sa.Column("expires", sa.Integer), sa.Column("password_invalid", sa.Boolean),
+            sa.Column("version", sa.SmallInteger),
+        )
+        self.twofactor_providers = sa.Table(
+            f"{prefix}twofactor_providers", md,
+            sa.Column("provider_id", s(32), primary_key=True), sa.Column("uid", s(64), primary_key=True),
+            sa.Column("enabled", sa.SmallInteger),
+        )
+        self.appconfig = sa.Table(
+            f"{prefix}appconfig", md,
+            sa.Column("appid", s(32), primary_key=True), sa.Column("configkey", s(64), primary_key=True),
+            sa.Column("configvalue", sa.Text),
+        )
+        self.group_user = sa.Table(
+            f"{prefix}group_user", md,
+            sa.Column("gid", s(64), primary_key=True), sa.Column("uid", s(64), primary_key=True),
+        )
+
+
+def _connect_args(url: sa.URL, section: NextcloudSection) -> dict[str, object]:
+    connect = max(1, math.ceil(section.connect_timeout))
+    query = max(1, math.ceil(section.query_timeout))
+    backend = url.get_backend_name()
+    if backend == "mysql":
+        return {"connect_timeout": connect, "read_timeout": query, "write_timeout": query, "charset": "utf8mb4"}
+    if backend == "postgresql":
+        return {"connect_timeout": connect, "options": f"-c statement_timeout={query * 1000}"}
+    if backend == "sqlite":
+        return {"timeout": section.query_timeout}
+    return {}
+
+
+def make_engine(url_text: str, section: NextcloudSection) -> Engine:
+    """An engine with short timeouts and a pool that notices a restarted server."""
+    try:
+        url = sa.make_url(url_text)
+    except Exception:
+        raise TemporaryFailure(f"database_url {redact_url(url_text)!r} is not a valid URL") from None
+    kwargs: dict[str, object] = {"hide_parameters": True, "connect_args": _connect_args(url, section)}
+    if url.get_backend_name() != "sqlite":
+        kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_timeout=section.connect_timeout,
+                      pool_size=8, max_overflow=8)
+    try:
+        return sa.create_engine(url, **kwargs)
+    except Exception as exc:  # missing driver module, bad option
+        raise TemporaryFailure(f"cannot set up {redact_url(url_text)}: {type(exc).__name__}: {exc}") from None
+
+
+class Store:
+    """The Nextcloud database: user rows, app tokens, two-factor state."""
+
+    def __init__(self, section: NextcloudSection) -> None:
+        self.section = section
+        self.tables = Tables(section.table_prefix)
+        self._engines: dict[str, Engine] = {}
+        self._dead_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.reconnects = 0
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _engine(self, url: str) -> Engine:
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is None:
+                engine = self._engines[url] = make_engine(url, self.section)
+            return engine
+
+    def _run(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run *work* on the first live database; connection failures move on to the
+        next URL, and any database error ends as TemporaryFailure."""
+        urls = self.section.database_urls
+        now = time.monotonic()
+        order = [u for u in urls if self._dead_until.get(u, 0) <= now] + [u for u in urls if self._dead_until.get(u, 0) > now]
+        last: Exception | None = None
+        for url in order:
+            engine = self._engine(url)
+            try:
+                with engine.connect() as conn:
+                    result = work(conn)
+                self._dead_until.pop(url, None)
+                return result
+            except sa.exc.DBAPIError as exc:
+                last = exc
+                if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
+                    self._dead_until[url] = time.monotonic() + DEAD_NODE_SECONDS
+                    self.reconnects += 1
+                    continue
+                break
+            except sa.exc.SQLAlchemyError as exc:
+                last = exc
+                break
+        raise TemporaryFailure(f"database: {_describe(last)}") from None
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+    def describe_urls(self) -> str:
+        return ", ".join(redact_url(u) for u in self.section.database_urls)
+
+    # -- queries ---------------------------------------------------------------------
+
+    def users(self, uid_lower: str) -> list[UserRow]:
+        """Rows whose ``uid_lower`` is exactly *uid_lower* (compared again in Python:
+        MySQL collations ignore accents and trailing spaces)."""
+        t = self.tables
+        u, p, tf = t.users, t.preferences, t.twofactor_providers
+        enabled = (
+            sa.select(p.c.configvalue)
+            .where(p.c.userid == u.c.uid, p.c.appid == "core", p.c.configkey == "enabled")
+            .scalar_subquery()
+        )
+        second = (
+            sa.select(sa.func.count())
+            .select_from(tf)
+            .where(tf.c.uid == u.c.uid, tf.c.enabled == 1, tf.c.provider_id != "backup_codes")
+            .scalar_subquery()
+        )
+        stmt = (
+            sa.select(u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second"))
+            .where(u.c.uid_lower == uid_lower)
+            .limit(5)
+        )
+        rows = self._run(lambda c: c.execute(stmt).all())
+        return [
+            UserRow(
+                uid=r.uid, uid_lower=r.uid_lower, password=r.password or "",
+                # OC\User\User::isEnabled(): enabled unless core/enabled holds anything but 'true'
+                enabled=r.enabled is None or r.enabled == "true",
+                second_factors=int(r.second or 0),
+            )
+            for r in rows
+            if r.uid_lower == uid_lower
+        ]
+
+    def uids_by_email(self, email: str) -> list[str]:
+        """Users whose ``settings``/``email`` preference is *email*, case-insensitively,
+        as ``IUserManager::getByEmail`` finds them."""
+        p = self.tables.preferences
+        stmt = (
+            sa.select(p.c.userid, p.c.configvalue)
+            .where(p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == email.lower())
+            .limit(5)
+        )
+        rows = self._run(lambda c: c.execute(stmt).all())
+        return [r.userid for r in rows if (r.configvalue or "").lower() == email.lower()]
+
+    def email_of(self, uid: str) -> str:
+        """The e-mail address *uid* set in Nextcloud, or ""."""
+        p = self.tables.preferences
+        stmt = sa.select(p.c.configvalue).where(p.c.userid == uid, p.c.appid == "settings", p.c.configkey == "email")
+        return self._run(lambda c: c.execute(stmt).scalar()) or ""
+
+    def tokens(self, token_hashes: Iterable[str]) -> list[TokenRow]:
+        """Live-format (version 2) app-token rows whose ``token`` is one of the hashes."""
+        a = self.tables.authtoken
+        stmt = (
+            sa.select(a.c.id, a.c.uid, a.c.login_name, a.c.type, a.c.expires, a.c.password_invalid)
+            .where(a.c.token.in_(list(token_hashes)), a.c.version == 2)
+            .limit(5)
+        )
+        rows = self._run(lambda c: c.execute(stmt).all())
+        return [
+            TokenRow(id=r.id, uid=r.uid, login_name=r.login_name or "", type=int(r.type or 0),
+                     expires=r.expires, password_invalid=bool(r.password_invalid))
+            for r in rows
+        ]
+
+    def two_factor_enforced(self, uid: str) -> bool:
+        """Nextcloud's ``MandatoryTwoFactor::isEnforcedFor``: enforced for everybody, for
+        members of the enforced groups, or for everybody outside the excluded groups."""
+        ac, gu = self.tables.appconfig, self.tables.group_user
+        keys = ("twofactor_enforced", "twofactor_enforced_groups", "twofactor_enforced_excluded_groups")
+
+        def work(conn: sa.Connection) -> bool:
+            values = dict(conn.execute(
+                sa.select(ac.c.configkey, ac.c.configvalue).where(ac.c.appid == "core", ac.c.configkey.in_(keys))
+            ).all())
+            if values.get("twofactor_enforced") != "true":
+                return False
+            enforced = _json_list(values.get("twofactor_enforced_groups"))
+            excluded = _json_list(values.get("twofactor_enforced_excluded_groups"))
+            if not enforced and not excluded:
+                return True
+            groups = set(conn.execute(sa.select(gu.c.gid).where(gu.c.uid == uid)).scalars())
+            if enforced:
+                return bool(groups & set(enforced))
+            return not groups & set(excluded)
+
+        return self._run(work)
+
+    def known_elsewhere(self, uid: str) -> bool:
+        """Whether Nextcloud keeps preferences for *uid*: a user of another backend
+        (LDAP, SAML…) when oc_users has no such row. For diagnostics only."""
+        p = self.tables.preferences
+        stmt = sa.select(p.c.userid).where(p.c.userid == uid).limit(1)
+        return self._run(lambda c: c.execute(stmt).first()) is not None
+
+
+def _json_list(value: str | None) -> list[str]:
+    if not value:
+        return []
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return []
+    return [str(g) for g in data] if isinstance(data, list) else []
+
+
+def _describe(exc: Exception | None) -> str:
+    """A one-line, password-free description of a database error."""
+    if exc is None:
+        return "no database URL configured"
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split())
+    for word in ("[SQL:", "(Background on this error"):
+        text = text.split(word, 1)[0].strip()
+    return f"{type(orig).__name__}: {text}"[:300]
