@@ -351,7 +351,8 @@ def read_config_php(path: str) -> dict[str, Any]:
     """The database and hashing keys of Nextcloud's config.php (merged with the
     ``*.config.php`` files beside it, as Nextcloud does), read through the php CLI
     because config.php is PHP code, not data."""
-    php = shutil.which("php") or next((p for p in ("/usr/bin/php", "/usr/local/bin/php") if os.access(p, os.X_OK)), None)
+    # Dovecot starts checkpassword without PATH: fall back to the default search path.
+    php = shutil.which("php", path=os.environ.get("PATH") or os.defpath)
     if php is None:
         raise ConfigError(
             f"[nextcloud] config_php = {path!r} needs the php CLI, which is not installed "

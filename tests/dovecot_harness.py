@@ -399,29 +399,32 @@ class Dovecot:
         try:
             try:
                 if mech == "login":
-                    typ, data = conn.login(user, password)
+                    # imaplib's login() leaves the user unquoted; quote both like mail clients do.
+                    # A non-ASCII password goes as a literal ({n} + UTF-8 bytes), as clients do.
+                    if password.isascii():
+                        typ, data = conn._simple_command("LOGIN", conn._quote(user),
+                                                         conn._quote(password))
+                    else:
+                        conn.literal = password.encode()
+                        typ, data = conn._simple_command("LOGIN", conn._quote(user))
                 elif mech == "plain":
                     blob = b"\0" + user.encode() + b"\0" + password.encode()
-                    typ, data = conn.authenticate("PLAIN", lambda _challenge: blob)
+                    typ, data = conn._simple_command("AUTHENTICATE", "PLAIN",
+                                                     base64.b64encode(blob).decode())
                 else:
                     raise ValueError(f"mech must be 'login' or 'plain', not {mech!r}")
             except imaplib.IMAP4.abort as exc:
                 return "BYE", _text(exc.args[0] if exc.args else exc)
             except imaplib.IMAP4.error as exc:
-                msg = _text(exc.args[0] if exc.args else exc)
-                # imaplib raises .error for NO and BAD alike; tell them apart from the tagged reply
-                status = "NO"
-                tagged = getattr(conn, "tagged_commands", {})
-                if any(isinstance(v, tuple) and v and v[0] == "BAD" for v in tagged.values()):
-                    status = "BAD"
-                if msg.startswith("AUTHENTICATE command error: BAD"):
-                    status = "BAD"
-                return status, msg
-            except (OSError, TimeoutError) as exc:
+                # imaplib raises for a tagged BAD: "<CMD> command error: BAD [b'text']"
+                return "BAD", _text(exc.args[0] if exc.args else exc)
+            except OSError as exc:          # includes socket timeouts
                 return "BYE", f"connection error: {exc}"
             text = " ".join(_text(d) for d in data if d is not None)
-            with contextlib.suppress(Exception):
-                conn.logout()
+            if typ == "OK":
+                conn.state = "AUTH"
+                with contextlib.suppress(Exception):
+                    conn.logout()
             return typ, text
         finally:
             with contextlib.suppress(Exception):

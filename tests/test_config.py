@@ -1,0 +1,206 @@
+"""Configuration: every error names file and key; secrets need private files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ncauth import config as cfg
+from ncauth.errors import ConfigError
+
+MINIMAL = '[nextcloud]\ndatabase_url = "sqlite:////tmp/nc.db"\n'
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o600) -> str:
+    path = tmp_path / "ncauth.toml"
+    path.write_text(text)
+    path.chmod(mode)
+    return str(path)
+
+
+def test_minimal_config_has_documented_defaults(tmp_path: Path) -> None:
+    c = cfg.load(write(tmp_path, MINIMAL, 0o644))
+    assert c.nextcloud.database_urls == ("sqlite:////tmp/nc.db",)
+    assert c.nextcloud.table_prefix == "oc_"
+    assert (c.accounts.match, c.accounts.two_factor, c.accounts.domains) == ("local-part", "app-password-only", ())
+    assert c.nextcloud.hashing == cfg.Hashing(65536, 4, 1)
+    assert c.daemon.fallback == "auto"
+
+
+def test_full_config(tmp_path: Path) -> None:
+    c = cfg.load(write(tmp_path, """
+[nextcloud]
+database_url = ["mysql+pymysql://ncauth:pw@db1/nextcloud", "mysql+pymysql://ncauth:pw@db2/nextcloud"]
+table_prefix = "nc_"
+secret = "s3cret"
+password_salt = "salty"
+hashing_memory_cost = 131072
+[accounts]
+domains = ["Example.ORG", "another.tld"]
+default_domain = "example.org"
+match = "email"
+two_factor = "allow-login-password"
+trusted_networks = ["127.0.0.1/32", "2001:db8::/32", "192.0.2.7"]
+[userdb]
+uid = "vmail"
+home = "/var/vmail/{domain}/{local}"
+mail = "maildir:~/Maildir"
+[daemon]
+socket = "/run/ncauth/auth.sock"
+fallback = "never"
+[log]
+level = "debug"
+""", 0o640))
+    assert c.nextcloud.database_urls[1].endswith("@db2/nextcloud")
+    assert c.accounts.domains == ("example.org", "another.tld")
+    assert len(c.accounts.trusted_networks) == 3
+    assert c.userdb["home"] == "/var/vmail/{domain}/{local}"
+    assert c.nextcloud.hashing.memory_cost == 131072
+    assert (c.daemon.socket, c.daemon.fallback, c.log_level) == ("/run/ncauth/auth.sock", "never", "debug")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (MINIMAL + "tabel_prefix = 'x'\n", "[nextcloud] tabel_prefix: unknown key"),
+    (MINIMAL + "[acounts]\n", "acounts: unknown key"),
+    ("[accounts]\n", "[nextcloud]: section missing"),
+    ("[nextcloud]\n", "[nextcloud] database_url: missing"),
+    ('[nextcloud]\ndatabase_url = "localhost"\n', "[nextcloud] database_url: not a URL"),
+    ('[nextcloud]\ndatabase_url = []\n', "[nextcloud] database_url: must not be empty"),
+    (MINIMAL + "table_prefix = 'oc_; DROP'\n", "[nextcloud] table_prefix: may only contain"),
+    (MINIMAL + "connect_timeout = 'soon'\n", "[nextcloud] connect_timeout: must be a number"),
+    (MINIMAL + "[accounts]\nmatch = 'uid'\n", "[accounts] match: 'uid' is not one of"),
+    (MINIMAL + "[accounts]\ndomains = 'example.org'\n", "[accounts] domains: must be a list"),
+    (MINIMAL + "[accounts]\ndomains = ['exa mple.org']\n", "[accounts] domains: 'exa mple.org' is not a domain"),
+    (MINIMAL + "[accounts]\ndomains = ['a.tld']\ndefault_domain = 'b.tld'\n", "[accounts] default_domain: 'b.tld' is not one of"),
+    (MINIMAL + "[accounts]\ntrusted_networks = ['10.0.0.0/33']\n", "[accounts] trusted_networks: '10.0.0.0/33'"),
+    (MINIMAL + "[accounts]\napp_passwords = 'yes'\n", "[accounts] app_passwords: must be true or false"),
+    (MINIMAL + "[userdb]\nhome = '/var/vmail/{login}'\n", "[userdb] home: unknown placeholder {login}"),
+    (MINIMAL + "[userdb]\nhome = '/var/vmail/{domain'\n", "[userdb] home: unbalanced"),
+    (MINIMAL + "[userdb]\nuid = 5000\n", "[userdb] uid: must be a string"),
+    (MINIMAL + "[userdb]\nHome = 'x'\n", "[userdb] Home: field names"),
+    (MINIMAL + "[daemon]\nsocket = 'auth.sock'\n", "[daemon] socket: must be an absolute path"),
+    (MINIMAL + "[log]\nlevel = 'loud'\n", "[log] level: 'loud' is not one of"),
+    ("[nextcloud\n", "not valid TOML"),
+])
+def test_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        cfg.load(path)
+    assert str(err.value).startswith(path + ": ")
+    assert message in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        cfg.load(str(tmp_path / "absent.toml"))
+
+
+@pytest.mark.parametrize("secret_line", [
+    'database_url = "mysql+pymysql://ncauth:hunter2@localhost/nextcloud"',
+    'database_url = "sqlite:////x.db"\nsecret = "abc"',
+    'database_url = "sqlite:////x.db"\npassword_salt = "abc"',
+])
+def test_world_readable_secret_is_refused(tmp_path: Path, secret_line: str) -> None:
+    path = write(tmp_path, f"[nextcloud]\n{secret_line}\n", 0o644)
+    with pytest.raises(ConfigError, match="readable by every user.*chmod 0640") as err:
+        cfg.load(path)
+    assert "hunter2" not in str(err.value)
+    os.chmod(path, 0o640)
+    assert cfg.load(path).nextcloud
+
+
+def test_world_writable_is_refused_even_without_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="writable by every user"):
+        cfg.load(write(tmp_path, MINIMAL, 0o666))
+
+
+def test_config_path_precedence() -> None:
+    assert cfg.config_path("/x.toml", {"NCAUTH_CONFIG": "/y.toml"}) == "/x.toml"
+    assert cfg.config_path(None, {"NCAUTH_CONFIG": "/y.toml"}) == "/y.toml"
+    assert cfg.config_path(None, {}) == "/etc/ncauth/ncauth.toml"
+
+
+def test_redact_url() -> None:
+    assert cfg.redact_url("mysql+pymysql://nc:p%40ss@db/nextcloud") == "mysql+pymysql://nc:***@db/nextcloud"
+    assert cfg.redact_url("sqlite:////x.db") == "sqlite:////x.db"
+
+
+# --- config.php ---------------------------------------------------------------
+
+def _need_php() -> None:
+    if shutil.which("php") is None:
+        if os.environ.get("CI"):
+            pytest.fail("php CLI missing: CI must install php-cli")
+        pytest.skip("php CLI not installed")
+
+
+def _config_php(tmp_path: Path, body: str, extra: str = "") -> Path:
+    d = tmp_path / "config"
+    d.mkdir()
+    (d / "config.php").write_text("<?php\n$CONFIG = array (\n" + body + "\n);\n")
+    if extra:
+        (d / "s3.config.php").write_text("<?php\n$CONFIG = array (\n" + extra + "\n);\n")
+    return d / "config.php"
+
+
+NASTY_PASSWORD = "p@ss:w/o rd?#%&'\""
+
+
+@pytest.mark.parametrize(("body", "url"), [
+    ("'dbtype' => 'mysql', 'dbhost' => 'localhost', 'dbname' => 'nextcloud', 'dbuser' => 'nc', 'dbpassword' => 'pw',",
+     "mysql+pymysql://nc:pw@localhost/nextcloud?unix_socket=/run/mysqld/mysqld.sock"),
+    ("'dbtype' => 'mysql', 'dbhost' => 'db.lan:3307', 'dbname' => 'nc', 'dbuser' => 'nc', 'dbpassword' => 'pw',",
+     "mysql+pymysql://nc:pw@db.lan:3307/nc"),
+    ("'dbtype' => 'mysql', 'dbhost' => 'localhost:/var/run/mysqld/m.sock', 'dbname' => 'nc', 'dbuser' => 'nc', 'dbpassword' => 'pw',",
+     "mysql+pymysql://nc:pw@localhost/nc?unix_socket=/var/run/mysqld/m.sock"),
+    ("'dbtype' => 'mysql', 'dbhost' => '127.0.0.1', 'dbport' => '3310', 'dbname' => 'nc', 'dbuser' => 'nc', 'dbpassword' => 'pw',",
+     "mysql+pymysql://nc:pw@127.0.0.1:3310/nc"),
+    ("'dbtype' => 'pgsql', 'dbhost' => '[::1]:5433', 'dbname' => 'nc', 'dbuser' => 'nc', 'dbpassword' => 'pw',",
+     "postgresql+psycopg://nc:pw@[::1]:5433/nc"),
+    ("'dbtype' => 'sqlite3', 'dbname' => 'owncloud', 'datadirectory' => '/srv/nc/data',",
+     "sqlite:////srv/nc/data/owncloud.db"),
+])
+def test_config_php_database_url(tmp_path: Path, body: str, url: str) -> None:
+    _need_php()
+    php = cfg.read_config_php(str(_config_php(tmp_path, body)))
+    assert cfg.database_url_from_php(php, "config.php") == url
+
+
+def test_config_php_supplies_keys_and_merges_extra_files(tmp_path: Path) -> None:
+    _need_php()
+    path = _config_php(
+        tmp_path,
+        "'dbtype' => 'mysql', 'dbhost' => 'db', 'dbname' => 'nextcloud', 'dbuser' => 'nc',"
+        f" 'dbpassword' => {NASTY_PASSWORD!r}.'', 'dbtableprefix' => 'oc_', 'secret' => 'sekrit',"
+        " 'passwordsalt' => 'salt', 'hashingMemoryCost' => 131072,",
+        extra="'dbtableprefix' => 'nc_',",
+    )
+    toml = write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\n', 0o640)
+    c = cfg.load(toml)
+    assert (c.nextcloud.secret, c.nextcloud.password_salt, c.nextcloud.table_prefix) == ("sekrit", "salt", "nc_")
+    assert c.nextcloud.hashing.memory_cost == 131072
+    url = sa.make_url(c.nextcloud.database_urls[0])
+    assert url.password == NASTY_PASSWORD and url.host == "db" and url.database == "nextcloud"
+
+
+def test_config_php_explicit_keys_win(tmp_path: Path) -> None:
+    _need_php()
+    path = _config_php(tmp_path, "'dbtype' => 'sqlite3', 'datadirectory' => '/d', 'secret' => 'from-php',")
+    c = cfg.load(write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\nsecret = "from-toml"\n', 0o600))
+    assert c.nextcloud.secret == "from-toml"
+
+
+def test_config_php_unreadable(tmp_path: Path) -> None:
+    _need_php()
+    with pytest.raises(ConfigError, match="config_php: .*php could not read it"):
+        cfg.read_config_php(str(tmp_path / "missing.php"))
+
+
+def test_config_php_without_php(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no php in it
+    with pytest.raises(ConfigError, match="needs the php CLI.*apt install php-cli"):
+        cfg.read_config_php("/var/www/nextcloud/config/config.php")

@@ -1,0 +1,137 @@
+"""ncauth.hashes against hashes made by PHP the way Nextcloud stores them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ncauth import hashes
+from ncauth.config import Hashing
+from ncauth.errors import TemporaryFailure
+
+VECTORS = Path(__file__).parent / "vectors"
+
+
+def _cases(doc: dict) -> list[tuple[str, str, bytes, bool]]:
+    return [
+        (case["name"], case["stored"], bytes.fromhex(v["password_hex"]), v["accepted"])
+        for case in doc["cases"]
+        for v in case["verdicts"]
+    ]
+
+
+CHECKED_IN = json.loads((VECTORS / "nextcloud_hashes.json").read_text())
+
+
+@pytest.mark.parametrize(("name", "stored", "password", "accepted"), _cases(CHECKED_IN),
+                         ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+def test_checked_in_vectors_match_php(name: str, stored: str, password: bytes, accepted: bool) -> None:
+    assert hashes.verify(password, stored, CHECKED_IN["passwordsalt"]) is accepted
+
+
+def test_vectors_cover_every_format() -> None:
+    accepted = {c["name"] for c in CHECKED_IN["cases"] if any(v["accepted"] for v in c["verdicts"])}
+    for name in ("argon2id-nextcloud-default", "argon2i-seed-params", "bcrypt-cost10", "legacy-sha1",
+                 "legacy-bcrypt-salted", "legacy-bcrypt-unsalted", "digit-1-inner-argon2id", "bcrypt-long-password"):
+        assert name in accepted
+    for name in ("unknown-version-4", "legacy-sha1-uppercase-hex", "garbage", "empty-hash", "bare-prefix"):
+        assert name not in accepted
+
+
+def _php() -> str | None:
+    php = shutil.which("php")
+    if php is None and (os.environ.get("CI") or os.environ.get("NCAUTH_REQUIRE_PHP")):
+        pytest.fail("php CLI missing: CI must install php-cli")
+    return php
+
+
+def test_fresh_php_vectors() -> None:
+    """Regenerate the vectors with the local PHP (new salts) and check every verdict."""
+    php = _php()
+    if php is None:
+        pytest.skip("php CLI not installed")
+    out = subprocess.run([php, str(VECTORS / "make_vectors.php")], capture_output=True, check=True, timeout=120)
+    doc = json.loads(out.stdout)
+    assert doc["cases"] and doc["cases"][0]["stored"] != CHECKED_IN["cases"][0]["stored"]
+    for name, stored, password, accepted in _cases(doc):
+        assert hashes.verify(password, stored, doc["passwordsalt"]) is accepted, name
+
+
+def test_php_int_matches_php() -> None:
+    """Nextcloud splits on PHP's (int) cast of the prefix; ours must agree byte for byte."""
+    php = _php()
+    if php is None:
+        pytest.skip("php CLI not installed")
+    samples = ["3", "03", " 3", "+3", "-3", "3abc", "3.9", "0.3e1", "1e1", "", "abc", "\t2", "0x1A", "2 ",
+               "99999999999999999999", ".5", "1_000", "٣", "3e", "-0", "1.5e-1"]
+    code = 'foreach (json_decode(file_get_contents("php://stdin")) as $s) { echo (int)$s, "\\n"; }'
+    out = subprocess.run([php, "-r", code], input=json.dumps(samples).encode(), capture_output=True,
+                         check=True, timeout=30)
+    expected = [int(line) for line in out.stdout.split()]
+    ours = [hashes.php_int(s) for s in samples]
+    # Out-of-range values differ by platform in PHP and never make a version 1-3 anyway.
+    for s, mine, theirs in zip(samples, ours, expected, strict=True):
+        if abs(theirs) < 2**62:
+            assert mine == theirs, s
+
+
+@pytest.mark.parametrize(("stored", "described"), [
+    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "3| argon2id m=65536,t=4,p=1"),
+    ("2|$argon2i$v=19$m=32768,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "2| argon2i m=32768,t=4,p=1"),
+    ("1|$2y$10$" + "a" * 53, "1| bcrypt cost=10"),
+    ("a" * 40, "legacy-sha1"),
+    ("$2y$04$" + "b" * 53, "legacy-bcrypt cost=4"),
+    ("4|$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", "4| unsupported (unknown Nextcloud hash version 4)"),
+    ("1|$6$rounds=5000$salt$hash", "1| unsupported (inner hash $6$ is not argon2 or bcrypt)"),
+    ("", "unsupported (empty password hash (user cannot log in with a password))"),
+])
+def test_identify(stored: str, described: str) -> None:
+    assert hashes.identify(stored).describe() == described
+
+
+@given(st.text(max_size=120), st.binary(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_verify_never_raises_on_junk(stored: str, password: bytes) -> None:
+    """Whatever a hash column holds, verify answers True/False (junk never verifies)."""
+    assert hashes.verify(password, stored, "salt") in (True, False)
+
+
+def test_argon2_out_of_memory_is_a_temporary_failure() -> None:
+    """An argon2 hash that cannot get its memory says nothing about the password."""
+    code = (
+        "import resource, sys\n"
+        "from ncauth import hashes\n"
+        "from ncauth.errors import TemporaryFailure\n"
+        "stored = '3|$argon2id$v=19$m=2097152,t=1,p=1$c2FsdHNhbHRzYWx0$' + 'A' * 43\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "try:\n"
+        "    hashes.verify(b'x', stored)\n"
+        "except TemporaryFailure as exc:\n"
+        "    print('tempfail', exc); sys.exit(0)\n"
+        "sys.exit(1)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert b"tempfail argon2 could not allocate 2097152 KiB" in proc.stdout
+
+
+def test_decoy_uses_the_configured_parameters() -> None:
+    """The decoy for unknown users runs argon2 with Nextcloud's hashing parameters:
+    under a memory limit a huge memory_cost must fail, a small one must pass."""
+    hashes.decoy(b"pw", Hashing(memory_cost=8, time_cost=1, threads=1))
+    code = (
+        "import resource\n"
+        "from ncauth import hashes\n"
+        "from ncauth.config import Hashing\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "hashes.decoy(b'pw', Hashing(memory_cost=2097152, time_cost=1, threads=1))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 1 and b"TemporaryFailure: argon2 decoy failed" in proc.stderr
