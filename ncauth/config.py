@@ -35,7 +35,8 @@ USERDB_PLACEHOLDERS = ("user", "local", "domain", "uid")
 _PHP_KEYS = (
     "dbtype", "dbhost", "dbport", "dbname", "dbuser", "dbpassword", "dbtableprefix",
     "secret", "passwordsalt", "datadirectory", "hashingMemoryCost", "hashingTimeCost",
-    "hashingThreads",
+    "hashingThreads", "twofactor_enforced", "twofactor_enforced_groups",
+    "twofactor_enforced_excluded_groups", "token_auth_enforced",
 )
 
 
@@ -68,6 +69,12 @@ class AccountsSection:
     two_factor: str = "app-password-only"
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     app_passwords: bool = True
+    #: Nextcloud's token_auth_enforced: login passwords never work, only app passwords.
+    app_password_required: bool = False
+    #: Nextcloud's twofactor_enforced* system settings (config.php, not the database).
+    two_factor_enforced: bool = False
+    two_factor_enforced_groups: tuple[str, ...] = ()
+    two_factor_enforced_excluded_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,10 +130,12 @@ def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
     daemon = r.table(raw, "daemon")
     log = r.table(raw, "log")
 
+    config_php = r.string("nextcloud", nc, "config_php")
+    php = read_config_php(config_php) if config_php else {}
     config = Config(
         path=path,
-        nextcloud=_nextcloud(r, nc),
-        accounts=_accounts(r, accounts),
+        nextcloud=_nextcloud(r, nc, php, config_php),
+        accounts=_accounts(r, accounts, php),
         userdb=_userdb(r, userdb),
         daemon=_daemon(r, daemon),
         log_level=r.choice("log", log, "level", LOG_LEVELS, "info"),
@@ -215,17 +224,12 @@ class _Reader:
         return value
 
 
-def _nextcloud(r: _Reader, nc: dict[str, Any]) -> NextcloudSection:
+def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: str) -> NextcloudSection:
     sec = "nextcloud"
     r.only_keys(sec, nc, (
         "database_url", "table_prefix", "secret", "password_salt", "config_php",
         "connect_timeout", "query_timeout", "hashing_memory_cost", "hashing_time_cost", "hashing_threads",
     ))
-    php: dict[str, Any] = {}
-    config_php = r.string(sec, nc, "config_php")
-    if config_php:
-        php = read_config_php(config_php)
-
     if "database_url" in nc:
         urls_raw = nc["database_url"]
         urls = (urls_raw,) if isinstance(urls_raw, str) else r.strings(sec, nc, "database_url")
@@ -266,9 +270,13 @@ def _nextcloud(r: _Reader, nc: dict[str, Any]) -> NextcloudSection:
 _DOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 
 
-def _accounts(r: _Reader, acc: dict[str, Any]) -> AccountsSection:
+def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsSection:
     sec = "accounts"
-    r.only_keys(sec, acc, ("domains", "default_domain", "match", "two_factor", "trusted_networks", "app_passwords"))
+    r.only_keys(sec, acc, (
+        "domains", "default_domain", "match", "two_factor", "trusted_networks", "app_passwords",
+        "app_password_required", "two_factor_enforced", "two_factor_enforced_groups",
+        "two_factor_enforced_excluded_groups",
+    ))
     domains = tuple(d.lower() for d in r.strings(sec, acc, "domains"))
     for d in domains:
         if not _DOMAIN_RE.fullmatch(d):
@@ -291,7 +299,20 @@ def _accounts(r: _Reader, acc: dict[str, Any]) -> AccountsSection:
         two_factor=r.choice(sec, acc, "two_factor", TWO_FACTOR_MODES, "app-password-only"),
         trusted_networks=tuple(networks),
         app_passwords=r.boolean(sec, acc, "app_passwords", True),
+        app_password_required=r.boolean(sec, acc, "app_password_required", php.get("token_auth_enforced") is True),
+        two_factor_enforced=r.boolean(sec, acc, "two_factor_enforced", php.get("twofactor_enforced") == "true"),
+        two_factor_enforced_groups=r.strings(sec, acc, "two_factor_enforced_groups")
+        if "two_factor_enforced_groups" in acc else _php_strings(php.get("twofactor_enforced_groups")),
+        two_factor_enforced_excluded_groups=r.strings(sec, acc, "two_factor_enforced_excluded_groups")
+        if "two_factor_enforced_excluded_groups" in acc else _php_strings(php.get("twofactor_enforced_excluded_groups")),
     )
+
+
+def _php_strings(value: Any) -> tuple[str, ...]:
+    """A PHP array of strings as json_encode gives it (list, or dict for sparse keys)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")

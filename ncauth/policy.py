@@ -170,7 +170,7 @@ class Authenticator:
             return Verdict(Outcome.REFUSED, reason, uid=user.uid)
         if not user.enabled:
             return Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid)
-        refusal = self._two_factor_refusal(user, remote_ip, t)
+        refusal = self._login_password_refusal(user, remote_ip, t)
         if refusal:
             return Verdict(Outcome.REFUSED, refusal, uid=user.uid)
         return self._ok(parsed, user, "password", f"password ({scheme.name})", t)
@@ -230,20 +230,37 @@ class Authenticator:
             return f"app password was made for login name {row.login_name!r}"
         return ""
 
-    def _two_factor_refusal(self, user: UserRow, remote_ip: str, t: Trace) -> str:
-        if self.config.accounts.two_factor != "app-password-only":
+    def _login_password_refusal(self, user: UserRow, remote_ip: str, t: Trace) -> str:
+        """Why *user* may not log in with the login password (two-factor or Nextcloud's
+        token_auth_enforced), or "" when it may. Trusted networks (webmail inside
+        Nextcloud sends the login password) are exempt from these rules only."""
+        acc = self.config.accounts
+        if acc.app_password_required:
+            why = "app passwords required (token_auth_enforced)"
+        elif acc.two_factor == "app-password-only" and (user.second_factors or self._two_factor_enforced(user)):
+            why = (f"{user.second_factors} second factor(s) enabled" if user.second_factors
+                   else "two-factor authentication enforced by the admin")
+        else:
+            t("two-factor", "none" if acc.two_factor == "app-password-only" else "not checked (allow-login-password)")
             return ""
-        has_second = user.second_factors > 0
-        enforced = not has_second and self.store.two_factor_enforced(user.uid)
-        if not (has_second or enforced):
-            t("two-factor", "none")
-            return ""
-        why = f"{user.second_factors} second factor(s) enabled" if has_second else "two-factor enforced by the admin"
         if remote_ip and self._trusted(remote_ip):
             t("two-factor", f"{why}; {remote_ip} is in accounts.trusted_networks: login password allowed")
             return ""
         t("two-factor", f"{why}: only app passwords may log in" + (f" ({remote_ip} is not trusted)" if remote_ip else ""))
-        return "two-factor user: use an app password"
+        return "app password required" if acc.app_password_required else "two-factor user: use an app password"
+
+    def _two_factor_enforced(self, user: UserRow) -> bool:
+        """Nextcloud's ``MandatoryTwoFactor::isEnforcedFor``: for everybody, for members
+        of the enforced groups, or for everybody outside the excluded groups."""
+        acc = self.config.accounts
+        if not acc.two_factor_enforced:
+            return False
+        if not acc.two_factor_enforced_groups and not acc.two_factor_enforced_excluded_groups:
+            return True
+        groups = self.store.groups_of(user.uid)
+        if acc.two_factor_enforced_groups:
+            return bool(groups.intersection(acc.two_factor_enforced_groups))
+        return not groups.intersection(acc.two_factor_enforced_excluded_groups)
 
     def _trusted(self, remote_ip: str) -> bool:
         try:

@@ -10,7 +10,6 @@ password nor an app-token hash can reach a log line through an exception.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -76,11 +75,6 @@ class Tables:
             f"{prefix}twofactor_providers", md,
             sa.Column("provider_id", s(32), primary_key=True), sa.Column("uid", s(64), primary_key=True),
             sa.Column("enabled", sa.SmallInteger),
-        )
-        self.appconfig = sa.Table(
-            f"{prefix}appconfig", md,
-            sa.Column("appid", s(32), primary_key=True), sa.Column("configkey", s(64), primary_key=True),
-            sa.Column("configvalue", sa.Text),
         )
         self.group_user = sa.Table(
             f"{prefix}group_user", md,
@@ -239,28 +233,11 @@ class Store:
             for r in rows
         ]
 
-    def two_factor_enforced(self, uid: str) -> bool:
-        """Nextcloud's ``MandatoryTwoFactor::isEnforcedFor``: enforced for everybody, for
-        members of the enforced groups, or for everybody outside the excluded groups."""
-        ac, gu = self.tables.appconfig, self.tables.group_user
-        keys = ("twofactor_enforced", "twofactor_enforced_groups", "twofactor_enforced_excluded_groups")
-
-        def work(conn: sa.Connection) -> bool:
-            values = dict(conn.execute(
-                sa.select(ac.c.configkey, ac.c.configvalue).where(ac.c.appid == "core", ac.c.configkey.in_(keys))
-            ).all())
-            if values.get("twofactor_enforced") != "true":
-                return False
-            enforced = _json_list(values.get("twofactor_enforced_groups"))
-            excluded = _json_list(values.get("twofactor_enforced_excluded_groups"))
-            if not enforced and not excluded:
-                return True
-            groups = set(conn.execute(sa.select(gu.c.gid).where(gu.c.uid == uid)).scalars())
-            if enforced:
-                return bool(groups & set(enforced))
-            return not groups & set(excluded)
-
-        return self._run(work)
+    def groups_of(self, uid: str) -> set[str]:
+        """The Nextcloud groups *uid* is a member of."""
+        gu = self.tables.group_user
+        stmt = sa.select(gu.c.gid).where(gu.c.uid == uid)
+        return set(self._run(lambda c: c.execute(stmt).scalars().all()))
 
     def known_elsewhere(self, uid: str) -> bool:
         """Whether Nextcloud keeps preferences for *uid*: a user of another backend
@@ -268,16 +245,6 @@ class Store:
         p = self.tables.preferences
         stmt = sa.select(p.c.userid).where(p.c.userid == uid).limit(1)
         return self._run(lambda c: c.execute(stmt).first()) is not None
-
-
-def _json_list(value: str | None) -> list[str]:
-    if not value:
-        return []
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return []
-    return [str(g) for g in data] if isinstance(data, list) else []
 
 
 def _describe(exc: Exception | None) -> str:

@@ -94,7 +94,9 @@ class Server:
         """URL over the Unix socket; only servers started here have a known socket."""
         raise UnsupportedOperation(f"no Unix socket known for {self.description}")
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None, database: str | None = None) -> list[tuple[Any, ...]]:
+    def execute(
+        self, sql: str, params: Sequence[Any] | None = None, database: str | None = None
+    ) -> list[tuple[Any, ...]]:
         """Run one statement as admin in autocommit mode; returns its rows (if any)."""
         admin = _render(self._base_url(), database or self._admin_database, None, None)
         engine = sqlalchemy.create_engine(admin, poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -145,7 +147,9 @@ class Server:
     def __enter__(self) -> Server:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -154,7 +158,7 @@ class ExternalServer(Server):
 
     def __init__(self, url: str, admin_database: str | None) -> None:
         super().__init__()
-        self._url = make_url(url).set(database=None)
+        self._url = make_url(url)
         self.dialect = self._url.get_backend_name()
         self._admin_database = admin_database
         self.description = f"the external server {self._url.render_as_string(hide_password=True)}"
@@ -177,7 +181,9 @@ class ContainerServer(Server):
         super().__init__()
         self.container = container
         host, port = container.get_container_host_ip(), int(container.get_exposed_port(container.port))
-        self._url = URL.create("mysql+pymysql", username="root", password=_CONTAINER_ROOT_PASSWORD, host=host, port=port)
+        self._url = URL.create(
+            "mysql+pymysql", username="root", password=_CONTAINER_ROOT_PASSWORD, host=host, port=port
+        )
         self.description = f"the {MARIADB_IMAGE} container at {host}:{port}"
 
     def _base_url(self) -> URL:
@@ -260,7 +266,9 @@ class _LocalServer(Server):
                 tail = self._log_tail(log_offset)
                 if "Address already in use" in tail:
                     return False
-                raise DatabaseUnavailable(f"{self.description} exited with {popen.returncode} while starting; log:\n{tail}")
+                raise DatabaseUnavailable(
+                    f"{self.description} exited with {popen.returncode} while starting; log:\n{tail}"
+                )
             try:
                 self._ping()
                 return True
@@ -269,7 +277,8 @@ class _LocalServer(Server):
             time.sleep(0.05)
         _kill_group(popen)
         raise DatabaseUnavailable(
-            f"{self.description} did not answer within {START_TIMEOUT:.0f} s ({last_error}); log:\n{self._log_tail(log_offset)}"
+            f"{self.description} did not answer within {START_TIMEOUT:.0f} s ({last_error}); "
+            f"log:\n{self._log_tail(log_offset)}"
         )
 
     def _log_tail(self, offset: int, lines: int = 25) -> str:
@@ -355,7 +364,8 @@ class LocalMariaDB(_LocalServer):
         return URL.create("mysql+pymysql", username="root", host="127.0.0.1", port=self.port)
 
     def socket_url(self, database: str, user: str | None = None, password: str | None = None) -> str:
-        base = URL.create("mysql+pymysql", username="root", host="localhost", query={"unix_socket": self.socket_path})
+        query = {"unix_socket": self.socket_path}
+        base = URL.create("mysql+pymysql", username="root", host="localhost", query=query)
         return _render(base, database, user, password)
 
 
@@ -400,13 +410,17 @@ class LocalPostgres(_LocalServer):
     def _ping(self) -> None:
         import psycopg
 
-        psycopg.connect(host=self.socket_dir, port=self.port, user="postgres", dbname="postgres", connect_timeout=1).close()
+        with psycopg.connect(
+            host=self.socket_dir, port=self.port, user="postgres", dbname="postgres", connect_timeout=1
+        ):
+            pass
 
     def _base_url(self) -> URL:
         return URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=self.port)
 
     def socket_url(self, database: str, user: str | None = None, password: str | None = None) -> str:
-        base = URL.create("postgresql+psycopg", username="postgres", query={"host": self.socket_dir, "port": str(self.port)})
+        query = {"host": self.socket_dir, "port": str(self.port)}
+        base = URL.create("postgresql+psycopg", username="postgres", query=query)
         return _render(base, database, user, password)
 
 
@@ -436,7 +450,9 @@ def postgres_server() -> Server:
     try:
         return _started(LocalPostgres())
     except DatabaseUnavailable as exc:
-        raise DatabaseUnavailable(f"no PostgreSQL for the tests; tried: NCAUTH_TEST_POSTGRES_URL is not set; local PostgreSQL: {exc}") from exc
+        raise DatabaseUnavailable(
+            f"no PostgreSQL for the tests; tried: NCAUTH_TEST_POSTGRES_URL is not set; local PostgreSQL: {exc}"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -457,7 +473,9 @@ def _render(base: URL, database: str | None, user: str | None, password: str | N
     if user is None:
         user = base.username
         password = base.password if password is None else password
-    return base.set(username=user, password=password or None, database=database).render_as_string(hide_password=False)
+    # URL.create, not URL.set: set() treats None as "keep", and the admin URL needs no database.
+    url = URL.create(base.drivername, user, password or None, base.host, base.port, database, base.query)
+    return url.render_as_string(hide_password=False)
 
 
 def _external(url: str, admin_database: str | None, variable: str) -> ExternalServer:
@@ -486,7 +504,9 @@ def _mariadb_container() -> ContainerServer:
         from testcontainers.community.mysql import MySqlContainer
     except ImportError:  # testcontainers <= 4.14
         from testcontainers.mysql import MySqlContainer
-    container = MySqlContainer(MARIADB_IMAGE, dialect="pymysql", username="root", password=_CONTAINER_ROOT_PASSWORD)
+    container = MySqlContainer(
+        MARIADB_IMAGE, dialect="pymysql", username="root", password=_CONTAINER_ROOT_PASSWORD
+    )
     try:
         container.start()
     except BaseException:
@@ -514,13 +534,17 @@ def _find_binary(name: str) -> str:
 
 def _postgres_bindir() -> Path:
     """Debian keeps the server binaries out of PATH; prefer its newest version, then PATH."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version_key(p.parent.name), reverse=True)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version_key(p.parent.name), reverse=True
+    )
     if initdb := shutil.which("initdb"):
         candidates.append(Path(initdb).parent)
     for bindir in candidates:
         if (bindir / "initdb").exists() and (bindir / "postgres").exists():
             return bindir
-    raise DatabaseUnavailable("PostgreSQL server binaries (initdb, postgres) not found in /usr/lib/postgresql/*/bin or PATH")
+    raise DatabaseUnavailable(
+        "PostgreSQL server binaries (initdb, postgres) not found in /usr/lib/postgresql/*/bin or PATH"
+    )
 
 
 def _version_key(name: str) -> tuple[int, ...]:

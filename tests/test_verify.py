@@ -1,0 +1,105 @@
+"""``ncauth verify`` decides every case of the standard population correctly, on SQLite,
+MariaDB and PostgreSQL, and explains itself step by step."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+import population
+from population import CASES, Case
+from ncauth import cli
+
+EXIT = {"ok": cli.EX_OK, "refused": cli.EX_NOPERM, "unknown": cli.EX_NOUSER}
+
+
+class _Stdin:
+    """A piped standard input (not a terminal), as in ``printf pw | ncauth verify``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def run_verify(config: str, case: Case, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", _Stdin(case.password_bytes))
+    args = ["verify", "--config", config, case.login]
+    if case.remote_ip:
+        args += ["--remote-ip", case.remote_ip]
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_case(standard_nextcloud, case: Case, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_verify(str(standard_nextcloud.config_path), case, monkeypatch, capsys)
+    assert code == EXIT[case.outcome], err
+    verdict_line = next(line for line in err.splitlines() if line.strip().startswith("verdict"))
+    assert case.reason in verdict_line
+    if case.outcome == "ok":
+        assert out.splitlines()[0] == f"user={case.user}"
+        local, _, domain = case.user.partition("@")
+        assert f"home=/var/vmail/{domain}/{local}" in out.splitlines()
+    else:
+        assert out == ""
+    if case.password:
+        assert case.password not in out + err
+
+
+def test_trace_shows_every_step(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_verify(str(standard_nextcloud.config_path), CASES[0], monkeypatch, capsys)
+    assert code == 0
+    steps = [line.split()[0] for line in err.splitlines()[1:]]
+    for step in ("config", "database", "accounts", "password", "uid", "row", "enabled", "hash", "verify", "user", "userdb", "verdict", "time"):
+        assert step in steps, step
+    assert "3| argon2id m=65536,t=4,p=1" in err
+    assert "uid_lower 'alice'" in err and "found uid 'Alice'" in err
+
+
+def test_trace_names_other_backend_users(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    case = next(c for c in CASES if c.id == "other-backend-user")
+    code, _, err = run_verify(str(standard_nextcloud.config_path), case, monkeypatch, capsys)
+    assert code == cli.EX_NOUSER
+    assert "another backend (LDAP, SAML" in err
+
+
+def test_unknown_users_cost_an_argon2_run(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every path that never reaches a real hash spends one decoy argon2 run."""
+    import argon2.low_level
+
+    calls: list[str] = []
+    real_raw, real_verify = argon2.low_level.hash_secret_raw, argon2.low_level.verify_secret
+    monkeypatch.setattr(argon2.low_level, "hash_secret_raw", lambda *a, **k: calls.append("decoy") or real_raw(*a, **k))
+    monkeypatch.setattr(argon2.low_level, "verify_secret", lambda *a, **k: calls.append("verify") or real_verify(*a, **k))
+    for case_id, expected in [("unknown-user", ["decoy"]), ("other-domain", ["decoy"]), ("no-domain", ["decoy"]),
+                              ("path-traversal", ["decoy"]), ("wrong-password", ["verify"]), ("disabled", ["verify"]),
+                              ("2fa-login-password", ["verify"])]:
+        calls.clear()
+        case = next(c for c in CASES if c.id == case_id)
+        run_verify(str(standard_nextcloud.config_path), case, monkeypatch, capsys)
+        assert calls == expected, case_id
+
+
+def test_entry_point_and_exit_codes(standard_nextcloud) -> None:
+    """The installed ``ncauth`` command, as an admin runs it."""
+    config = str(standard_nextcloud.config_path)
+
+    def run(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ncauth", *args], input=password, capture_output=True,
+                              text=True, timeout=60)
+
+    ok = run("verify", "--config", config, population.A, "--password-stdin", password=population.P + "\n")
+    assert ok.returncode == 0, ok.stderr
+    assert run("verify", "--config", config, population.A, password="nope").returncode == 77
+    assert run("verify", "--config", config, "nobody@example.org", password="nope").returncode == 67
+    assert run("lookup", "--config", config, population.A).stdout.startswith("user=alice@example.org\n")
+    assert run("lookup", "--config", config, "nobody@example.org").returncode == 67
+    assert run("verify", "--config", config + ".missing", population.A, password="x").returncode == 78
+    assert run("verify").returncode == 64
+    assert run("frobnicate").returncode == 64
