@@ -23,6 +23,38 @@ REQUIRE_REAL = bool(os.environ.get("CI") or os.environ.get("NCAUTH_REQUIRE_DB"))
 _counter = itertools.count()
 
 
+# --- no secret in any output ---------------------------------------------------------
+# Every test's captured stdout/stderr/log, and the output of every program the tests
+# run (recorded through record_output), is searched for the suite's passwords, app
+# tokens and database secrets; a hit fails the test that produced it.
+
+_recorded: list[str] = []
+
+
+def record_output(*texts: str) -> None:
+    """Hand the output of a subprocess (checkpassword, ncauth, Dovecot's log) to the leak check."""
+    _recorded.extend(texts)
+
+
+def leaked_secrets(texts: list[str]) -> list[str]:
+    """The secrets of population.SECRETS that occur in *texts*, shortened for the report."""
+    return [s[:3] + "…" for s in population.SECRETS if any(s in t for t in texts)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call":
+        return
+    texts = [content for _, content in report.sections] + _recorded
+    _recorded.clear()
+    leaked = leaked_secrets(texts)
+    if leaked and report.passed:
+        report.outcome = "failed"
+        report.longrepr = f"secret(s) found in the output of this test: {', '.join(leaked)}"
+
+
 def unavailable(reason: str) -> None:
     """Skip, or fail when real components are required (CI)."""
     if REQUIRE_REAL:

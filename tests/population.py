@@ -188,3 +188,11 @@ CASES = [
     Case("path-traversal", f"../alice@{DOMAIN}", P, "unknown", "'/'"),
     Case("other-backend-user", f"ldapuser@{DOMAIN}", P, "unknown", "not a database user"),
 ]
+
+
+#: What must never appear in any output: every password and app token of the
+#: population (short or generic strings excepted) and the Nextcloud secrets.
+SECRETS = sorted(
+    {P, UNICODE_P, LONG_P, SECRET, PASSWORD_SALT, "Tr0ub4dor&3-not-it"}
+    | {plain for _, _, plain, _ in TOKENS.values()}
+)

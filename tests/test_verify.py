@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import population
+from conftest import record_output
 from population import CASES, Case
 from ncauth import cli
 
@@ -91,8 +92,10 @@ def test_entry_point_and_exit_codes(standard_nextcloud) -> None:
     config = str(standard_nextcloud.config_path)
 
     def run(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ncauth", *args], input=password, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "ncauth", *args], input=password, capture_output=True,
                               text=True, timeout=60)
+        record_output(proc.stdout, proc.stderr)
+        return proc
 
     ok = run("verify", "--config", config, population.A, "--password-stdin", password=population.P + "\n")
     assert ok.returncode == 0, ok.stderr
@@ -103,3 +106,11 @@ def test_entry_point_and_exit_codes(standard_nextcloud) -> None:
     assert run("verify", "--config", config + ".missing", population.A, password="x").returncode == 78
     assert run("verify").returncode == 64
     assert run("frobnicate").returncode == 64
+
+
+def test_leak_check_catches_a_leak() -> None:
+    """The suite-wide check (conftest.pytest_runtest_makereport) would see a password."""
+    from conftest import leaked_secrets
+
+    assert leaked_secrets([f"login failed: password={population.P}"]) == [population.P[:3] + "…"]
+    assert leaked_secrets([f'verdict=refused login="{population.A}" reason="wrong password"']) == []
