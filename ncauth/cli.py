@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import time
+from pathlib import Path
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
@@ -48,6 +50,25 @@ def _parser() -> argparse.ArgumentParser:
     lk = sub.add_parser("lookup", parents=[common], help="userdb lookup without a password")
     lk.add_argument("user")
 
+    dc = sub.add_parser("dovecot-config", parents=[common], help="print a Dovecot snippet to !include")
+    dc.add_argument("--mode", required=True, choices=("checkpassword", "sql"))
+    dc.add_argument("--dovecot", choices=("2.3", "2.4"), help="Dovecot version (default: the installed one)")
+    dc.add_argument("--output", "-o", metavar="FILE",
+                    help="write the snippet to FILE (mode 0600 when it holds a password; for Dovecot 2.3 SQL "
+                         "mode also the SQL args file beside it) instead of printing it")
+    dc.add_argument("--postfix-socket", default="/var/spool/postfix/private/auth", metavar="PATH")
+    dc.add_argument("--postfix-user", default="postfix", metavar="USER")
+    dc.add_argument("--postfix-group", default="postfix", metavar="GROUP")
+
+    sq = sub.add_parser("sql", parents=[common], help="the SQL passdb queries and least-privilege grants")
+    sq.add_argument("--dialect", choices=("mysql", "postgresql", "sqlite"),
+                    help="SQL dialect (default: that of database_url)")
+    sq.add_argument("--dovecot", choices=("2.3", "2.4"), default="2.3", help="Dovecot variable syntax")
+    sq.add_argument("--database", help="database name for the grants (default: from database_url)")
+    sq.add_argument("--dovecot-user", default="dovecot_nc", help="database user for Dovecot's SQL passdb")
+    sq.add_argument("--ncauth-user", default="ncauth", help="database user for ncauth itself")
+    sq.add_argument("--host", default="localhost", help="MySQL/MariaDB host part of the users (default: localhost)")
+
     cp = sub.add_parser("checkpassword", help="Dovecot 2.3 checkpassword program (same as ncauth-checkpassword)",
                         add_help=False)
     cp.add_argument("rest", nargs=argparse.REMAINDER)
@@ -69,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       service=args.service, remote_ip=args.remote_ip)
     if args.command == "lookup":
         return lookup(args.config, args.user)
+    if args.command == "dovecot-config":
+        return dovecot_config(args)
+    if args.command == "sql":
+        return sql(args)
     return EX_USAGE  # pragma: no cover - argparse enforces the choices
 
 
@@ -170,3 +195,81 @@ def _print_fields(user: str, fields: dict[str, str]) -> None:
     sys.stdout.write(f"user={user}\n")
     for key, value in fields.items():
         sys.stdout.write(f"{key}={value}\n")
+
+
+def _load_quiet(config_arg: str | None):
+    from ncauth import config as config_mod
+
+    return config_mod.load(config_mod.config_path(config_arg))
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    """Create or replace *path* with *mode* from the start (no umask window)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def dovecot_config(args: argparse.Namespace) -> int:
+    """``ncauth dovecot-config``: the snippet for one mode and Dovecot version."""
+    from ncauth import dovecot
+    from ncauth.errors import ConfigError
+
+    try:
+        config = _load_quiet(args.config)
+        version = args.dovecot or dovecot.detect_version()
+        postfix = dovecot.Postfix(args.postfix_socket, args.postfix_user, args.postfix_group)
+        output = Path(args.output).resolve() if args.output else None
+        args_path = str((output.parent if output else Path("/etc/dovecot")) / dovecot.SQL_ARGS_NAME)
+        snip = dovecot.snippet(config, args.mode, version, postfix, args_path)
+    except ConfigError as exc:
+        sys.stderr.write(f"ncauth dovecot-config: {exc}\n")
+        return EX_CONFIG
+    if output is None:
+        sys.stdout.write(snip.text)
+        if snip.sql_args:
+            sys.stderr.write(f"ncauth: this snippet reads {snip.sql_args_path}, which holds the database password; "
+                             "write both files with --output /etc/dovecot/conf.d/ncauth.conf.ext\n")
+        return EX_OK
+    _write_private(output, snip.text, 0o600 if snip.has_secret else 0o644)
+    written = [str(output)]
+    if snip.sql_args:
+        _write_private(Path(snip.sql_args_path), snip.sql_args, 0o600)
+        written.append(snip.sql_args_path)
+    sys.stderr.write("ncauth: wrote " + " and ".join(written) + "\n")
+    return EX_OK
+
+
+def sql(args: argparse.Namespace) -> int:
+    """``ncauth sql``: the SQL passdb queries and the grants of both database users."""
+    import sqlalchemy as sa
+
+    from ncauth import sqlgen
+    from ncauth.errors import ConfigError
+
+    try:
+        config = _load_quiet(args.config)
+        url = config.nextcloud.database_urls[0]
+        dialect = args.dialect or sqlgen.dialect_of(url)
+        database = args.database or sa.make_url(url).database or "nextcloud"
+        q = sqlgen.QueryBuilder(config, dialect, args.dovecot)
+        prefix = config.nextcloud.table_prefix
+        text = (
+            f"-- ncauth sql --dialect {dialect} --dovecot {args.dovecot} (from {config.path})\n"
+            "-- Dovecot SQL passdb (fallback mode): Dovecot fills in and escapes its variables.\n"
+            f"-- password_query = {q.password_query()}\n"
+            f"-- user_query = {q.user_query()}\n\n"
+            "-- Least privilege: each database user may read only the columns it needs.\n"
+            f"-- For Dovecot's SQL passdb ({args.dovecot_user}):\n"
+            + sqlgen.grants(dialect, prefix, database, args.dovecot_user, sqlgen.SQL_MODE_COLUMNS, args.host)
+            + f"\n-- For ncauth's checkpassword program and daemon ({args.ncauth_user}):\n"
+            + sqlgen.grants(dialect, prefix, database, args.ncauth_user, sqlgen.NCAUTH_COLUMNS, args.host)
+        )
+    except ConfigError as exc:
+        sys.stderr.write(f"ncauth sql: {exc}\n")
+        return EX_CONFIG
+    sys.stdout.write(text)
+    return EX_OK

@@ -315,7 +315,7 @@ def _php_strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
 def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
@@ -327,11 +327,11 @@ def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
             raise r.fail("userdb", key, f"must be a string, not {type(value).__name__}")
         if any(c in value for c in "\t\r\n\x00\x01"):
             raise r.fail("userdb", key, "must not contain control characters")
-        for name in _PLACEHOLDER_RE.findall(value):
+        for name in PLACEHOLDER_RE.findall(value):
             if name not in USERDB_PLACEHOLDERS:
                 raise r.fail("userdb", key, f"unknown placeholder {{{name}}} (known: "
                              + " ".join("{%s}" % p for p in USERDB_PLACEHOLDERS) + ")")
-        if any(c in _PLACEHOLDER_RE.sub("", value) for c in "{}"):
+        if any(c in PLACEHOLDER_RE.sub("", value) for c in "{}"):
             raise r.fail("userdb", key, "unbalanced '{' or '}'")
         fields[key] = value
     return fields

@@ -29,6 +29,13 @@ _counter = itertools.count()
 # tokens and database secrets; a hit fails the test that produced it.
 
 _recorded: list[str] = []
+_runtime_secrets: set[str] = set()
+
+
+def register_secret(secret: str) -> str:
+    """Add a secret made at run time (a database password) to the leak check."""
+    _runtime_secrets.add(secret)
+    return secret
 
 
 def record_output(*texts: str) -> None:
@@ -38,7 +45,7 @@ def record_output(*texts: str) -> None:
 
 def leaked_secrets(texts: list[str]) -> list[str]:
     """The secrets of population.SECRETS that occur in *texts*, shortened for the report."""
-    return [s[:3] + "…" for s in population.SECRETS if any(s in t for t in texts)]
+    return [s[:3] + "…" for s in sorted({*population.SECRETS, *_runtime_secrets}) if any(s in t for t in texts)]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -41,9 +41,11 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 from collections.abc import Iterable, Sequence
+from typing import Self
 
 __all__ = [
     "Dovecot",
+    "DovecotBase",
     "DovecotError",
     "dovecot_available",
     "dovecot_tmpdir",
@@ -187,8 +189,12 @@ service auth {{
 """
 
 
-class Dovecot:
-    """One private Dovecot 2.3 master (``dovecot -F``) rooted in a temp dir.
+class DovecotBase:
+    """One private Dovecot master (``dovecot -F``) rooted in a temp dir: lifecycle, logs, clients.
+
+    Shared by the 2.3 :class:`Dovecot` (host binaries) and ``dovecot24.Dovecot24`` (a Debian 13
+    chroot), so both versions are driven by the very same IMAP, doveadm and SASL code. A subclass
+    gives the base config (``CONFIG_TEMPLATE``) and says how to run ``dovecot`` and ``doveadm``.
 
     ``auth_config`` is the passdb/userdb text under test; it is written to ``auth.conf.ext`` and
     pulled in with ``!include`` (the way ``ncauth dovecot-config`` output is meant to be used).
@@ -198,6 +204,9 @@ class Dovecot:
     ``workdir`` must be traversable by users dovecot/dovenull (see :func:`dovecot_tmpdir`); if it
     is not, a fresh 0755 directory under /tmp is used instead (``self.root``) and removed on stop.
     """
+
+    #: the base config; str.format placeholders are the keys of :meth:`_config_values`
+    CONFIG_TEMPLATE: str
 
     def __init__(self, workdir: Path, auth_config: str, *, extra_config: str = "",
                  auth_debug: bool = True, start_timeout: float = 20.0) -> None:
@@ -225,6 +234,20 @@ class Dovecot:
         self.stop_seconds: float | None = None
         self._finalizer = weakref.finalize(self, lambda: None)
 
+    def _dovecot_argv(self, args: Sequence[str]) -> list[str]:
+        """The command line that runs this version's ``dovecot`` with ``args``."""
+        raise NotImplementedError
+
+    def _doveadm_argv(self, args: Sequence[str]) -> list[str]:
+        """The command line that runs ``doveadm -c <conf>`` with ``args`` against this instance."""
+        raise NotImplementedError
+
+    def _config_values(self) -> dict[str, object]:
+        """The placeholders of ``CONFIG_TEMPLATE``."""
+        return {"root": self.root, "auth_debug": "yes" if self.auth_debug else "no",
+                "imap_port": self.imap_port, "extra_config": self.extra_config.strip(),
+                "auth_file": self.auth_file}
+
     # ---- paths ------------------------------------------------------------------------------
     @property
     def auth_smtp_socket(self) -> Path:
@@ -245,14 +268,11 @@ class Dovecot:
         self.auth_file.write_text(self.auth_config if self.auth_config.endswith("\n")
                                   else self.auth_config + "\n")
         self.auth_file.chmod(0o644)
-        self.conf_path.write_text(_BASE_CONFIG.format(
-            root=self.root, auth_debug="yes" if self.auth_debug else "no",
-            imap_port=self.imap_port, extra_config=self.extra_config.strip(),
-            auth_file=self.auth_file))
+        self.conf_path.write_text(self.CONFIG_TEMPLATE.format(**self._config_values()))
         self.conf_path.chmod(0o644)
         return self.conf_path
 
-    def start(self) -> Dovecot:
+    def start(self) -> Self:
         """Start ``dovecot -F -c conf`` and wait until IMAP greets and the auth socket exists.
 
         Raises DovecotError with the log tail when Dovecot exits or is not ready in time.
@@ -260,14 +280,14 @@ class Dovecot:
         if self.proc is not None:
             raise DovecotError("already started")
         self.write_config()
-        check = subprocess.run([DOVECOT_BIN, "-n", "-c", str(self.conf_path)],
+        check = subprocess.run(self._dovecot_argv(["-n", "-c", str(self.conf_path)]),
                                capture_output=True, text=True, timeout=30, check=False)
         if check.returncode != 0:
             raise DovecotError(f"invalid config {self.conf_path}:\n{check.stderr.strip()}")
         t0 = time.monotonic()
         with open(self.stdout_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [DOVECOT_BIN, "-F", "-c", str(self.conf_path)],
+                self._dovecot_argv(["-F", "-c", str(self.conf_path)]),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=str(self.root))
         # if the test process exits without stop() (crash, ^C), don't leave a Dovecot behind
@@ -355,7 +375,7 @@ class Dovecot:
                 killed, deadline = True, time.monotonic() + 2.0
             time.sleep(0.05)
 
-    def __enter__(self) -> Dovecot:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -456,7 +476,7 @@ class Dovecot:
                 conn.shutdown()
 
     def _doveadm(self, args: Sequence[str], timeout: float) -> tuple[int, str]:
-        r = subprocess.run([DOVEADM_BIN, "-c", str(self.conf_path), *args],
+        r = subprocess.run(self._doveadm_argv(args),
                            capture_output=True, text=True, timeout=timeout, check=False,
                            stdin=subprocess.DEVNULL)
         return r.returncode, (r.stdout + r.stderr).strip()
@@ -534,6 +554,18 @@ class Dovecot:
                         key, sep, value = item.partition("=")
                         fields[key] = _tabunescape(value) if sep else ""
                     return parts[0], fields
+
+
+class Dovecot(DovecotBase):
+    """A private Dovecot 2.3 (the host's Debian 12 package), configured as research §7.1 says."""
+
+    CONFIG_TEMPLATE = _BASE_CONFIG
+
+    def _dovecot_argv(self, args: Sequence[str]) -> list[str]:
+        return [DOVECOT_BIN, *args]
+
+    def _doveadm_argv(self, args: Sequence[str]) -> list[str]:
+        return [DOVEADM_BIN, "-c", str(self.conf_path), *args]
 
 
 def _kill_pgid(pgid: int) -> None:

@@ -1,0 +1,225 @@
+"""SQL for Dovecot's own SQL passdb (the fallback mode) and least-privilege grants.
+
+The generated ``password_query`` does in SQL what ncauth's policy does in Python,
+as far as SQL can: the Nextcloud prefix ``1|``/``2|``/``3|`` is stripped and the inner
+hash's identifier picks Dovecot's scheme (``{ARGON2ID}``, ``{ARGON2I}``,
+``{BLF-CRYPT}``); the login maps to ``uid_lower`` by ``[accounts] match``; other
+domains, disabled users, legacy hashes and (by default) two-factor users are left
+out. It never uses ``%`` or ``$`` literals (Dovecot would expand them), and the
+values Dovecot substitutes for its variables are SQL-escaped by Dovecot's driver.
+
+What SQL mode cannot do, by design: app passwords, legacy SHA1/unprefixed hashes,
+the trusted-networks exemption. Those need checkpassword or the daemon.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ncauth.config import PLACEHOLDER_RE, Config
+from ncauth.errors import ConfigError
+
+DIALECTS = ("mysql", "postgresql", "sqlite")
+
+
+@dataclass(frozen=True)
+class DovecotVars:
+    """How Dovecot spells the login and its parts inside a query."""
+
+    user: str
+    local: str
+    domain: str
+
+
+VARS = {
+    "2.3": DovecotVars("%u", "%n", "%d"),
+    "2.4": DovecotVars("%{user}", "%{user | username}", "%{user | domain}"),
+}
+
+
+def dialect_of(url: str) -> str:
+    """The SQL dialect of an SQLAlchemy URL ("mysql+pymysql://…" → "mysql")."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    return {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql", "postgres": "postgresql",
+            "sqlite": "sqlite"}.get(scheme, scheme)
+
+
+def quote(value: str) -> str:
+    """An SQL string literal. Refuses what cannot be carried safely through Dovecot's
+    variable expansion (``%``; ``$`` for 2.4's ``$SET:``/``$ENV:``) or a config file."""
+    if any(c in value for c in "%$\\\n\r\t\x00"):
+        raise ConfigError(f"cannot put {value!r} into Dovecot's SQL: it contains %, $, \\ or a control character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+class QueryBuilder:
+    """Builds the queries for one config, SQL dialect and Dovecot version."""
+
+    def __init__(self, config: Config, dialect: str, dovecot: str = "2.3") -> None:
+        if dialect not in DIALECTS:
+            raise ConfigError(f"unknown SQL dialect {dialect!r} (choose from: {', '.join(DIALECTS)})")
+        self.config = config
+        self.dialect = dialect
+        self.v = VARS[dovecot]
+        self.p = config.nextcloud.table_prefix
+        if not re.fullmatch(r"[A-Za-z0-9_]*", self.p):  # config validates this; queries rely on it
+            raise ConfigError(f"table prefix {self.p!r} is not safe in SQL")
+
+    # -- expressions -----------------------------------------------------------------
+
+    def concat(self, *parts: str) -> str:
+        if len(parts) == 1:
+            return parts[0]
+        if self.dialect == "mysql":
+            return f"CONCAT({', '.join(parts)})"
+        return "(" + " || ".join(parts) + ")"
+
+    def login_var(self, var: str) -> str:
+        return f"LOWER('{var}')"
+
+    def domain_expr(self) -> str:
+        acc = self.config.accounts
+        if acc.default_domain:
+            return f"COALESCE(NULLIF({self.login_var(self.v.domain)}, ''), {quote(acc.default_domain)})"
+        return self.login_var(self.v.domain)
+
+    def user_expr(self) -> str:
+        """The canonical user: lower-case ``local@domain``, as the Python policy gives it."""
+        local = self.login_var(self.v.local)
+        with_domain = self.concat(local, "'@'", self.domain_expr())
+        if self.config.accounts.default_domain:
+            return with_domain
+        return f"CASE WHEN '{self.v.domain}' = '' THEN {local} ELSE {with_domain} END"
+
+    def template(self, text: str) -> str:
+        """A ``[userdb]`` value with ``{user}``/``{local}``/``{domain}``/``{uid}`` as SQL."""
+        exprs = {"user": self.user_expr(), "local": self.login_var(self.v.local),
+                 "domain": self.domain_expr(), "uid": "u.uid"}
+        parts: list[str] = []
+        pos = 0
+        for m in PLACEHOLDER_RE.finditer(text):
+            if m.start() > pos:
+                parts.append(quote(text[pos:m.start()]))
+            parts.append(exprs[m.group(1)])
+            pos = m.end()
+        if pos < len(text) or not parts:
+            parts.append(quote(text[pos:]))
+        return self.concat(*parts)
+
+    def scheme_expr(self) -> str:
+        """``{SCHEME}`` + inner hash, the scheme picked by the inner identifier (the 4th
+        character is 'a' for $argon2…$, '2' for $2y$) as PHP's password_verify does."""
+        inner = "SUBSTR(u.password, 3)"
+        return (
+            "CASE WHEN SUBSTR(u.password, 4, 8) = 'argon2id' THEN " + self.concat("'{ARGON2ID}'", inner)
+            + " WHEN SUBSTR(u.password, 4, 7) = 'argon2i' THEN " + self.concat("'{ARGON2I}'", inner)
+            + " ELSE " + self.concat("'{BLF-CRYPT}'", inner) + " END"
+        )
+
+    # -- queries ---------------------------------------------------------------------
+
+    def _from_where(self) -> tuple[str, list[str]]:
+        acc, p, v = self.config.accounts, self.p, self.v
+        where: list[str] = []
+        if acc.match == "email":
+            address = self.concat(self.login_var(v.local), "'@'", self.domain_expr())
+            source = (f"{p}users u JOIN {p}preferences e ON e.userid = u.uid AND e.appid = 'settings'"
+                      " AND e.configkey = 'email'")
+            where.append(f"LOWER(e.configvalue) = {address}")
+            where.append(f"(SELECT COUNT(*) FROM {p}preferences e2 WHERE e2.appid = 'settings' AND e2.configkey = 'email'"
+                         f" AND LOWER(e2.configvalue) = {address}) = 1")
+        elif acc.match == "address":
+            source = f"{p}users u"
+            where.append(f"u.uid_lower = {self.concat(self.login_var(v.local), quote('@'), self.domain_expr())}"
+                         if acc.default_domain else f"u.uid_lower = {self.login_var(v.user)}")
+        else:
+            source = f"{p}users u"
+            where.append(f"u.uid_lower = {self.login_var(v.local)}")
+        if acc.domains:
+            where.append(f"{self.domain_expr()} IN ({', '.join(quote(d) for d in acc.domains)})")
+        return source, where
+
+    def _login_conditions(self) -> list[str]:
+        acc, p = self.config.accounts, self.p
+        cond = [
+            "SUBSTR(u.password, 1, 2) IN ('1|', '2|', '3|')",
+            "(SUBSTR(u.password, 4, 7) = 'argon2i' OR SUBSTR(u.password, 4, 2) IN ('2y', '2a', '2b'))",
+            f"NOT EXISTS (SELECT 1 FROM {p}preferences d WHERE d.userid = u.uid AND d.appid = 'core'"
+            " AND d.configkey = 'enabled' AND d.configvalue <> 'true')",
+        ]
+        if acc.app_password_required:
+            raise ConfigError("[accounts] app_password_required: only app passwords may log in, and SQL mode "
+                              "cannot check app passwords: use checkpassword or the daemon")
+        if acc.two_factor == "app-password-only":
+            cond.append(f"NOT EXISTS (SELECT 1 FROM {p}twofactor_providers t WHERE t.uid = u.uid AND t.enabled = 1"
+                        " AND t.provider_id <> 'backup_codes')")
+            if acc.two_factor_enforced:
+                if acc.two_factor_enforced_groups:
+                    groups = ", ".join(quote(g) for g in acc.two_factor_enforced_groups)
+                    cond.append(f"NOT EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))")
+                elif acc.two_factor_enforced_excluded_groups:
+                    groups = ", ".join(quote(g) for g in acc.two_factor_enforced_excluded_groups)
+                    cond.append(f"EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))")
+                else:
+                    raise ConfigError("[accounts] two_factor_enforced for everybody: with two_factor = "
+                                      "\"app-password-only\" nobody could log in through SQL mode, which has no "
+                                      "app passwords: use checkpassword or the daemon")
+        return cond
+
+    def userdb_columns(self, prefix: str) -> list[str]:
+        return [f"{self.template(value)} AS {prefix}{key}" for key, value in self.config.userdb.items()]
+
+    def password_query(self) -> str:
+        source, where = self._from_where()
+        columns = [f"{self.user_expr()} AS user", f"{self.scheme_expr()} AS password"] + self.userdb_columns("userdb_")
+        return _statement(columns, source, where + self._login_conditions())
+
+    def user_query(self) -> str:
+        """Userdb lookups (LMTP delivery, ``doveadm user``): disabled users still exist."""
+        source, where = self._from_where()
+        columns = self.userdb_columns("") or [f"{self.user_expr()} AS user"]
+        return _statement(columns, source, where)
+
+
+def _statement(columns: list[str], source: str, where: list[str]) -> str:
+    return f"SELECT {', '.join(columns)} FROM {source} WHERE {' AND '.join(where)}"
+
+
+# --- grants --------------------------------------------------------------------------
+
+#: Columns each mode reads, per Nextcloud table (without prefix).
+SQL_MODE_COLUMNS = {
+    "users": ("uid", "uid_lower", "password"),
+    "preferences": ("userid", "appid", "configkey", "configvalue"),
+    "twofactor_providers": ("uid", "provider_id", "enabled"),
+    "group_user": ("uid", "gid"),
+}
+NCAUTH_COLUMNS = {
+    **SQL_MODE_COLUMNS,
+    "authtoken": ("id", "uid", "login_name", "token", "type", "expires", "password_invalid", "version"),
+}
+
+
+def grants(dialect: str, prefix: str, database: str, user: str, columns: dict[str, tuple[str, ...]],
+           host: str = "localhost") -> str:
+    """``CREATE USER`` and column-level ``GRANT SELECT`` statements for *user*."""
+    if dialect == "sqlite":
+        return ("-- SQLite has no users or grants: give the reading user (dovecot for checkpassword, the\n"
+                "-- daemon's user) read access to the database file and nothing else, e.g.\n"
+                "--   setfacl -m u:dovecot:r /path/to/nextcloud/data/owncloud.db\n")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", user) or not re.fullmatch(r"[A-Za-z0-9_$-]+", database):
+        raise ConfigError(f"database user {user!r} or database {database!r}: only letters, digits, '_', '.', '-'")
+    lines: list[str] = []
+    if dialect == "mysql":
+        who = f"'{user}'@'{host}'"
+        lines.append(f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY 'CHANGE-ME';  -- choose a password")
+        for table, cols in columns.items():
+            lines.append(f"GRANT SELECT ({', '.join(cols)}) ON `{database}`.`{prefix}{table}` TO {who};")
+    else:
+        lines.append(f"CREATE ROLE \"{user}\" LOGIN PASSWORD 'CHANGE-ME';  -- choose a password")
+        lines.append(f"GRANT CONNECT ON DATABASE \"{database}\" TO \"{user}\";")
+        lines.append(f"GRANT USAGE ON SCHEMA public TO \"{user}\";")
+        for table, cols in columns.items():
+            lines.append(f"GRANT SELECT ({', '.join(cols)}) ON \"{prefix}{table}\" TO \"{user}\";")
+    return "\n".join(lines) + "\n"
