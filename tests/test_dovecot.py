@@ -1,4 +1,5 @@
-"""A real Dovecot 2.3 logs the standard population in through every mode ncauth generates.
+"""A real Dovecot logs the standard population in through every mode ncauth generates:
+checkpassword and SQL on Dovecot 2.3, SQL on Dovecot 2.4 (Debian 13, in a chroot).
 
 For each mode the snippet comes from ``ncauth dovecot-config`` of a virtualenv made from
 Debian's python (user dovecot must reach it), is included as-is, and every case of the
@@ -20,7 +21,8 @@ import pytest
 
 import population
 from conftest import NextcloudDB, record_output, register_secret, unavailable
-from dovecot_harness import Dovecot, dovecot_available, dovecot_tmpdir, make_dovecot_venv
+from dovecot24 import Dovecot24, dovecot24_available
+from dovecot_harness import Dovecot, DovecotBase, dovecot_available, dovecot_tmpdir, make_dovecot_venv
 from population import CASES, Case
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
@@ -35,14 +37,24 @@ SQL_MODE_REFUSES = {
 }
 
 
-class E2EDovecot(Dovecot):
-    """The harness's Dovecot, with SASL going to the Postfix listener of the snippet."""
+class E2E:
+    """Mixin: SASL goes to the Postfix listener of the generated snippet, and the test
+    knows which mode it runs."""
 
     postfix_socket: Path
+    mode: str
 
     @property
     def auth_smtp_socket(self) -> Path:
         return self.postfix_socket
+
+
+class E2EDovecot23(E2E, Dovecot):
+    pass
+
+
+class E2EDovecot24(E2E, Dovecot24):
+    pass
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +96,7 @@ def _db_user(mariadb, db: NextcloudDB, venv: Path, config: Path, which: str) -> 
     return f"mysql+pymysql://{name}:{password}@{host}:{port}/{db.url.rsplit('/', 1)[1]}"
 
 
-def _start(mode: str, mariadb, db: NextcloudDB, venv: Path) -> E2EDovecot:
+def _start(mode: str, version: str, mariadb, db: NextcloudDB, venv: Path) -> DovecotBase:
     root = dovecot_tmpdir()
     config = root / "ncauth.toml"
     userdb = f'\n[userdb]\nuid = "nobody"\ngid = "nogroup"\nhome = "{root}/mail/{{domain}}/{{local}}"\n'
@@ -96,18 +108,25 @@ def _start(mode: str, mariadb, db: NextcloudDB, venv: Path) -> E2EDovecot:
     os.chown(config, 0, grp.getgrnam("dovecot").gr_gid)
     config.chmod(0o640)
     snippet = root / "ncauth.conf.ext"
-    _ncauth(venv, "dovecot-config", "--config", str(config), "--mode", mode, "--dovecot", "2.3",
+    _ncauth(venv, "dovecot-config", "--config", str(config), "--mode", mode, "--dovecot", version,
             "--output", str(snippet), "--postfix-socket", f"{root}/postfix-auth",
             "--postfix-user", "root", "--postfix-group", "root")
-    dovecot = E2EDovecot(root, snippet.read_text())
+    cls = E2EDovecot23 if version == "2.3" else E2EDovecot24
+    dovecot = cls(root, snippet.read_text())
     dovecot.postfix_socket = root / "postfix-auth"
+    dovecot.mode = mode
     return dovecot.start()
 
 
-@pytest.fixture(scope="module", params=["checkpassword", "sql"])
-def dovecot(request: pytest.FixtureRequest, mariadb, e2e_db: NextcloudDB, dovecot_venv: Path) -> Iterator[E2EDovecot]:
-    d = _start(request.param, mariadb, e2e_db, dovecot_venv)
-    d.mode = request.param  # type: ignore[attr-defined]
+MATRIX = [("checkpassword", "2.3"), ("sql", "2.3"), ("sql", "2.4")]
+
+
+@pytest.fixture(scope="module", params=MATRIX, ids=[f"{m}-{v}" for m, v in MATRIX])
+def dovecot(request: pytest.FixtureRequest, mariadb, e2e_db: NextcloudDB, dovecot_venv: Path) -> Iterator[E2E]:
+    mode, version = request.param
+    if version == "2.4" and (reason := dovecot24_available()):
+        unavailable(f"no Dovecot 2.4 chroot: {reason}")
+    d = _start(mode, version, mariadb, e2e_db, dovecot_venv)
     try:
         yield d
     finally:
@@ -120,8 +139,8 @@ def _expected_ok(mode: str, case: Case) -> bool:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_login(dovecot: E2EDovecot, case: Case) -> None:
-    ok = _expected_ok(dovecot.mode, case)  # type: ignore[attr-defined]
+def test_login(dovecot, case: Case) -> None:
+    ok = _expected_ok(dovecot.mode, case)
     mark = dovecot.log_mark()
     if not case.remote_ip:  # IMAP connects from 127.0.0.1, which is not a trusted network here
         # LOGIN cannot carry a non-ASCII user name; clients use AUTHENTICATE PLAIN for that.
@@ -158,8 +177,8 @@ LOOKUPS = [
 
 
 @pytest.mark.parametrize(("login", "auth_lookup", "user_lookup"), LOOKUPS, ids=[x[0] for x in LOOKUPS])
-def test_lookups(dovecot: E2EDovecot, login: str, auth_lookup: tuple[int, int], user_lookup: tuple[int, int]) -> None:
-    index = 0 if dovecot.mode == "checkpassword" else 1  # type: ignore[attr-defined]
+def test_lookups(dovecot, login: str, auth_lookup: tuple[int, int], user_lookup: tuple[int, int]) -> None:
+    index = 0 if dovecot.mode == "checkpassword" else 1
     code, out = dovecot.auth_lookup(login)
     assert code == auth_lookup[index], out
     code, out = dovecot.user_lookup(login)
@@ -171,7 +190,7 @@ def test_lookups(dovecot: E2EDovecot, login: str, auth_lookup: tuple[int, int], 
         assert fields["uid"] in ("65534", "nobody"), out
 
 
-def test_database_down_is_temporary(dovecot: E2EDovecot, mariadb) -> None:
+def test_database_down_is_temporary(dovecot, mariadb) -> None:
     """Never AUTHENTICATIONFAILED for an outage: mail clients would drop the saved password."""
     dovecot.auth_cache_flush()
     mariadb.stop()
@@ -181,7 +200,7 @@ def test_database_down_is_temporary(dovecot: E2EDovecot, mariadb) -> None:
         started = time.monotonic()
         status, text = dovecot.imap_login(population.A, population.P, timeout=90)
         assert status == "NO" and "[UNAVAILABLE]" in text, text
-        if dovecot.mode == "checkpassword":  # type: ignore[attr-defined]
+        if dovecot.mode == "checkpassword":
             assert time.monotonic() - started < 10
         code, out = dovecot.auth_test(population.A, population.P, extra=["no-penalty"])
         assert code != 0 and "temp_fail" in out, out
@@ -192,7 +211,7 @@ def test_database_down_is_temporary(dovecot: E2EDovecot, mariadb) -> None:
     # Back without restarting anything. Dovecot's SQL pool reconnects on its own back-off
     # (1, 5, 25, 125 s), so SQL mode may take a while; checkpassword connects afresh.
     started = time.monotonic()
-    deadline = started + (10 if dovecot.mode == "checkpassword" else 180)  # type: ignore[attr-defined]
+    deadline = started + (10 if dovecot.mode == "checkpassword" else 180)
     while (result := dovecot.imap_login(population.A, population.P))[0] != "OK" and time.monotonic() < deadline:
         assert "[UNAVAILABLE]" in result[1], result
         time.sleep(1)
