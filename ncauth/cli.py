@@ -255,19 +255,8 @@ def sql(args: argparse.Namespace) -> int:
         url = config.nextcloud.database_urls[0]
         dialect = args.dialect or sqlgen.dialect_of(url)
         database = args.database or sa.make_url(url).database or "nextcloud"
-        q = sqlgen.QueryBuilder(config, dialect, args.dovecot)
-        prefix = config.nextcloud.table_prefix
-        text = (
-            f"-- ncauth sql --dialect {dialect} --dovecot {args.dovecot} (from {config.path})\n"
-            "-- Dovecot SQL passdb (fallback mode): Dovecot fills in and escapes its variables.\n"
-            f"-- password_query = {q.password_query()}\n"
-            f"-- user_query = {q.user_query()}\n\n"
-            "-- Least privilege: each database user may read only the columns it needs.\n"
-            f"-- For Dovecot's SQL passdb ({args.dovecot_user}):\n"
-            + sqlgen.grants(dialect, prefix, database, args.dovecot_user, sqlgen.SQL_MODE_COLUMNS, args.host)
-            + f"\n-- For ncauth's checkpassword program and daemon ({args.ncauth_user}):\n"
-            + sqlgen.grants(dialect, prefix, database, args.ncauth_user, sqlgen.NCAUTH_COLUMNS, args.host)
-        )
+        text = sqlgen.report(config, dialect, args.dovecot, database, dovecot_user=args.dovecot_user,
+                             ncauth_user=args.ncauth_user, host=args.host)
     except ConfigError as exc:
         sys.stderr.write(f"ncauth sql: {exc}\n")
         return EX_CONFIG

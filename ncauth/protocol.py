@@ -50,3 +50,50 @@ def reply_fields(user: str, userdb: Mapping[str, str], extra: Iterable[tuple[str
     fields += [(f"userdb_{k}", v) for k, v in userdb.items()]
     fields += list(extra)
     return fields
+
+
+# --- the daemon's socket protocol ------------------------------------------------------
+#
+# One Unix stream connection carries any number of requests. Every line ends with LF and
+# is TAB-separated, each field tab-escaped as above; at most MAX_LINE bytes.
+#
+#   client: VERSION <TAB> 1 <TAB> 0                       (first line, always)
+#   server: VERSION <TAB> 1 <TAB> 0
+#   client: AUTH   <TAB> id <TAB> user <TAB> password [<TAB> key=value ...]
+#           LOOKUP <TAB> id <TAB> user [<TAB> key=value ...]
+#           STATS  <TAB> id
+#   server: OK       <TAB> id [<TAB> key=value ...]   user=<canonical>, userdb_<k>=<v>...
+#           FAIL     <TAB> id <TAB> reason=...        known user, refused
+#           UNKNOWN  <TAB> id <TAB> reason=...        no such user
+#           TEMPFAIL <TAB> id <TAB> reason=...        try again later (also: busy, malformed)
+#
+# Request keys: service=imap|pop3|smtp|..., rip=<client IP>, lip=<local IP>. Unknown keys
+# are ignored. Answers come in request order; "id" (any string without TAB) is echoed so
+# that a client may pipeline. A line that is too long, or a first line that is not a
+# VERSION 1 handshake, gets one TEMPFAIL answer and the connection is closed.
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+MAX_LINE = 4096
+VERDICTS = ("OK", "FAIL", "UNKNOWN", "TEMPFAIL")
+
+
+def encode_line(*fields: str) -> bytes:
+    """One protocol line: escaped fields, TAB-separated, LF-terminated (UTF-8; undecodable
+    password bytes travel as surrogate escapes)."""
+    return ("\t".join(tab_escape(f) for f in fields) + "\n").encode("utf-8", "surrogateescape")
+
+
+def decode_line(line: bytes) -> list[str]:
+    """The unescaped fields of one line (without its LF)."""
+    text = line.rstrip(b"\n").decode("utf-8", "surrogateescape")
+    return [tab_unescape(f) for f in text.split("\t")]
+
+
+def key_values(fields: Iterable[str]) -> dict[str, str]:
+    """``key=value`` fields as a dict (a bare ``key`` maps to "")."""
+    out: dict[str, str] = {}
+    for f in fields:
+        key, _, value = f.partition("=")
+        out[key] = value
+    return out

@@ -223,3 +223,22 @@ def grants(dialect: str, prefix: str, database: str, user: str, columns: dict[st
         for table, cols in columns.items():
             lines.append(f"GRANT SELECT ({', '.join(cols)}) ON \"{prefix}{table}\" TO \"{user}\";")
     return "\n".join(lines) + "\n"
+
+
+def report(config: Config, dialect: str, dovecot: str, database: str, *, dovecot_user: str = "dovecot_nc",
+           ncauth_user: str = "ncauth", host: str = "localhost") -> str:
+    """What ``ncauth sql`` prints: the queries (as comments: they hold Dovecot variables)
+    and the grants of both database users."""
+    q = QueryBuilder(config, dialect, dovecot)
+    prefix = config.nextcloud.table_prefix
+    return (
+        f"-- ncauth sql --dialect {dialect} --dovecot {dovecot} (from {config.path})\n"
+        "-- Dovecot SQL passdb (fallback mode): Dovecot fills in and escapes its variables.\n"
+        f"-- password_query = {q.password_query()}\n"
+        f"-- user_query = {q.user_query()}\n\n"
+        "-- Least privilege: each database user may read only the columns it needs.\n"
+        f"-- For Dovecot's SQL passdb ({dovecot_user}):\n"
+        + grants(dialect, prefix, database, dovecot_user, SQL_MODE_COLUMNS, host)
+        + f"\n-- For ncauth's checkpassword program and daemon ({ncauth_user}):\n"
+        + grants(dialect, prefix, database, ncauth_user, NCAUTH_COLUMNS, host)
+    )

@@ -1,0 +1,69 @@
+"""The examples in dovecot-snippets/ and sql/ are exactly what ncauth generates from
+dovecot-snippets/ncauth.toml.example, so the documentation cannot drift from the code.
+Regenerate them with:  python tests/test_generated_files.py"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "dovecot-snippets" / "ncauth.toml.example"
+PREFIX = "/opt/ncauth/bin"  # where README installs ncauth
+
+
+def generated() -> dict[Path, str]:
+    """Every generated example file and its content."""
+    from ncauth import config, dovecot, sqlgen
+
+    real = sys.executable
+    sys.executable = f"{PREFIX}/python3"  # installed_program() paths as README installs them
+    try:
+        cfg = config.parse(config.tomllib.loads(EXAMPLE.read_text()), "/etc/ncauth/ncauth.toml")
+        files: dict[Path, str] = {}
+        for version in ("2.3", "2.4"):
+            for mode in dovecot.MODES:
+                if mode == "checkpassword" and version == "2.4":
+                    continue
+                snip = dovecot.snippet(cfg, mode, version)
+                files[ROOT / "dovecot-snippets" / version / f"ncauth-{mode}.conf.ext"] = snip.text
+                if snip.sql_args:
+                    files[ROOT / "dovecot-snippets" / version / dovecot.SQL_ARGS_NAME] = snip.sql_args
+        for dialect in sqlgen.DIALECTS:
+            files[ROOT / "sql" / f"{dialect}.sql"] = sqlgen.report(cfg, dialect, "2.3", "nextcloud")
+        return files
+    finally:
+        sys.executable = real
+
+
+@pytest.mark.parametrize("path", sorted(generated()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_example_is_current(path: Path) -> None:
+    assert path.exists(), f"{path} missing: run python tests/test_generated_files.py"
+    assert path.read_text() == generated()[path], f"{path} is stale: run python tests/test_generated_files.py"
+
+
+if __name__ == "__main__":
+    for path, text in generated().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(path.relative_to(ROOT))
+
+
+def test_readme_install_and_run_commands() -> None:
+    """README's "Install and run" block works as written, in a virtualenv made from Debian's
+    python the same way (pip install of the checkout), relocated from /opt/ncauth."""
+    import re
+    import subprocess
+
+    from dovecot_harness import make_dovecot_venv
+
+    block = re.search(r"## Install and run.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    install, run = block.strip().splitlines()
+    assert "python3 -m venv /opt/ncauth" in install and "/opt/ncauth/bin/pip install ." in install
+    venv = make_dovecot_venv(ROOT)
+    proc = subprocess.run(run.replace("/opt/ncauth", str(venv)), shell=True, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "driver = checkpassword" in proc.stdout and f"{venv}/bin/ncauth-checkpassword" in proc.stdout
