@@ -119,11 +119,38 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     remote_ip = environ.get("TCPREMOTEIP") or environ.get("REMOTE_IP", "")
     # Undecodable bytes survive as surrogates, which parse_login refuses by name.
     login = user_raw.decode("utf-8", "surrogateescape")
+    started = time.perf_counter()
+
+    daemon = config.daemon
+    if daemon.socket and daemon.forward != "never":
+        from ncauth import client
+
+        args = (login,) if lookup else (login, password.decode("utf-8", "surrogateescape"))
+        try:
+            answer = client.request(daemon.socket, "LOOKUP" if lookup else "AUTH", *args,
+                                    *(f"{k}={v}" for k, v in (("service", service), ("rip", remote_ip)) if v),
+                                    connect_timeout=daemon.connect_timeout, reply_timeout=daemon.reply_timeout)
+        except client.DaemonUnavailable as exc:
+            if daemon.forward == "always":
+                log.logger.error("daemon unavailable (%s); [daemon] forward = \"always\": temporary failure", exc)
+                return EXIT_TEMPFAIL
+            log.logger.warning("daemon unavailable (%s): deciding in-process", exc)
+        else:
+            # The daemon logged the decision; this process only relays it.
+            if answer.verdict == "TEMPFAIL":
+                return EXIT_TEMPFAIL
+            if answer.verdict != "OK":
+                return EXIT_UNKNOWN if lookup else EXIT_REFUSED
+            user = answer.fields.pop("user", "")
+            if not user:
+                log.logger.error("daemon answered OK without a user: temporary failure")
+                return EXIT_TEMPFAIL
+            write_reply([("user", user), *answer.fields.items()])
+            return EXIT_FOUND if lookup else EXIT_OK
 
     from ncauth.policy import Authenticator, Outcome
 
     auth = Authenticator(config)
-    started = time.perf_counter()
     try:
         verdict = auth.lookup(login) if lookup else auth.authenticate(login, password, remote_ip=remote_ip)
     finally:

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     sq.add_argument("--ncauth-user", default="ncauth", help="database user for ncauth itself")
     sq.add_argument("--host", default="localhost", help="MySQL/MariaDB host part of the users (default: localhost)")
 
+    sub.add_parser("serve", parents=[common], help="run the daemon ([daemon] socket, or systemd's socket)")
+    sub.add_parser("status", parents=[common], help="the running daemon's counters")
+
     cp = sub.add_parser("checkpassword", help="Dovecot 2.3 checkpassword program (same as ncauth-checkpassword)",
                         add_help=False)
     cp.add_argument("rest", nargs=argparse.REMAINDER)
@@ -90,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       service=args.service, remote_ip=args.remote_ip)
     if args.command == "lookup":
         return lookup(args.config, args.user)
+    if args.command == "serve":
+        from ncauth import config as config_mod, daemon
+
+        return daemon.serve(config_mod.config_path(args.config))
+    if args.command == "status":
+        return status(args.config)
     if args.command == "dovecot-config":
         return dovecot_config(args)
     if args.command == "sql":
@@ -261,4 +270,28 @@ def sql(args: argparse.Namespace) -> int:
         sys.stderr.write(f"ncauth sql: {exc}\n")
         return EX_CONFIG
     sys.stdout.write(text)
+    return EX_OK
+
+
+def status(config_arg: str | None) -> int:
+    """``ncauth status``: ask the daemon for its counters."""
+    from ncauth import client
+    from ncauth.errors import ConfigError
+
+    try:
+        config = _load_quiet(config_arg)
+    except ConfigError as exc:
+        sys.stderr.write(f"ncauth status: {exc}\n")
+        return EX_CONFIG
+    if not config.daemon.socket:
+        sys.stderr.write(f"ncauth status: {config.path}: [daemon] socket is not set\n")
+        return EX_CONFIG
+    try:
+        answer = client.request(config.daemon.socket, "STATS", connect_timeout=config.daemon.connect_timeout,
+                                reply_timeout=5)
+    except client.DaemonUnavailable as exc:
+        sys.stderr.write(f"ncauth status: daemon not answering: {exc}\n")
+        return EX_TEMPFAIL
+    for key, value in answer.fields.items():
+        sys.stdout.write(f"{key}={value}\n")
     return EX_OK

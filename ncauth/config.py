@@ -27,7 +27,7 @@ from ncauth.errors import ConfigError
 DEFAULT_PATH = "/etc/ncauth/ncauth.toml"
 MATCH_MODES = ("local-part", "address", "email")
 TWO_FACTOR_MODES = ("app-password-only", "allow-login-password")
-FALLBACK_MODES = ("auto", "always", "never")
+FORWARD_MODES = ("auto", "always", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 USERDB_PLACEHOLDERS = ("user", "local", "domain", "uid")
 
@@ -80,8 +80,20 @@ class AccountsSection:
 @dataclass(frozen=True)
 class DaemonSection:
     socket: str = ""
-    fallback: str = "auto"
+    #: checkpassword: "auto" asks the daemon and falls back to working in-process when it
+    #: does not answer; "always" temp-fails instead; "never" does not ask.
+    forward: str = "auto"
     connect_timeout: float = 0.5
+    reply_timeout: float = 10.0
+    socket_group: str = ""
+    allowed_users: tuple[str, ...] = ("root", "dovecot")
+    workers: int = 0            # 0 = one per CPU
+    queue: int = 64
+    idle_timeout: float = 30.0
+    drain_timeout: float = 15.0
+    cache: bool = True
+    cache_size: int = 10000
+    cache_max_age: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -339,14 +351,28 @@ def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
 
 def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
     sec = "daemon"
-    r.only_keys(sec, daemon, ("socket", "fallback", "connect_timeout"))
+    r.only_keys(sec, daemon, (
+        "socket", "forward", "connect_timeout", "reply_timeout", "socket_group", "allowed_users", "workers",
+        "queue", "idle_timeout", "drain_timeout", "cache", "cache_size", "cache_max_age",
+    ))
     socket_path = r.string(sec, daemon, "socket")
     if socket_path and not socket_path.startswith("/"):
         raise r.fail(sec, "socket", "must be an absolute path")
+    d = DaemonSection()
     return DaemonSection(
         socket=socket_path,
-        fallback=r.choice(sec, daemon, "fallback", FALLBACK_MODES, "auto"),
-        connect_timeout=r.number(sec, daemon, "connect_timeout", 0.5, lo=0.01, hi=30),
+        forward=r.choice(sec, daemon, "forward", FORWARD_MODES, d.forward),
+        connect_timeout=r.number(sec, daemon, "connect_timeout", d.connect_timeout, lo=0.01, hi=30),
+        reply_timeout=r.number(sec, daemon, "reply_timeout", d.reply_timeout, lo=0.1, hi=120),
+        socket_group=r.string(sec, daemon, "socket_group"),
+        allowed_users=r.strings(sec, daemon, "allowed_users") if "allowed_users" in daemon else d.allowed_users,
+        workers=int(r.number(sec, daemon, "workers", d.workers, lo=0, hi=256)),
+        queue=int(r.number(sec, daemon, "queue", d.queue, lo=0, hi=100000)),
+        idle_timeout=r.number(sec, daemon, "idle_timeout", d.idle_timeout, lo=0.1, hi=3600),
+        drain_timeout=r.number(sec, daemon, "drain_timeout", d.drain_timeout, lo=0, hi=600),
+        cache=r.boolean(sec, daemon, "cache", d.cache),
+        cache_size=int(r.number(sec, daemon, "cache_size", d.cache_size, lo=0, hi=10_000_000)),
+        cache_max_age=r.number(sec, daemon, "cache_max_age", d.cache_max_age, lo=0, hi=7 * 86400),
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ncauth import hashes
+from ncauth.cache import VerifiedCache
 from ncauth.config import Config
 from ncauth.errors import TemporaryFailure
 from ncauth.store import Store, TokenRow, UserRow
@@ -101,9 +102,11 @@ def _domain_ok(domain: str) -> bool:
 class Authenticator:
     """Decides logins for one configuration; safe to share between threads."""
 
-    def __init__(self, config: Config, store: Store | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, store: Store | None = None, *, cache: VerifiedCache | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.store = store if store is not None else Store(config.nextcloud)
+        self.cache = cache
         self.clock = clock
         secret = config.nextcloud.secret.encode()
         self._token_suffixes = (secret, b"") if secret else (b"",)
@@ -145,10 +148,10 @@ class Authenticator:
         parsed = parse_login(login, self.config)
         if isinstance(parsed, str):
             t("login", f"unknown: {parsed}")
-            return self._decoy(password, Verdict(Outcome.UNKNOWN, parsed), t)
+            return self._decoy(login, password, Verdict(Outcome.UNKNOWN, parsed), t)
         found = self._find(parsed, t)
         if isinstance(found, str):
-            return self._decoy(password, Verdict(Outcome.UNKNOWN, found), t)
+            return self._decoy(login, password, Verdict(Outcome.UNKNOWN, found), t)
         user = found
         t("enabled", "yes" if user.enabled else "NO (disabled in Nextcloud)")
 
@@ -163,8 +166,10 @@ class Authenticator:
         scheme = hashes.identify(user.password)
         t("hash", scheme.describe())
         started = time.perf_counter()
-        good = hashes.verify(password, user.password, self.config.nextcloud.password_salt)
-        t("verify", f"{'match' if good else 'no match'} in {(time.perf_counter() - started) * 1000:.0f} ms")
+        good, cached = self._cached((b"verify", user.password.encode(), password),
+                                    lambda: hashes.verify(password, user.password, self.config.nextcloud.password_salt))
+        t("verify", f"{'match' if good else 'no match'}" + (" (cached: same stored hash, same password)" if cached
+                                                           else f" in {(time.perf_counter() - started) * 1000:.0f} ms"))
         if not good:
             reason = token_problem or ("wrong password" if not scheme.problem else f"cannot verify: {scheme.problem}")
             return Verdict(Outcome.REFUSED, reason, uid=user.uid)
@@ -271,12 +276,26 @@ class Authenticator:
             ip = ip.ipv4_mapped
         return any(ip in net for net in self.config.accounts.trusted_networks)
 
-    def _decoy(self, password: bytes, verdict: Verdict, t: Trace) -> Verdict:
+    def _cached(self, parts: tuple[bytes, ...], compute: Callable[[], bool]) -> tuple[bool, bool]:
+        """(result, was_cached): through the verified-credentials cache when there is one."""
+        if self.cache is None:
+            return compute(), False
+        return self.cache.remember(parts, compute)
+
+    def _decoy(self, login: str, password: bytes, verdict: Verdict, t: Trace) -> Verdict:
         h = self.config.nextcloud.hashing
         started = time.perf_counter()
-        hashes.decoy(password, h)
-        t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
-          f"{(time.perf_counter() - started) * 1000:.0f} ms so that unknown users cost what real ones do")
+
+        def spend() -> bool:
+            hashes.decoy(password, h)
+            return False
+
+        _, cached = self._cached((b"decoy", login.encode("utf-8", "surrogateescape"), password), spend)
+        if cached:  # a repeated attempt on a known user is cached alike (negative entry)
+            t("decoy", "skipped: the same attempt was answered before")
+        else:
+            t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms so that unknown users cost what real ones do")
         return verdict
 
     def _ok(self, login: Login, user: UserRow, method: str, reason: str, t: Trace, *, disabled: bool = False) -> Verdict:

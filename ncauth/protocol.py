@@ -74,7 +74,7 @@ def reply_fields(user: str, userdb: Mapping[str, str], extra: Iterable[tuple[str
 
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 0
-MAX_LINE = 4096
+MAX_LINE = 16384  # as Dovecot's auth-client protocol
 VERDICTS = ("OK", "FAIL", "UNKNOWN", "TEMPFAIL")
 
 

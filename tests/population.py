@@ -9,6 +9,8 @@ alike; each row names the Nextcloud rule it pins.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +70,19 @@ TOKENS = {
     "dave-valid": ("dave", "dave", "DaveApp-valid-00000000000000000014", {}),
     "emma-email": ("Emma.Stone", "emma@example.org", "EmmaApp-email-00000000000000000015", {}),
 }
+
+
+def php_hash(password: str) -> str:
+    """A fresh ``3|`` hash of *password* as Nextcloud stores it, made by PHP's password_hash
+    (cheap parameters); argon2-cffi writes the identical format where php is missing."""
+    php = shutil.which("php")
+    if php:
+        code = 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID, ["memory_cost" => 8192, "time_cost" => 1, "threads" => 1]);'
+        return subprocess.run([php, "-r", code, "--", password], capture_output=True, text=True, check=True,
+                              timeout=30).stdout
+    from argon2 import PasswordHasher
+
+    return "3|" + PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(password)
 
 
 def token(name: str) -> str:

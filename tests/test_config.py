@@ -28,7 +28,7 @@ def test_minimal_config_has_documented_defaults(tmp_path: Path) -> None:
     assert c.nextcloud.table_prefix == "oc_"
     assert (c.accounts.match, c.accounts.two_factor, c.accounts.domains) == ("local-part", "app-password-only", ())
     assert c.nextcloud.hashing == cfg.Hashing(65536, 4, 1)
-    assert c.daemon.fallback == "auto"
+    assert c.daemon.forward == "auto"
 
 
 def test_full_config(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ home = "/var/vmail/{domain}/{local}"
 mail = "maildir:~/Maildir"
 [daemon]
 socket = "/run/ncauth/auth.sock"
-fallback = "never"
+forward = "never"
 [log]
 level = "debug"
 """, 0o640))
@@ -60,7 +60,7 @@ level = "debug"
     assert len(c.accounts.trusted_networks) == 3
     assert c.userdb["home"] == "/var/vmail/{domain}/{local}"
     assert c.nextcloud.hashing.memory_cost == 131072
-    assert (c.daemon.socket, c.daemon.fallback, c.log_level) == ("/run/ncauth/auth.sock", "never", "debug")
+    assert (c.daemon.socket, c.daemon.forward, c.log_level) == ("/run/ncauth/auth.sock", "never", "debug")
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -1,0 +1,309 @@
+"""``ncauth serve``: the authentication daemon on a Unix socket.
+
+Why a daemon: a checkpassword login pays a Python start, the imports and a fresh
+database connection every time, and a login storm forks one argon2 (64 MiB) per
+login. The daemon keeps the pool and the imports warm, bounds the argon2 work to
+``workers`` threads (argon2-cffi releases the GIL) plus a bounded queue, answers
+repeated logins from the verified-credentials cache, and is what Dovecot 2.4's Lua
+passdb talks to.
+
+Connections are served by asyncio, so a slow or silent client costs a coroutine,
+never a worker; only decisions run in the worker threads. The protocol is in
+``ncauth.protocol``. Peers are checked with SO_PEERCRED against ``allowed_users``.
+SIGTERM drains in-flight requests, SIGHUP reloads the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import pwd
+import signal
+import socket
+import stat
+import struct
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ncauth import config as config_mod, log
+from ncauth.cache import VerifiedCache
+from ncauth.errors import ConfigError
+from ncauth.policy import Authenticator, Outcome, Verdict
+from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, encode_line, decode_line, key_values
+
+_ANSWERS = {Outcome.OK: "OK", Outcome.REFUSED: "FAIL", Outcome.UNKNOWN: "UNKNOWN", Outcome.TEMPFAIL: "TEMPFAIL"}
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+class Stats:
+    """Counters for ``ncauth status``; updated from the event loop thread only."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.verdicts: Counter[str] = Counter()
+        self.latencies: deque[float] = deque(maxlen=4096)
+        self.connections = 0
+        self.refused_peers = 0
+        self.busy = 0
+
+    def record(self, answer: str, seconds: float) -> None:
+        self.verdicts[answer] += 1
+        self.latencies.append(seconds * 1000)
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Daemon:
+    """One configuration's authenticator behind a Unix socket."""
+
+    def __init__(self, config: config_mod.Config) -> None:
+        self.config = config
+        self.auth = self._authenticator(config)
+        d = config.daemon
+        self.workers = d.workers or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ncauth-worker")
+        self.inflight = 0
+        self.stats = Stats()
+        self.allowed_uids = self._allowed_uids(d.allowed_users)
+        self.server: asyncio.base_events.Server | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # -- setup -----------------------------------------------------------------------
+
+    @staticmethod
+    def _authenticator(config: config_mod.Config) -> Authenticator:
+        d = config.daemon
+        cache = VerifiedCache(d.cache_size, d.cache_max_age) if d.cache and d.cache_size else None
+        return Authenticator(config, cache=cache)
+
+    @staticmethod
+    def _allowed_uids(names: tuple[str, ...]) -> set[int]:
+        """Numeric uids for the allowed peers; names that do not exist are skipped (and
+        logged), the daemon's own uid is always allowed."""
+        uids = {os.getuid()}
+        for name in names:
+            try:
+                uids.add(int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid)
+            except KeyError:
+                log.logger.warning("[daemon] allowed_users: no such user %r, skipped", name)
+        return uids
+
+    def listening_socket(self) -> socket.socket:
+        """The socket systemd passed (LISTEN_FDS), else a new one at ``[daemon] socket``."""
+        if os.environ.get("LISTEN_PID") == str(os.getpid()) and int(os.environ.get("LISTEN_FDS", "0")) >= 1:
+            for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+                os.environ.pop(var, None)
+            sock = socket.socket(fileno=3)
+            log.logger.info("listening on the socket systemd passed (%s)", sock.getsockname())
+            return sock
+        path = self.config.daemon.socket
+        if not path:
+            raise ConfigError(f"{self.config.path}: [daemon] socket: missing (and no socket from systemd)")
+        try:
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)  # a stale socket from an earlier run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o117)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        group = self.config.daemon.socket_group
+        if group:
+            try:
+                os.chown(path, -1, grp.getgrnam(group).gr_gid)
+            except KeyError:
+                raise ConfigError(f"{self.config.path}: [daemon] socket_group: no such group {group!r}") from None
+        os.chmod(path, 0o660)
+        sock.listen(128)
+        log.logger.info("listening on %s (mode 0660%s)", path, f", group {group}" if group else "")
+        return sock
+
+    # -- serving ---------------------------------------------------------------------
+
+    async def run(self, sock: socket.socket | None = None) -> None:
+        """Serve until SIGTERM/SIGINT, then drain."""
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        sock = sock or self.listening_socket()
+        self.server = await asyncio.start_unix_server(self._connection, sock=sock, limit=MAX_LINE)
+        _sd_notify("READY=1")
+        log.logger.info("serving with %d workers, queue %d, cache %s", self.workers, self.config.daemon.queue,
+                        "on" if self.auth.cache is not None else "off")
+        await self._stopping.wait()
+        _sd_notify("STOPPING=1")
+        log.logger.info("stopping: draining %d request(s)", self.inflight)
+        self.server.close()
+        deadline = loop.time() + self.config.daemon.drain_timeout
+        while self.inflight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.auth.store.close()
+        log.logger.info("stopped")
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again; keep the old one if the new one is broken."""
+        _sd_notify("RELOADING=1")
+        try:
+            config = config_mod.load(self.config.path)
+            auth = self._authenticator(config)
+        except ConfigError as exc:
+            log.logger.error("reload failed, keeping the running configuration: %s", exc)
+        else:
+            old, self.auth, self.config = self.auth, auth, config
+            self.allowed_uids = self._allowed_uids(config.daemon.allowed_users)
+            log.setup(config.log_level)
+            old.store.close()
+            log.logger.info("configuration reloaded from %s", config.path)
+        _sd_notify("READY=1")
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.connections += 1
+        try:
+            uid = _peer_uid(writer.get_extra_info("socket"))
+            if uid not in self.allowed_uids:
+                self.stats.refused_peers += 1
+                log.logger.warning("refused a connection from uid %s (not in [daemon] allowed_users)", uid)
+                return
+            first = await self._readline(reader)
+            if first is None:
+                return
+            hello = decode_line(first)
+            if hello[:2] != ["VERSION", str(PROTOCOL_MAJOR)]:
+                writer.write(encode_line("TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"))
+                return
+            writer.write(encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR)))
+            while (line := await self._readline(reader)) is not None:
+                writer.write(await self._answer(decode_line(line)))
+                await asyncio.wait_for(writer.drain(), self.config.daemon.idle_timeout)
+        except _LineTooLong:
+            writer.write(encode_line("TEMPFAIL", "0", f"reason=line longer than {MAX_LINE} bytes"))
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            try:
+                writer.close()
+                await asyncio.wait_for(writer.wait_closed(), 1)
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                pass
+
+    async def _readline(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next complete line, or None at EOF or after idle_timeout."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), self.config.daemon.idle_timeout)
+        except asyncio.TimeoutError:
+            return None
+        except (asyncio.LimitOverrunError, ValueError):
+            raise _LineTooLong from None
+        if not line.endswith(b"\n"):
+            return None
+        return line
+
+    async def _answer(self, fields: list[str]) -> bytes:
+        command = fields[0]
+        rid = fields[1] if len(fields) > 1 else ""
+        if command == "STATS" and len(fields) >= 2:
+            return encode_line("OK", rid, *(f"{k}={v}" for k, v in self.snapshot().items()))
+        if command == "AUTH" and len(fields) >= 4:
+            user, password, extra = fields[2], fields[3].encode("utf-8", "surrogateescape"), key_values(fields[4:])
+        elif command == "LOOKUP" and len(fields) >= 3:
+            user, password, extra = fields[2], None, key_values(fields[3:])
+        else:
+            return encode_line("TEMPFAIL", rid, f"reason=malformed or unknown request {command[:16]!r}")
+        if self.inflight >= self.workers + self.config.daemon.queue:
+            self.stats.busy += 1
+            self.stats.record("TEMPFAIL", 0)
+            return encode_line("TEMPFAIL", rid, "reason=busy: too many requests waiting")
+        self.inflight += 1
+        started = time.perf_counter()
+        auth = self.auth
+        try:
+            verdict = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._decide, auth, user, password, extra.get("rip", ""))
+        finally:
+            self.inflight -= 1
+        seconds = time.perf_counter() - started
+        answer = _ANSWERS[verdict.outcome]
+        self.stats.record(answer, seconds)
+        log.decision(verdict=verdict.outcome.value, login=user, reason=verdict.reason, ms=seconds * 1000,
+                     user=verdict.user, uid=verdict.uid, service=extra.get("service", ""),
+                     remote_ip=extra.get("rip", ""), method=verdict.method, via="daemon")
+        if verdict.outcome is Outcome.OK:
+            return encode_line("OK", rid, f"user={verdict.user}", *(f"userdb_{k}={v}" for k, v in verdict.fields.items()))
+        return encode_line(answer, rid, f"reason={verdict.reason}")
+
+    @staticmethod
+    def _decide(auth: Authenticator, user: str, password: bytes | None, remote_ip: str) -> Verdict:
+        if password is None:
+            return auth.lookup(user)
+        return auth.authenticate(user, password, remote_ip=remote_ip)
+
+    def snapshot(self) -> dict[str, Any]:
+        s, cache = self.stats, self.auth.cache
+        return {
+            "uptime": int(time.time() - s.started),
+            "requests": sum(s.verdicts.values()),
+            **{f"verdict_{k.lower()}": s.verdicts.get(k, 0) for k in ("OK", "FAIL", "UNKNOWN", "TEMPFAIL")},
+            "busy": s.busy,
+            "inflight": self.inflight,
+            "queue_depth": max(0, self.inflight - self.workers),
+            "workers": self.workers,
+            "cache_entries": len(cache) if cache is not None else 0,
+            "cache_hits": cache.hits if cache is not None else 0,
+            "cache_misses": cache.misses if cache is not None else 0,
+            "latency_p50_ms": round(s.percentile(0.50), 1),
+            "latency_p95_ms": round(s.percentile(0.95), 1),
+            "latency_p99_ms": round(s.percentile(0.99), 1),
+            "db_reconnects": self.auth.store.reconnects,
+            "connections": s.connections,
+            "refused_peers": s.refused_peers,
+        }
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def _sd_notify(state: str) -> None:
+    """Tell systemd (Type=notify) what we are doing; silent without NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(state.encode(), address)
+    except OSError:
+        pass
+
+
+def serve(config_path: str) -> int:
+    """``ncauth serve``: load the config and run until stopped. Returns an exit status."""
+    log.setup("info")
+    try:
+        config = config_mod.load(config_path)
+        log.setup(config.log_level)
+        daemon = Daemon(config)
+        sock = daemon.listening_socket()
+    except ConfigError as exc:
+        log.logger.error("%s", exc)
+        return 78
+    asyncio.run(daemon.run(sock))
+    return 0

@@ -1,0 +1,449 @@
+"""``ncauth serve`` as a real process on a Unix socket: protocol, verdicts, cache
+semantics, concurrency, failures, signals and the checkpassword relay."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import ncschema
+import population
+from conftest import NextcloudDB, record_output
+from ncauth import client
+from ncauth.protocol import MAX_LINE, decode_line, encode_line
+from population import A, CASES, P
+from test_checkpassword import checkpassword, expected_reply, request
+
+NCAUTH = Path(sys.executable).parent / "ncauth"
+
+
+class Daemon:
+    """A running ``ncauth serve`` and a few ways to talk to it."""
+
+    def __init__(self, config: Path, socket_path: Path, env: dict[str, str] | None = None,
+                 pass_fds: tuple[int, ...] = (), argv: list[str] | None = None) -> None:
+        self.config, self.socket = config, socket_path
+        self.log_path = config.parent / "daemon.log"
+        self.log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv or [str(NCAUTH), "serve", "--config", str(config)], stdout=self.log_file,
+                                     stderr=self.log_file, env={**os.environ, **(env or {})}, pass_fds=pass_fds)
+        deadline = time.monotonic() + 20
+        while not self.answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daemon did not start: {self.log()}")
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        try:
+            self.ask("STATS")
+            return True
+        except client.DaemonUnavailable:
+            return False
+
+    def ask(self, command: str, *args: str) -> client.Answer:
+        return client.request(str(self.socket), command, *args, connect_timeout=1, reply_timeout=30)
+
+    def stats(self) -> dict[str, str]:
+        return self.ask("STATS").fields
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.log_file.close()
+        record_output(self.log())
+        return self.proc.returncode
+
+    def rss_peak_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+
+def daemon_config(db: NextcloudDB, directory: Path, extra: str = "") -> tuple[Path, Path]:
+    sock = directory / "auth.sock"
+    config = directory / "ncauth.toml"
+    config.write_text(population.config_text(db.url, db.prefix) + population.STANDARD_CONFIG
+                      + f'\n[daemon]\nsocket = "{sock}"\n{extra}')
+    config.chmod(0o600)
+    return config, sock
+
+
+@pytest.fixture
+def db(mariadb, tmp_path: Path) -> Iterator[NextcloudDB]:
+    d = NextcloudDB(mariadb.create_database(f"nc_daemon_{os.getpid()}_{time.monotonic_ns()}"), "oc_", tmp_path)
+    yield d.populate()
+    d.close()
+
+
+@pytest.fixture
+def daemon(db: NextcloudDB, tmp_path: Path) -> Iterator[Daemon]:
+    config, sock = daemon_config(db, tmp_path)
+    d = Daemon(config, sock)
+    yield d
+    assert d.stop() == 0
+
+
+def raw(sock_path: Path, data: bytes, *, read_lines: int = 2, timeout: float = 10) -> list[list[str]]:
+    """Send raw bytes, read *read_lines* answer lines (fewer if the daemon closes)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(data)
+        buf = b""
+        while buf.count(b"\n") < read_lines:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return [decode_line(line) for line in buf.split(b"\n")[:-1]]
+
+
+HELLO = encode_line("VERSION", "1", "0")
+
+
+# --- protocol ---------------------------------------------------------------------
+
+def test_handshake_and_answers(daemon: Daemon) -> None:
+    lines = raw(daemon.socket, HELLO + encode_line("AUTH", "a1", A, P, "service=imap", "rip=198.51.100.1"), read_lines=2)
+    assert lines[0] == ["VERSION", "1", "0"]
+    assert lines[1] == ["OK", "a1", "user=alice@example.org", "userdb_uid=vmail", "userdb_gid=vmail",
+                        "userdb_home=/var/vmail/example.org/alice"]
+
+
+def test_pipelined_requests_answer_in_order(daemon: Daemon) -> None:
+    data = HELLO + b"".join([
+        encode_line("AUTH", "1", A, "wrong-password"),
+        encode_line("LOOKUP", "2", "carol@example.org"),
+        encode_line("AUTH", "3", "bob@example.org", P),
+        encode_line("LOOKUP", "4", "dave@example.org"),
+        encode_line("STATS", "5"),
+    ])
+    lines = raw(daemon.socket, data, read_lines=6)
+    assert [line[:2] for line in lines[1:]] == [["FAIL", "1"], ["UNKNOWN", "2"], ["OK", "3"], ["OK", "4"], ["OK", "5"]]
+    assert lines[1][2] == "reason=wrong password"
+    assert "uptime" in " ".join(lines[5])
+
+
+def test_escaped_fields(daemon: Daemon, db: NextcloudDB) -> None:
+    """A password with TAB, LF and 0x01 travels escaped and verifies byte for byte."""
+    weird = "tab\there\nnew\x01line ✓"
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE oc_users SET password = :h WHERE uid = 'bob'"),
+                     {"h": population.php_hash(weird)})
+    assert daemon.ask("AUTH", "bob@example.org", weird).verdict == "OK"
+    assert daemon.ask("AUTH", "bob@example.org", weird.replace("\t", " ")).verdict == "FAIL"
+
+
+@pytest.mark.parametrize(("data", "first"), [
+    (encode_line("AUTH", "1", A, P), ["TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"]),
+    (encode_line("VERSION", "2", "0"), ["TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"]),
+    (HELLO + b"A" * (MAX_LINE + 10) + b"\n", ["VERSION", "1", "0"]),
+])
+def test_malformed_input_is_answered_and_closed(daemon: Daemon, data: bytes, first: list[str]) -> None:
+    lines = raw(daemon.socket, data, read_lines=3)
+    assert lines[0] == first
+    if first[0] == "VERSION":
+        assert lines[1][0] == "TEMPFAIL" and "longer than" in lines[1][2]
+    assert len(lines) <= 2  # and the connection was closed
+    assert daemon.answers()
+
+
+@pytest.mark.parametrize("request_line", [
+    encode_line("AUTH", "7", A), encode_line("FROB", "7"), encode_line("LOOKUP"), b"\xff\xfe\n", b"\n",
+])
+def test_malformed_requests_get_tempfail(daemon: Daemon, request_line: bytes) -> None:
+    lines = raw(daemon.socket, HELLO + request_line, read_lines=2)
+    assert lines[1][0] == "TEMPFAIL"
+
+
+def test_slow_client_holds_no_worker(db: NextcloudDB, tmp_path: Path) -> None:
+    """Silent half-open connections (more than there are workers) do not delay others,
+    and are closed after idle_timeout."""
+    config, sock = daemon_config(db, tmp_path, "workers = 1\nidle_timeout = 1.5\n")
+    d = Daemon(config, sock)
+    try:
+        silent = []
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(sock))
+            s.sendall(HELLO + b"AUTH\t1\talice@exa")  # never finishes the line
+            silent.append(s)
+        assert d.ask("AUTH", A, P).verdict == "OK"
+        for s in silent:
+            s.settimeout(5)
+            assert s.recv(100).startswith(b"VERSION")  # the handshake answer ...
+            assert s.recv(100) == b""                  # ... then closed after idle_timeout
+            s.close()
+    finally:
+        assert d.stop() == 0
+
+
+# --- verdicts -----------------------------------------------------------------------
+
+ANSWER = {"ok": "OK", "refused": "FAIL", "unknown": "UNKNOWN"}
+
+
+def test_case_table(daemon: Daemon) -> None:
+    for case in CASES:
+        args = [f"rip={case.remote_ip}"] if case.remote_ip else []
+        answer = daemon.ask("AUTH", case.login, case.password, *args)
+        assert answer.verdict == ANSWER[case.outcome], case.id
+        if case.outcome == "ok":
+            assert answer.fields["user"] == case.user, case.id
+        else:
+            assert case.reason in answer.fields["reason"] or case.id == "other-backend-user", case.id
+
+
+def test_concurrent_storm_correct_and_bounded(daemon: Daemon) -> None:
+    """200 simultaneous logins (64 MiB argon2id, wrong passwords, unknown users): every
+    verdict right, no TEMPFAIL, peak RSS within 100 MiB + workers x argon2 memory."""
+    jobs = []
+    for i in range(200):
+        kind = i % 4
+        if kind == 0:
+            jobs.append((A, P, "OK"))
+        elif kind == 1:
+            jobs.append((A, f"wrong-{i}", "FAIL"))
+        elif kind == 2:
+            jobs.append((f"nobody{i}@example.org", f"pw-{i}", "UNKNOWN"))
+        else:
+            jobs.append(("bob@example.org", P, "OK"))
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        verdicts = list(pool.map(lambda j: daemon.ask("AUTH", j[0], j[1]).verdict, jobs))
+    assert verdicts == [j[2] for j in jobs]
+    workers = int(daemon.stats()["workers"])
+    assert daemon.rss_peak_kib() <= (100 + workers * 64) * 1024
+
+
+def test_busy_beyond_the_queue(db: NextcloudDB, tmp_path: Path) -> None:
+    """With one worker and no queue, a second simultaneous request is TEMPFAIL busy."""
+    config, sock = daemon_config(db, tmp_path, "workers = 1\nqueue = 0\ncache = false\n")
+    d = Daemon(config, sock)
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda i: d.ask("AUTH", A, f"wrong-{i}"), range(6)))
+        verdicts = sorted(a.verdict for a in answers)
+        assert "FAIL" in verdicts and "TEMPFAIL" in verdicts
+        assert all("busy" in a.fields["reason"] for a in answers if a.verdict == "TEMPFAIL")
+        assert int(d.stats()["busy"]) == verdicts.count("TEMPFAIL")
+    finally:
+        assert d.stop() == 0
+
+
+# --- the verified-credentials cache ---------------------------------------------------
+
+def test_cache_hits_and_instant_revocation(daemon: Daemon, db: NextcloudDB) -> None:
+    assert daemon.ask("AUTH", A, P).verdict == "OK"
+    hits = int(daemon.stats()["cache_hits"])
+    assert daemon.ask("AUTH", A, P).verdict == "OK"
+    assert int(daemon.stats()["cache_hits"]) == hits + 1
+
+    # password changed in Nextcloud: the old one fails at once, the new one works
+    new = "a brand new password 2026"
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE oc_users SET password = :h WHERE uid = 'Alice'"), {"h": population.php_hash(new)})
+    assert daemon.ask("AUTH", A, P).verdict == "FAIL"
+    assert daemon.ask("AUTH", A, new).verdict == "OK"
+    assert daemon.ask("AUTH", A, new).verdict == "OK"
+
+    # disabled in Nextcloud: refused on the very next login, cache or not
+    with db.engine.begin() as conn:
+        ncschema.disable_user(conn, "oc_", "Alice")
+    assert daemon.ask("AUTH", A, new).verdict == "FAIL"
+    with db.engine.begin() as conn:
+        ncschema.enable_user(conn, "oc_", "Alice")
+    assert daemon.ask("AUTH", A, new).verdict == "OK"
+
+    # second factor enabled: the cached login password no longer lets the user in
+    with db.engine.begin() as conn:
+        ncschema.add_two_factor(conn, "oc_", "Alice", "totp")
+    assert daemon.ask("AUTH", A, new).verdict == "FAIL"
+
+    # app password revoked: refused at once
+    token = population.token("alice-valid")
+    assert daemon.ask("AUTH", A, token).verdict == "OK"
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM oc_authtoken WHERE token = :t"),
+                     {"t": ncschema.hash_app_token(token, population.SECRET)})
+    assert daemon.ask("AUTH", A, token).verdict == "FAIL"
+
+
+def test_repeated_wrong_password_and_unknown_user_are_cached_alike(daemon: Daemon) -> None:
+    """Negative entries: the second identical attempt costs no argon2 run, whether or not
+    the user exists (so repeated attempts do not tell either)."""
+    before = int(daemon.stats()["cache_hits"])
+    for login in (A, "ghost@example.org"):
+        daemon.ask("AUTH", login, "not-it-123")
+        daemon.ask("AUTH", login, "not-it-123")
+    assert int(daemon.stats()["cache_hits"]) == before + 2
+
+
+def test_cache_can_be_turned_off(db: NextcloudDB, tmp_path: Path) -> None:
+    config, sock = daemon_config(db, tmp_path, "cache = false\n")
+    d = Daemon(config, sock)
+    try:
+        for _ in range(3):
+            assert d.ask("AUTH", A, P).verdict == "OK"
+        stats = d.stats()
+        assert (stats["cache_hits"], stats["cache_entries"]) == ("0", "0")
+    finally:
+        assert d.stop() == 0
+
+
+# --- failures ---------------------------------------------------------------------------
+
+def test_database_restart_tempfail_then_recovery(mariadb, daemon: Daemon) -> None:
+    assert daemon.ask("AUTH", A, P).verdict == "OK"
+    mariadb.stop()
+    try:
+        for password in (P, "wrong"):
+            answer = daemon.ask("AUTH", A, password)
+            assert answer.verdict == "TEMPFAIL", answer
+    finally:
+        mariadb.start()
+    assert daemon.ask("AUTH", A, P).verdict == "OK"
+    assert int(daemon.stats()["db_reconnects"]) >= 1
+
+
+def test_checkpassword_relays_to_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
+    """With the daemon up, checkpassword imports nothing heavy: a broken SQLAlchemy on its
+    path does not matter, and the answers are the daemon's."""
+    fake = tmp_path / "fake" / "sqlalchemy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('sqlalchemy must not be imported on the relay path')\n")
+    env = {"PYTHONPATH": str(fake.parent), "TCPREMOTEIP": "198.51.100.9"}
+    r = checkpassword(daemon.config, request(A, P), env)
+    assert (r.code, r.reply) == (0, expected_reply(A)), r.stderr
+    assert checkpassword(daemon.config, request(A, "nope"), env).code == 1
+    assert checkpassword(daemon.config, request("carol@example.org", "nope"), env).code == 1
+    r = checkpassword(daemon.config, request(A, ""), {**env, "AUTHORIZED": "1"})
+    assert (r.code, r.reply) == (2, expected_reply(A))
+    assert checkpassword(daemon.config, request("carol@example.org", ""), {**env, "AUTHORIZED": "1"}).code == 3
+    assert 'rip=198.51.100.9' in daemon.log() and "via=daemon" in daemon.log()
+
+
+def test_checkpassword_falls_back_when_the_daemon_dies(db: NextcloudDB, tmp_path: Path) -> None:
+    """Daemon killed mid-run: with forward = "auto" no login is refused; with "always"
+    checkpassword temp-fails instead of deciding itself."""
+    config, sock = daemon_config(db, tmp_path)
+    d = Daemon(config, sock)
+    results: list[int] = []
+
+    def logins() -> None:
+        for _ in range(12):
+            results.append(checkpassword(config, request(A, P)).code)
+
+    t = threading.Thread(target=logins)
+    t.start()
+    time.sleep(1.0)
+    d.stop(signal.SIGKILL)
+    t.join()
+    assert results == [0] * 12
+    r = checkpassword(config, request(A, P))
+    assert r.code == 0 and "deciding in-process" in r.stderr
+    always = tmp_path / "always.toml"
+    always.write_text(config.read_text().replace("[daemon]\n", '[daemon]\nforward = "always"\n'))
+    always.chmod(0o600)
+    r = checkpassword(always, request(A, P))
+    assert (r.code, r.reply) == (111, b"")
+
+
+# --- process behaviour ------------------------------------------------------------------
+
+def test_sigterm_drains_inflight_requests(db: NextcloudDB, tmp_path: Path) -> None:
+    config, sock = daemon_config(db, tmp_path, "cache = false\n")
+    d = Daemon(config, sock)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(d.ask, "AUTH", A, P) for _ in range(4)]
+        time.sleep(0.1)
+        d.proc.send_signal(signal.SIGTERM)
+        assert [f.result().verdict for f in futures] == ["OK"] * 4
+    assert d.stop() == 0
+    assert "stopping: draining" in d.log() and "stopped" in d.log()
+
+
+def test_sighup_reloads_and_keeps_a_broken_config_out(db: NextcloudDB, tmp_path: Path) -> None:
+    config, sock = daemon_config(db, tmp_path)
+    d = Daemon(config, sock)
+    try:
+        assert d.ask("AUTH", "alice@other.tld", P).verdict == "UNKNOWN"
+        config.write_text(config.read_text().replace('domains = ["example.org"]', 'domains = ["example.org", "other.tld"]'))
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert d.ask("AUTH", "alice@other.tld", P).verdict == "OK"
+        config.write_text(config.read_text() + "\nbogus_key = 1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert d.ask("AUTH", "alice@other.tld", P).verdict == "OK"
+        assert "reload failed, keeping the running configuration" in d.log()
+    finally:
+        assert d.stop() == 0
+
+
+def test_socket_mode_and_peer_allow_list(db: NextcloudDB) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="ncauth-sock-"))  # reachable for user nobody
+    directory.chmod(0o755)
+    config, sock = daemon_config(db, directory, 'allowed_users = ["root"]\n')
+    d = Daemon(config, sock)
+    try:
+        assert oct(sock.stat().st_mode & 0o777) == "0o660"
+        sock.chmod(0o666)  # let nobody reach the socket, to prove the SO_PEERCRED check
+        probe = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+                 "s.sendall(b'VERSION\\t1\\t0\\nSTATS\\t1\\n')\n"
+                 "try: print(repr(s.recv(100)))\nexcept ConnectionResetError: print(repr(b''))")
+        out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
+                              "-c", probe, str(sock)], capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "b''", out
+        assert "refused a connection from uid 65534" in d.log()
+        assert d.stats()["refused_peers"] == "1"
+    finally:
+        assert d.stop() == 0
+        shutil.rmtree(directory)
+
+
+def test_systemd_socket_activation(db: NextcloudDB, tmp_path: Path) -> None:
+    config, sock = daemon_config(db, tmp_path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(16)
+    os.set_inheritable(listener.fileno(), True)
+    # As systemd does: the socket on fd 3, LISTEN_PID = the daemon's own pid (exec keeps it).
+    wrapper = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid());"
+               "os.environ['LISTEN_FDS'] = '1'; os.execv(sys.argv[2], sys.argv[2:])")
+    d = Daemon(config, sock, argv=[sys.executable, "-c", wrapper, str(listener.fileno()), str(NCAUTH), "serve",
+                                   "--config", str(config)], pass_fds=(listener.fileno(),))
+    listener.close()
+    try:
+        assert d.ask("AUTH", A, P).verdict == "OK"
+        assert "listening on the socket systemd passed" in d.log()
+    finally:
+        assert d.stop() == 0
+
+
+def test_no_fd_leak(daemon: Daemon) -> None:
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
+
+    daemon.ask("AUTH", A, P)
+    before = fds()
+    for i in range(300):
+        daemon.ask("LOOKUP", A) if i % 2 else daemon.ask("AUTH", A, P)
+    assert fds() <= before + 2
