@@ -67,3 +67,23 @@ def test_readme_install_and_run_commands() -> None:
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "driver = checkpassword" in proc.stdout and f"{venv}/bin/ncauth-checkpassword" in proc.stdout
+
+
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    """systemd-analyze accepts the units (with ExecStart pointing at a real ncauth)."""
+    import shutil
+    import subprocess
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    ncauth = Path(sys.executable).parent / "ncauth"
+    for name in ("ncauth.socket", "ncauth.service"):
+        text = (ROOT / "systemd" / name).read_text()
+        (tmp_path / name).write_text(text.replace("/opt/ncauth/bin/ncauth", str(ncauth)))
+    service = (ROOT / "systemd" / "ncauth.service").read_text()
+    assert "ExecStart=/opt/ncauth/bin/ncauth serve --config /etc/ncauth/ncauth.toml" in service
+    assert "ListenStream=/run/ncauth/auth.sock" in (ROOT / "systemd" / "ncauth.socket").read_text()
+    proc = subprocess.run([analyze, "verify", str(tmp_path / "ncauth.socket"), str(tmp_path / "ncauth.service")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
