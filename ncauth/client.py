@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, VERDICTS, decode_line, encode_line, key_values
 
@@ -19,10 +19,9 @@ class DaemonUnavailable(Exception):
     """No usable answer from the daemon (not running, refused, timed out, garbled)."""
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     verdict: str                       # OK | FAIL | UNKNOWN | TEMPFAIL
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str]
 
 
 def request(path: str, command: str, *args: str, connect_timeout: float = 0.5,

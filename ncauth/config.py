@@ -3,26 +3,28 @@
 Every error names the file and the key, unknown keys are errors (a typo must not
 silently fall back to a default in an auth component), and a file that holds a
 secret is refused when other users can read it, as ssh does with private keys.
-This module imports only the standard library: the checkpassword fast path reads
-the config before it decides whether heavy modules are needed at all.
+This module imports only the standard library, and little of it: the checkpassword
+fast path reads the config before it decides whether heavy modules are needed at all.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
 import re
-import shutil
 import stat
-import subprocess
 import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from ncauth.errors import ConfigError
+
+if TYPE_CHECKING:
+    import ipaddress
+
+# Imports of modules that only some configurations need (ipaddress, json, subprocess,
+# shutil, posixpath) are done where they are used: checkpassword's relay to the daemon
+# starts a Python for every login, and each import costs milliseconds there.
 
 DEFAULT_PATH = "/etc/ncauth/ncauth.toml"
 MATCH_MODES = ("local-part", "address", "email")
@@ -40,8 +42,7 @@ _PHP_KEYS = (
 )
 
 
-@dataclass(frozen=True)
-class Hashing:
+class Hashing(NamedTuple):
     """Argon2 parameters for the decoy work done for unknown users, so that they
     cost what a real check costs (Nextcloud's hashingMemoryCost & co.)."""
 
@@ -50,24 +51,22 @@ class Hashing:
     threads: int = 1
 
 
-@dataclass(frozen=True)
-class NextcloudSection:
+class NextcloudSection(NamedTuple):
     database_urls: tuple[str, ...]
     table_prefix: str = "oc_"
     secret: str = ""
     password_salt: str = ""
     connect_timeout: float = 5.0
     query_timeout: float = 5.0
-    hashing: Hashing = field(default_factory=Hashing)
+    hashing: Hashing = Hashing()
 
 
-@dataclass(frozen=True)
-class AccountsSection:
+class AccountsSection(NamedTuple):
     domains: tuple[str, ...] = ()
     default_domain: str = ""
     match: str = "local-part"
     two_factor: str = "app-password-only"
-    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    trusted_networks: tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", ...] = ()
     app_passwords: bool = True
     #: Nextcloud's token_auth_enforced: login passwords never work, only app passwords.
     app_password_required: bool = False
@@ -77,8 +76,7 @@ class AccountsSection:
     two_factor_enforced_excluded_groups: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class DaemonSection:
+class DaemonSection(NamedTuple):
     socket: str = ""
     #: checkpassword: "auto" asks the daemon and falls back to working in-process when it
     #: does not answer; "always" temp-fails instead; "never" does not ask.
@@ -96,13 +94,12 @@ class DaemonSection:
     cache_max_age: float = 3600.0
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     path: str
     nextcloud: NextcloudSection
-    accounts: AccountsSection = field(default_factory=AccountsSection)
-    userdb: dict[str, str] = field(default_factory=dict)
-    daemon: DaemonSection = field(default_factory=DaemonSection)
+    accounts: AccountsSection = AccountsSection()
+    userdb: Mapping[str, str] = MappingProxyType({})
+    daemon: DaemonSection = DaemonSection()
     log_level: str = "info"
 
 
@@ -299,6 +296,8 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsS
     if default_domain and domains and default_domain not in domains:
         raise r.fail(sec, "default_domain", f"{default_domain!r} is not one of [accounts] domains")
     networks = []
+    if acc.get("trusted_networks"):
+        import ipaddress
     for net in r.strings(sec, acc, "trusted_networks"):
         try:
             networks.append(ipaddress.ip_network(net, strict=False))
@@ -398,6 +397,10 @@ def read_config_php(path: str) -> dict[str, Any]:
     """The database and hashing keys of Nextcloud's config.php (merged with the
     ``*.config.php`` files beside it, as Nextcloud does), read through the php CLI
     because config.php is PHP code, not data."""
+    import json
+    import shutil
+    import subprocess
+
     # Dovecot starts checkpassword without PATH: fall back to the default search path.
     php = shutil.which("php", path=os.environ.get("PATH") or os.defpath)
     if php is None:
@@ -435,7 +438,7 @@ def database_url_from_php(php: dict[str, Any], source: str) -> str:
         datadir = str(php.get("datadirectory", ""))
         if not datadir:
             raise ConfigError(f"[nextcloud] config_php: {source}: dbtype sqlite3 but no datadirectory")
-        return f"sqlite:///{Path(datadir) / (name + '.db')}"
+        return f"sqlite:///{os.path.join(datadir, name + '.db')}"
     if dbtype not in ("mysql", "pgsql"):
         raise ConfigError(f"[nextcloud] config_php: {source}: dbtype {dbtype!r} is not supported (mysql, pgsql, sqlite3)")
     user = quote(str(php.get("dbuser", "")), safe="")
@@ -455,7 +458,7 @@ def database_url_from_php(php: dict[str, Any], source: str) -> str:
     else:
         scheme = "postgresql+psycopg"
         if socket_path:
-            query = "?host=" + quote(socket_path if not socket_path.endswith(".s.PGSQL.5432") else str(Path(socket_path).parent), safe="/")
+            query = "?host=" + quote(socket_path if not socket_path.endswith(".s.PGSQL.5432") else os.path.dirname(socket_path), safe="/")
             host = ""
     netloc = host + (f":{port}" if port else "")
     return f"{scheme}://{auth}{netloc}/{quote(name, safe='')}{query}"

@@ -1,0 +1,296 @@
+"""ncauth benchmarks: login latency and throughput of each path, as ratios to one bare
+argon2 verify of the same hash measured in the same run (the floor).
+
+    .venv/bin/python bench/run.py [--quick] [--json bench/results/latest.json]
+
+Starts its own throwaway MariaDB (tests/dbservers.py), loads users whose hashes PHP's
+password_hash made with Nextcloud's defaults (argon2id m=64 MiB t=4 p=1; argon2i m=32 MiB;
+bcrypt cost 10), runs the daemon as a real process, and prints one markdown table plus
+the machine; the same goes to JSON for comparison across runs. No figure is asserted:
+targets are reported next to the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import argon2.low_level  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+import dbservers  # noqa: E402
+from dovecot_harness import make_dovecot_venv  # noqa: E402
+import ncschema  # noqa: E402
+from ncauth import client, config as config_mod, hashes  # noqa: E402
+from ncauth.policy import Authenticator  # noqa: E402
+
+PASSWORD = "correct horse battery staple"
+PHP_HASHES = {
+    "argon2id": 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID);',   # PHP defaults: m=65536 t=4 p=1
+    "argon2i": 'echo "2|" . password_hash($argv[1], PASSWORD_ARGON2I, ["memory_cost" => 32768]);',
+    "bcrypt": 'echo "1|" . password_hash($argv[1], PASSWORD_BCRYPT, ["cost" => 10]);',
+}
+# Programs run as an admin installs them: a virtualenv from Debian's python with `pip install .`
+# (the development interpreter's site-packages would add their own start-up cost).
+VENV = make_dovecot_venv(ROOT)
+NCAUTH = VENV / "bin" / "ncauth"
+CHECKPASSWORD = VENV / "bin" / "ncauth-checkpassword"
+
+
+@dataclass
+class Row:
+    path: str
+    samples_ms: list[float] = field(repr=False)
+    note: str = ""
+    concurrency: int = 1
+    wall_s: float = 0.0
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+    @property
+    def per_second(self) -> float:
+        if self.wall_s:
+            return len(self.samples_ms) / self.wall_s
+        return 1000 / self.p50 if self.p50 else 0.0
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def concurrent(fn: Callable[[int], object], n: int, workers: int) -> tuple[list[float], float]:
+    def one(i: int) -> float:
+        started = time.perf_counter()
+        fn(i)
+        return (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        samples = list(pool.map(one, range(n)))
+    return samples, time.perf_counter() - started
+
+
+def php_hash(kind: str) -> str:
+    php = shutil.which("php")
+    if php:
+        return subprocess.run([php, "-r", PHP_HASHES[kind], "--", PASSWORD], capture_output=True, text=True,
+                              check=True).stdout
+    params = {"argon2id": ("3|", argon2.low_level.Type.ID, 65536, 4), "argon2i": ("2|", argon2.low_level.Type.I, 32768, 4)}
+    if kind in params:
+        prefix, typ, m, t = params[kind]
+        return prefix + argon2.low_level.hash_secret(PASSWORD.encode(), os.urandom(16), t, m, 1, 32, typ).decode()
+    import bcrypt
+    return "1|" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode().replace("$2b$", "$2y$")
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    from importlib.metadata import version
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": f"{int(mem) // 1024 // 1024} GiB",
+            "python": platform.python_version(), "argon2-cffi": version("argon2-cffi"),
+            "kernel": platform.release()}
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, sock: Path) -> None:
+        self.sock = sock
+        self.proc = subprocess.Popen([str(NCAUTH), "serve", "--config", str(config)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.ask("STATS")
+                break
+            except client.DaemonUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def ask(self, command: str, *args: str) -> client.Answer:
+        return client.request(str(self.sock), command, *args, connect_timeout=2, reply_timeout=60)
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def run_checkpassword(config: Path, user: str, password: str) -> int:
+    r3, w3 = os.pipe()
+    r4, w4 = os.pipe()
+    os.write(w3, f"{user}\0{password}\0\0".encode())
+    os.close(w3)
+
+    def child() -> None:
+        os.dup2(r3, 3)
+        os.dup2(w4, 4)
+        os.set_inheritable(3, True)
+        os.set_inheritable(4, True)
+
+    proc = subprocess.Popen([str(CHECKPASSWORD), "--config", str(config)], env={"SERVICE": "imap"},
+                            preexec_fn=child, close_fds=False, stderr=subprocess.DEVNULL)
+    os.close(r3)
+    os.close(w4)
+    while os.read(r4, 65536):
+        pass
+    os.close(r4)
+    code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"checkpassword exited {code}")
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few samples (CI smoke run, well under two minutes)")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    n = 5 if args.quick else 30
+    storm = 60 if args.quick else 200
+
+    work = Path(tempfile.mkdtemp(prefix="ncauth-bench-"))
+    rows: list[Row] = []
+    extra: dict[str, object] = {}
+    with dbservers.mariadb_server() as server:
+        url = server.create_database("ncauth_bench")
+        engine = sa.create_engine(url)
+        ncschema.create_schema(engine, "oc_")
+        stored = {kind: php_hash(kind) for kind in PHP_HASHES}
+        with engine.begin() as conn:
+            for kind, h in stored.items():
+                ncschema.add_user(conn, "oc_", kind, h)
+        engine.dispose()
+        base = (f'[nextcloud]\ndatabase_url = "{url}"\n[accounts]\ndomains = ["example.org"]\n'
+                '[userdb]\nuid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n')
+        sock = work / "auth.sock"
+
+        def write(name: str, text: str) -> Path:
+            path = work / name
+            path.write_text(text)
+            path.chmod(0o600)
+            return path
+
+        inproc = write("inproc.toml", base)
+        cached = write("cached.toml", base + f'[daemon]\nsocket = "{sock}"\n')
+        cold = write("cold.toml", base + f'[daemon]\nsocket = "{sock}"\ncache = false\n')
+        user = "argon2id@example.org"
+        inner = hashes.split(stored["argon2id"])[1].encode()
+
+        # the floor: argon2-cffi alone, same hash
+        floor = Row("argon2-cffi verify alone (floor)", timed(
+            lambda: argon2.low_level.verify_secret(inner, PASSWORD.encode(), argon2.low_level.Type.ID), n))
+        rows.append(floor)
+        for kind in ("argon2i", "bcrypt"):
+            auth = Authenticator(config_mod.load(str(inproc)))
+            rows.append(Row(f"in-process decision, {kind} user", timed(
+                lambda k=kind: auth.authenticate(f"{k}@example.org", PASSWORD.encode()), n), note=stored[kind][:14]))
+            auth.store.close()
+        auth = Authenticator(config_mod.load(str(inproc)))
+        rows.append(Row("in-process decision (Authenticator, warm pool)", timed(
+            lambda: auth.authenticate(user, PASSWORD.encode()), n)))
+        auth.store.close()
+        rows.append(Row("`ncauth verify` (whole command)", timed(
+            lambda: subprocess.run([str(NCAUTH), "verify", "--config", str(inproc), user, "--password-stdin"],
+                                   input=PASSWORD.encode(), capture_output=True, check=True), max(3, n // 3))))
+        rows.append(Row("checkpassword, in-process", timed(
+            lambda: run_checkpassword(inproc, user, PASSWORD), max(3, n // 3))))
+
+        d = DaemonProcess(cold, sock)
+        d.ask("AUTH", user, PASSWORD)
+        rows.append(Row("daemon, cold (cache off)", timed(lambda: d.ask("AUTH", user, PASSWORD), n)))
+        for c in (1, 2, 8, 32):
+            samples, wall = concurrent(lambda i: d.ask("AUTH", user, PASSWORD), max(n, 4 * c), c)
+            rows.append(Row(f"daemon, cold, concurrency {c}", samples, concurrency=c, wall_s=wall))
+        d.stop()
+
+        d = DaemonProcess(cached, sock)
+        d.ask("AUTH", user, PASSWORD)
+        repeated = Row("daemon, repeated (cache hit)", timed(lambda: d.ask("AUTH", user, PASSWORD), n * 4))
+        rows.append(repeated)
+        for c in (1, 2, 8, 32):
+            samples, wall = concurrent(lambda i: d.ask("AUTH", user, PASSWORD), max(4 * n, 8 * c), c)
+            rows.append(Row(f"daemon, repeated, concurrency {c}", samples, concurrency=c, wall_s=wall))
+        relay = Row("checkpassword -> daemon, repeated", timed(lambda: run_checkpassword(cached, user, PASSWORD), n))
+        rows.append(relay)
+        extra["checkpassword_relay_overhead_ms"] = round(relay.p50 - repeated.p50, 1)
+        d.stop()
+
+        # memory: a storm of distinct wrong passwords (every one a cold 64 MiB argon2 run)
+        d = DaemonProcess(cold, sock)
+        workers = int(d.ask("STATS").fields["workers"])
+        samples, wall = concurrent(lambda i: d.ask("AUTH", user, f"wrong-{i}"), storm, 32)
+        rows.append(Row(f"daemon storm: {storm} cold wrong-password logins", samples, concurrency=32, wall_s=wall))
+        extra["storm_logins"] = storm
+        extra["daemon_peak_rss_mib"] = round(d.peak_rss_mib(), 1)
+        extra["daemon_rss_budget_mib"] = 100 + workers * 64
+        extra["workers"] = workers
+        d.stop()
+
+    shutil.rmtree(work, ignore_errors=True)
+    report(rows, floor, extra, args)
+    return 0
+
+
+def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse.Namespace) -> None:
+    m = machine()
+    print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, "
+          f"argon2-cffi {m['argon2-cffi']}, Linux {m['kernel']}\n")
+    print("| path | p50 ms | p95 ms | logins/s | p50 / floor |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r.path} | {r.p50:.1f} | {r.p95:.1f} | {r.per_second:.1f} | {r.p50 / floor.p50:.2f}x |")
+    cold = next(r for r in rows if r.path == "daemon, cold (cache off)")
+    repeated = next(r for r in rows if r.path == "daemon, repeated (cache hit)")
+    print("\nTargets (issue: daemon):")
+    print(f"- cold daemon login / floor = {cold.p50 / floor.p50:.2f} (target <= 1.10)")
+    print(f"- repeated daemon login / floor = {repeated.p50 / floor.p50:.3f} (target <= 0.15)")
+    print(f"- checkpassword -> daemon overhead = {extra['checkpassword_relay_overhead_ms']} ms (target <= 40 ms)")
+    print(f"- daemon peak RSS in a {extra['storm_logins']}-login storm = {extra['daemon_peak_rss_mib']} MiB "
+          f"(budget 100 + {extra['workers']} workers x 64 = {extra['daemon_rss_budget_mib']} MiB)")
+    result = {"machine": m, "quick": args.quick, "rows": [
+        {**{k: v for k, v in asdict(r).items() if k != "samples_ms"}, "p50_ms": round(r.p50, 2),
+         "p95_ms": round(r.p95, 2), "logins_per_s": round(r.per_second, 2), "ratio_to_floor": round(r.p50 / floor.p50, 3)}
+        for r in rows], **extra}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nJSON: {out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
