@@ -36,6 +36,7 @@ import sqlalchemy as sa  # noqa: E402
 
 import dbservers  # noqa: E402
 from dovecot_harness import make_dovecot_venv  # noqa: E402
+from test_checkpassword import checkpassword, request  # noqa: E402
 import ncschema  # noqa: E402
 from ncauth import client, config as config_mod, hashes  # noqa: E402
 from ncauth.policy import Authenticator  # noqa: E402
@@ -150,29 +151,10 @@ class DaemonProcess:
         self.proc.wait(timeout=30)
 
 
-def run_checkpassword(config: Path, user: str, password: str) -> int:
-    r3, w3 = os.pipe()
-    r4, w4 = os.pipe()
-    os.write(w3, f"{user}\0{password}\0\0".encode())
-    os.close(w3)
-
-    def child() -> None:
-        os.dup2(r3, 3)
-        os.dup2(w4, 4)
-        os.set_inheritable(3, True)
-        os.set_inheritable(4, True)
-
-    proc = subprocess.Popen([str(CHECKPASSWORD), "--config", str(config)], env={"SERVICE": "imap"},
-                            preexec_fn=child, close_fds=False, stderr=subprocess.DEVNULL)
-    os.close(r3)
-    os.close(w4)
-    while os.read(r4, 65536):
-        pass
-    os.close(r4)
-    code = proc.wait()
-    if code != 0:
-        raise RuntimeError(f"checkpassword exited {code}")
-    return code
+def run_checkpassword(config: Path, user: str, password: str) -> None:
+    result = checkpassword(config, request(user, password), {"SERVICE": "imap"}, program=CHECKPASSWORD)
+    if result.code != 0:
+        raise RuntimeError(f"checkpassword exited {result.code}: {result.stderr}")
 
 
 def main() -> int:

@@ -13,9 +13,12 @@ import sys
 import time
 from pathlib import Path
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ncauth import __version__
+
+if TYPE_CHECKING:
+    from ncauth.config import Config
 
 EX_OK = 0
 EX_USAGE = 64
@@ -44,18 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("user", help="the login as a mail client would send it")
     v.add_argument("--password-stdin", action="store_true",
                    help="read the password from standard input (also done when stdin is not a terminal)")
-    v.add_argument("--service", default="imap", help="service name for the log line (default: imap)")
     v.add_argument("--remote-ip", default="", help="client address, for accounts.trusted_networks")
 
     lk = sub.add_parser("lookup", parents=[common], help="userdb lookup without a password")
     lk.add_argument("user")
 
     dc = sub.add_parser("dovecot-config", parents=[common], help="print a Dovecot snippet to !include")
-    dc.add_argument("--mode", required=True, choices=("checkpassword", "sql"))
+    dc.add_argument("--mode", required=True, choices=("checkpassword", "sql", "lua"))
     dc.add_argument("--dovecot", choices=("2.3", "2.4"), help="Dovecot version (default: the installed one)")
     dc.add_argument("--output", "-o", metavar="FILE",
-                    help="write the snippet to FILE (mode 0600 when it holds a password; for Dovecot 2.3 SQL "
-                         "mode also the SQL args file beside it) instead of printing it")
+                    help="write the snippet to FILE (mode 0600 when it holds a password) and the file it "
+                         "points to beside it (2.3 SQL mode: the SQL args file; Lua mode: ncauth.lua) "
+                         "instead of printing it")
     dc.add_argument("--postfix-socket", default="/var/spool/postfix/private/auth", metavar="PATH")
     dc.add_argument("--postfix-user", default="postfix", metavar="USER")
     dc.add_argument("--postfix-group", default="postfix", metavar="GROUP")
@@ -89,8 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return checkpassword.main(args_list[1:])
     args = _parser().parse_args(args_list)
     if args.command == "verify":
-        return verify(args.config, args.user, password_stdin=args.password_stdin,
-                      service=args.service, remote_ip=args.remote_ip)
+        return verify(args.config, args.user, password_stdin=args.password_stdin, remote_ip=args.remote_ip)
     if args.command == "lookup":
         return lookup(args.config, args.user)
     if args.command == "serve":
@@ -117,7 +119,7 @@ class _Tracer:
         self.out.flush()
 
 
-def _load(config_arg: str | None, trace: _Tracer):
+def _load(config_arg: str | None, trace: _Tracer) -> "Config":
     from ncauth import config as config_mod
 
     path = config_mod.config_path(config_arg)
@@ -142,42 +144,20 @@ def _read_password(password_stdin: bool) -> bytes:
     return getpass.getpass("Password: ").encode("utf-8", "surrogateescape")
 
 
-def verify(config_arg: str | None, user: str, *, password_stdin: bool = False, service: str = "imap",
-           remote_ip: str = "") -> int:
+def verify(config_arg: str | None, user: str, *, password_stdin: bool = False, remote_ip: str = "") -> int:
     """``ncauth verify``: authenticate once and explain every step."""
-    from ncauth.errors import ConfigError
-
-    trace = _Tracer(sys.stderr)
     sys.stderr.write(f"ncauth verify {user!r}\n")
-    try:
-        config = _load(config_arg, trace)
-    except ConfigError as exc:
-        trace("verdict", f"CONFIG ERROR: {exc}")
-        return EX_CONFIG
-    password = _read_password(password_stdin)
-    trace("password", f"{len(password)} bytes read" + (" (empty)" if not password else ""))
-
-    from ncauth import log
-    from ncauth.policy import Authenticator, Outcome
-
-    log.setup(config.log_level)
-    started = time.perf_counter()
-    auth = Authenticator(config)
-    try:
-        verdict = auth.authenticate(user, password, remote_ip=remote_ip, trace=trace)
-    finally:
-        auth.store.close()
-    ms = (time.perf_counter() - started) * 1000
-    trace("verdict", f"{verdict.outcome.name}: {verdict.reason}")
-    trace("time", f"{ms:.0f} ms")
-    if verdict.ok:
-        _print_fields(verdict.user, verdict.fields)
-    return {Outcome.OK: EX_OK, Outcome.REFUSED: EX_NOPERM, Outcome.UNKNOWN: EX_NOUSER,
-            Outcome.TEMPFAIL: EX_TEMPFAIL}[verdict.outcome]
+    return _decide(config_arg, user, authenticate=True, password_stdin=password_stdin, remote_ip=remote_ip)
 
 
 def lookup(config_arg: str | None, user: str) -> int:
     """``ncauth lookup``: does the user exist, and with which userdb fields."""
+    return _decide(config_arg, user, authenticate=False)
+
+
+def _decide(config_arg: str | None, user: str, *, authenticate: bool, password_stdin: bool = False,
+            remote_ip: str = "") -> int:
+    """One traced decision (with a password when *authenticate*), fields on stdout."""
     from ncauth.errors import ConfigError
 
     trace = _Tracer(sys.stderr)
@@ -186,18 +166,27 @@ def lookup(config_arg: str | None, user: str) -> int:
     except ConfigError as exc:
         trace("verdict", f"CONFIG ERROR: {exc}")
         return EX_CONFIG
+    password = _read_password(password_stdin) if authenticate else None
+    if password is not None:
+        trace("password", f"{len(password)} bytes read" + (" (empty)" if not password else ""))
 
     from ncauth.policy import Authenticator, Outcome
 
+    started = time.perf_counter()
     auth = Authenticator(config)
     try:
-        verdict = auth.lookup(user, trace=trace)
+        if password is None:
+            verdict = auth.lookup(user, trace=trace)
+        else:
+            verdict = auth.authenticate(user, password, remote_ip=remote_ip, trace=trace)
     finally:
         auth.store.close()
     trace("verdict", f"{verdict.outcome.name}: {verdict.reason}" + (" (disabled in Nextcloud)" if verdict.disabled else ""))
+    trace("time", f"{(time.perf_counter() - started) * 1000:.0f} ms")
     if verdict.ok:
         _print_fields(verdict.user, verdict.fields)
-    return {Outcome.OK: EX_OK, Outcome.UNKNOWN: EX_NOUSER, Outcome.TEMPFAIL: EX_TEMPFAIL}.get(verdict.outcome, EX_NOUSER)
+    return {Outcome.OK: EX_OK, Outcome.REFUSED: EX_NOPERM, Outcome.UNKNOWN: EX_NOUSER,
+            Outcome.TEMPFAIL: EX_TEMPFAIL}[verdict.outcome]
 
 
 def _print_fields(user: str, fields: dict[str, str]) -> None:
@@ -206,7 +195,7 @@ def _print_fields(user: str, fields: dict[str, str]) -> None:
         sys.stdout.write(f"{key}={value}\n")
 
 
-def _load_quiet(config_arg: str | None):
+def _load_quiet(config_arg: str | None) -> "Config":
     from ncauth import config as config_mod
 
     return config_mod.load(config_mod.config_path(config_arg))
@@ -232,22 +221,26 @@ def dovecot_config(args: argparse.Namespace) -> int:
         version = args.dovecot or dovecot.detect_version()
         postfix = dovecot.Postfix(args.postfix_socket, args.postfix_user, args.postfix_group)
         output = Path(args.output).resolve() if args.output else None
-        args_path = str((output.parent if output else Path("/etc/dovecot")) / dovecot.SQL_ARGS_NAME)
-        snip = dovecot.snippet(config, args.mode, version, postfix, args_path)
+        directory = output.parent if output else Path("/etc/dovecot")
+        snip = dovecot.snippet(config, args.mode, version, postfix, str(directory / dovecot.SQL_ARGS_NAME),
+                               str(directory / dovecot.LUA_NAME))
     except ConfigError as exc:
         sys.stderr.write(f"ncauth dovecot-config: {exc}\n")
         return EX_CONFIG
     if output is None:
         sys.stdout.write(snip.text)
-        if snip.sql_args:
-            sys.stderr.write(f"ncauth: this snippet reads {snip.sql_args_path}, which holds the database password; "
-                             "write both files with --output /etc/dovecot/conf.d/ncauth.conf.ext\n")
+        if snip.sql_args or snip.lua:
+            sys.stderr.write(f"ncauth: this snippet reads {snip.sql_args_path or snip.lua_path}; write both files "
+                             "with --output /etc/dovecot/conf.d/ncauth.conf.ext\n")
         return EX_OK
     _write_private(output, snip.text, 0o600 if snip.has_secret else 0o644)
     written = [str(output)]
-    if snip.sql_args:
+    if snip.sql_args:  # holds the database password
         _write_private(Path(snip.sql_args_path), snip.sql_args, 0o600)
         written.append(snip.sql_args_path)
+    if snip.lua:
+        _write_private(Path(snip.lua_path), snip.lua, 0o644)
+        written.append(snip.lua_path)
     sys.stderr.write("ncauth: wrote " + " and ".join(written) + "\n")
     return EX_OK
 

@@ -18,9 +18,11 @@ from ncauth.config import Config
 from ncauth.errors import ConfigError
 from ncauth.sqlgen import QueryBuilder, dialect_of
 
-MODES = ("checkpassword", "sql")
+MODES = ("checkpassword", "sql", "lua")
 VERSIONS = ("2.3", "2.4")
 SQL_ARGS_NAME = "ncauth-sql.conf.ext"
+LUA_NAME = "ncauth.lua"
+_LUA_SOCKET_LINE = 'local NCAUTH_SOCKET = "/run/ncauth/auth.sock"'
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,15 @@ class Postfix:
 
 @dataclass(frozen=True)
 class Snippet:
-    """The file to include, plus (2.3 SQL mode) the ``args`` file it points to."""
+    """The file to include, plus the file it points to: the SQL ``args`` file (2.3 SQL
+    mode) or the Lua script (Lua mode)."""
 
     text: str
     sql_args: str = ""
     sql_args_path: str = ""
     has_secret: bool = False
+    lua: str = ""
+    lua_path: str = ""
 
 
 def installed_program(name: str) -> str:
@@ -95,7 +100,8 @@ def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Sni
     if version != "2.3":
         raise ConfigError(
             "Dovecot 2.4 has no checkpassword driver any more (removed upstream): use "
-            "--mode sql (Dovecot verifies the hashes itself) or the ncauth daemon with a Lua passdb"
+            "--mode lua (a Lua passdb asking the ncauth daemon, every feature) or --mode sql "
+            "(Dovecot verifies the hashes itself; no app passwords)"
         )
     program = _dovecot_arg(installed_program("ncauth-checkpassword"), "program path")
     args = f"{program} --config {_dovecot_arg(str(Path(config.path).resolve()), 'config path')}"
@@ -221,12 +227,52 @@ def sql_snippet(config: Config, version: str, postfix: Postfix, args_path: str) 
     return Snippet(text, has_secret=bool(parts.get("password")))
 
 
+def lua_script(socket_path: str) -> str:
+    """ncauth's Lua passdb/userdb script, talking to the daemon at *socket_path*."""
+    from importlib.resources import files
+
+    text = files("ncauth").joinpath(LUA_NAME).read_text()
+    if '"' in socket_path or "\\" in socket_path or _LUA_SOCKET_LINE not in text:
+        raise ConfigError(f"cannot put the socket path {socket_path!r} into the Lua script")
+    return text.replace(_LUA_SOCKET_LINE, f'local NCAUTH_SOCKET = "{socket_path}"', 1)
+
+
+def lua_snippet(config: Config, version: str, postfix: Postfix, lua_path: str) -> Snippet:
+    socket_path = config.daemon.socket
+    if not socket_path:
+        raise ConfigError(f"{config.path}: [daemon] socket: Lua mode talks to the ncauth daemon: set the "
+                          "socket it listens on (with systemd: /run/ncauth/auth.sock)")
+    note = ("# Lua mode: a Lua passdb (packages dovecot-auth-lua, lua-socket) asks the ncauth daemon\n"
+            f"# (`ncauth serve`, socket {socket_path}), which must allow the auth-worker's user (root)\n"
+            "# and answers from its own cache. The script is " + lua_path + ".")
+    text = _header("lua", version, config, note) + "\nauth_mechanisms = plain login\n"
+    if version == "2.3":
+        args = f"file={_dovecot_arg(lua_path, 'Lua script path')} blocking=yes"
+        text += (
+            "\n# blocking=yes: run in auth-worker processes, each keeping one connection to the daemon.\n"
+            f"passdb {{\n  driver = lua\n  args = {args}\n}}\n"
+            "userdb {\n  driver = prefetch\n}\n"
+            f"userdb {{\n  driver = lua\n  args = {args}\n}}\n"
+        )
+    else:
+        text += (
+            f"\npassdb lua {{\n  lua_file = {lua_path}\n}}\n"
+            "userdb prefetch {\n}\n"
+            f"userdb lua {{\n  lua_file = {lua_path}\n}}\n"
+        )
+    text += _postfix(postfix)
+    return Snippet(text, lua=lua_script(socket_path), lua_path=lua_path)
+
+
 def snippet(config: Config, mode: str, version: str, postfix: Postfix = Postfix(),
-            sql_args_path: str = f"/etc/dovecot/{SQL_ARGS_NAME}") -> Snippet:
+            sql_args_path: str = f"/etc/dovecot/{SQL_ARGS_NAME}",
+            lua_path: str = f"/etc/dovecot/{LUA_NAME}") -> Snippet:
     if mode == "checkpassword":
         return checkpassword_snippet(config, version, postfix)
     if mode == "sql":
         return sql_snippet(config, version, postfix, sql_args_path)
+    if mode == "lua":
+        return lua_snippet(config, version, postfix, lua_path)
     raise ConfigError(f"unknown mode {mode!r} (choose from: {', '.join(MODES)})")
 
 

@@ -53,20 +53,11 @@ def printable(text: str, limit: int = 128) -> str:
 def decision(*, verdict: str, login: str, reason: str, ms: float, user: str = "", uid: str = "",
              service: str = "", remote_ip: str = "", method: str = "", via: str = "") -> None:
     """Log one authentication decision (the login as typed, never the password)."""
-    parts = [f"verdict={verdict}", f'login="{printable(login)}"']
-    if user:
-        parts.append(f'user="{printable(user)}"')
-    if uid:
-        parts.append(f'uid="{printable(uid)}"')
-    if service:
-        parts.append(f"service={printable(service, 32)}")
-    if remote_ip:
-        parts.append(f"rip={printable(remote_ip, 64)}")
-    if method:
-        parts.append(f"method={method}")
-    if via:
-        parts.append(f"via={via}")
-    parts.append(f'reason="{printable(reason, 300)}"')
-    parts.append(f"ms={ms:.0f}")
+    quoted = {"login": login, "user": user, "uid": uid}
+    bare = {"service": printable(service, 32), "rip": printable(remote_ip, 64), "method": method, "via": via}
+    parts = [f"verdict={verdict}"]
+    parts += [f'{k}="{printable(v)}"' for k, v in quoted.items() if v or k == "login"]
+    parts += [f"{k}={v}" for k, v in bare.items() if v]
+    parts += [f'reason="{printable(reason, 300)}"', f"ms={ms:.0f}"]
     level = logging.WARNING if verdict == "tempfail" else logging.INFO
     logger.log(level, " ".join(parts))

@@ -69,24 +69,23 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[dbservers.Server]:
+def _server(start, kind: str) -> Iterator[dbservers.Server]:
     try:
-        server = dbservers.mariadb_server()
+        server = start()
     except dbservers.DatabaseUnavailable as exc:
-        unavailable(f"no MariaDB: {exc}")
+        unavailable(f"no {kind}: {exc}")
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[dbservers.Server]:
+    yield from _server(dbservers.mariadb_server, "MariaDB")
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[dbservers.Server]:
-    try:
-        server = dbservers.postgres_server()
-    except dbservers.DatabaseUnavailable as exc:
-        unavailable(f"no PostgreSQL: {exc}")
-    with server:
-        yield server
+    yield from _server(dbservers.postgres_server, "PostgreSQL")
 
 
 class NextcloudDB:
@@ -124,11 +123,6 @@ def _database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     return server.create_database(f"nc_{os.getpid()}_{next(_counter)}")
 
 
-@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture(scope="session", params=["sqlite", "mariadb", "postgresql"])
 def standard_nextcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NextcloudDB]:
     """The standard population, shared read-only by the case-table tests of a backend,
@@ -136,21 +130,6 @@ def standard_nextcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     tmp = tmp_path_factory.mktemp(f"nc-{request.param}")
     db = NextcloudDB(_database_url(request.param, request, tmp), "oc_", tmp).populate()
     db.config_path = db.write_config(population.STANDARD_CONFIG)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def nextcloud(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NextcloudDB]:
-    """A populated Nextcloud database on every backend."""
-    db = NextcloudDB(_database_url(backend, request, tmp_path), "oc_", tmp_path).populate()
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def nextcloud_mariadb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NextcloudDB]:
-    db = NextcloudDB(_database_url("mariadb", request, tmp_path), "oc_", tmp_path).populate()
     yield db
     db.close()
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dovecot_harness import DovecotBase, DovecotError
+from dovecot_harness import SERVICES_CONFIG, DovecotBase, DovecotError
 
 __all__ = ["Dovecot24", "dovecot24_available", "trixie_root", "TRIXIE_PACKAGES"]
 
@@ -97,29 +97,7 @@ auth_verbose = yes
 mail_driver = maildir
 mail_home = {root}/mail/%{{user}}
 mail_path = ~/Maildir
-service imap-login {{
-  inet_listener imap {{
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-# the per-IP auth penalty would delay later logins by 2-15 s after failures
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-# stand-in for Postfix's /var/spool/postfix/private/auth
-service auth {{
-  unix_listener auth-smtp {{
-    mode = 0666
-  }}
-}}
-{extra_config}
-!include {auth_file}
-"""
+""" + SERVICES_CONFIG
 
 
 class Dovecot24(DovecotBase):

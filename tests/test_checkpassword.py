@@ -32,11 +32,12 @@ class Result:
 
 
 def checkpassword(config: Path | str, data: bytes, env: dict[str, str] | None = None, *, keep_open: bool = False,
-                  address_space: int | None = None, argv: list[str] | None = None) -> Result:
+                  address_space: int | None = None, argv: list[str] | None = None,
+                  program: Path = PROGRAM) -> Result:
     """Run the program with *data* on fd 3 and collect fd 4, exit status and stderr.
     ``keep_open`` keeps fd 3's write end open, as a sibling child of Dovecot would."""
-    if not PROGRAM.exists():
-        pytest.fail(f"{PROGRAM} is not installed: pip install -e '.[test]'")
+    if not program.exists():
+        pytest.fail(f"{program} is not installed: pip install -e '.[test]'")
     r3, w3 = os.pipe()
     r4, w4 = os.pipe()
     os.write(w3, data)
@@ -52,7 +53,7 @@ def checkpassword(config: Path | str, data: bytes, env: dict[str, str] | None = 
             resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
     started = time.monotonic()
-    args = argv or [str(PROGRAM), "--config", str(config), REPLY_HELPER]
+    args = argv or [str(program), "--config", str(config), REPLY_HELPER]
     proc = subprocess.Popen(args, env={**DOVECOT_ENV, **(env or {})}, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=child, close_fds=False)
     os.close(r3)

@@ -24,6 +24,7 @@ from conftest import NextcloudDB, record_output, register_secret, unavailable
 from dovecot24 import Dovecot24, dovecot24_available
 from dovecot_harness import Dovecot, DovecotBase, dovecot_available, dovecot_tmpdir, make_dovecot_venv
 from population import CASES, Case
+from test_daemon import Daemon
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,11 +80,11 @@ def _ncauth(venv: Path, *args: str) -> str:
     return proc.stdout
 
 
-def _db_user(mariadb, db: NextcloudDB, venv: Path, config: Path, which: str) -> str:
-    """Create the least-privilege user that ``ncauth sql`` prints for *which* and return a
-    URL for it: the tests then run with exactly the generated grants."""
+def _db_user(mariadb, db: NextcloudDB, venv: Path, config: Path, which: str, name: str) -> str:
+    """Create the least-privilege user *name* that ``ncauth sql`` prints for *which* and
+    return a URL for it: the tests then run with exactly the generated grants."""
     password = register_secret("e2e-" + secrets.token_hex(12))
-    name = f"e2e_{which}"
+    mariadb.execute(f"DROP USER IF EXISTS '{name}'@'127.0.0.1'")
     sql = _ncauth(venv, "sql", "--config", str(config), "--host", "127.0.0.1",
                   f"--{which}-user", name)
     section = sql.split(f"({name}):\n", 1)[1].split("\n\n", 1)[0]
@@ -96,17 +97,21 @@ def _db_user(mariadb, db: NextcloudDB, venv: Path, config: Path, which: str) -> 
     return f"mysql+pymysql://{name}:{password}@{host}:{port}/{db.url.rsplit('/', 1)[1]}"
 
 
-def _start(mode: str, version: str, mariadb, db: NextcloudDB, venv: Path) -> DovecotBase:
+def _start(mode: str, version: str, daemon: bool, mariadb, db: NextcloudDB, venv: Path) -> tuple[DovecotBase, Daemon | None]:
     root = dovecot_tmpdir()
     config = root / "ncauth.toml"
     userdb = f'\n[userdb]\nuid = "nobody"\ngid = "nogroup"\nhome = "{root}/mail/{{domain}}/{{local}}"\n'
     accounts = population.STANDARD_CONFIG.split("[userdb]")[0]
+    sock = root / "ncauth.sock"
+    daemon_section = f'\n[daemon]\nsocket = "{sock}"\nsocket_group = "dovecot"\n' if daemon else ""
     config.write_text(population.config_text(db.url, db.prefix) + accounts + userdb)
     config.chmod(0o600)
-    url = _db_user(mariadb, db, venv, config, "ncauth" if mode == "checkpassword" else "dovecot")
-    config.write_text(population.config_text(url, db.prefix) + accounts + userdb)
+    which = "dovecot" if mode == "sql" else "ncauth"
+    url = _db_user(mariadb, db, venv, config, which, f"e2e_{mode}_{version.replace('.', '')}")
+    config.write_text(population.config_text(url, db.prefix) + accounts + userdb + daemon_section)
     os.chown(config, 0, grp.getgrnam("dovecot").gr_gid)
     config.chmod(0o640)
+    server = Daemon(config, sock, argv=[str(venv / "bin" / "ncauth"), "serve", "--config", str(config)]) if daemon else None
     snippet = root / "ncauth.conf.ext"
     _ncauth(venv, "dovecot-config", "--config", str(config), "--mode", mode, "--dovecot", version,
             "--output", str(snippet), "--postfix-socket", f"{root}/postfix-auth",
@@ -115,23 +120,37 @@ def _start(mode: str, version: str, mariadb, db: NextcloudDB, venv: Path) -> Dov
     dovecot = cls(root, snippet.read_text())
     dovecot.postfix_socket = root / "postfix-auth"
     dovecot.mode = mode
-    return dovecot.start()
+    return dovecot.start(), server
 
 
-MATRIX = [("checkpassword", "2.3"), ("sql", "2.3"), ("sql", "2.4")]
+#: mode, Dovecot version, with the daemon
+MATRIX = [
+    ("checkpassword", "2.3", False),
+    ("checkpassword", "2.3", True),
+    ("sql", "2.3", False),
+    ("sql", "2.4", False),
+    ("lua", "2.3", True),
+    ("lua", "2.4", True),
+]
 
 
-@pytest.fixture(scope="module", params=MATRIX, ids=[f"{m}-{v}" for m, v in MATRIX])
+@pytest.fixture(scope="module", params=MATRIX, ids=[f"{m}{'+daemon' if d else ''}-{v}" for m, v, d in MATRIX])
 def dovecot(request: pytest.FixtureRequest, mariadb, e2e_db: NextcloudDB, dovecot_venv: Path) -> Iterator[E2E]:
-    mode, version = request.param
+    mode, version, with_daemon = request.param
     if version == "2.4" and (reason := dovecot24_available()):
         unavailable(f"no Dovecot 2.4 chroot: {reason}")
-    d = _start(mode, version, mariadb, e2e_db, dovecot_venv)
+    d, server = _start(mode, version, with_daemon, mariadb, e2e_db, dovecot_venv)
     try:
         yield d
     finally:
         d.stop()
         record_output(d.log_text())
+        if server is not None:
+            stats = server.stats()
+            assert server.stop() == 0
+            assert "via=daemon" in server.log() and "via=checkpassword" not in d.log_text()
+            if mode == "lua":  # one connection per auth-worker, kept across logins
+                assert int(stats["connections"]) * 4 < int(stats["requests"]), stats
 
 
 def _expected_ok(mode: str, case: Case) -> bool:

@@ -21,13 +21,17 @@ def generated() -> dict[Path, str]:
     real = sys.executable
     sys.executable = f"{PREFIX}/python3"  # installed_program() paths as README installs them
     try:
-        cfg = config.parse(config.tomllib.loads(EXAMPLE.read_text()), "/etc/ncauth/ncauth.toml")
-        files: dict[Path, str] = {}
+        text = EXAMPLE.read_text()
+        cfg = config.parse(config.tomllib.loads(text), "/etc/ncauth/ncauth.toml")
+        # Lua mode needs the daemon's socket, which the example leaves commented out.
+        with_socket = config.parse(config.tomllib.loads(text.replace("# socket = ", "socket = ")),
+                                   "/etc/ncauth/ncauth.toml")
+        files: dict[Path, str] = {ROOT / "dovecot-snippets" / dovecot.LUA_NAME: dovecot.lua_script("/run/ncauth/auth.sock")}
         for version in ("2.3", "2.4"):
             for mode in dovecot.MODES:
                 if mode == "checkpassword" and version == "2.4":
                     continue
-                snip = dovecot.snippet(cfg, mode, version)
+                snip = dovecot.snippet(with_socket if mode == "lua" else cfg, mode, version)
                 files[ROOT / "dovecot-snippets" / version / f"ncauth-{mode}.conf.ext"] = snip.text
                 if snip.sql_args:
                     files[ROOT / "dovecot-snippets" / version / dovecot.SQL_ARGS_NAME] = snip.sql_args
