@@ -243,9 +243,114 @@ def main() -> int:
         extra["workers"] = workers
         d.stop()
 
+        dovecot_paths(server, url, n, storm, rows, extra)
+
     shutil.rmtree(work, ignore_errors=True)
     report(rows, floor, extra, args)
     return 0
+
+
+class RssSampler:
+    """Peak summed RSS of the processes whose command line matches, sampled every 20 ms."""
+
+    def __init__(self, match: Callable[[str], bool]) -> None:
+        import threading
+
+        self.match, self.peak_kib, self._stop = match, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    if self.match(cmd):
+                        total += next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                                      if line.startswith("VmRSS:"))
+                except (OSError, StopIteration):
+                    continue
+            self.peak_kib = max(self.peak_kib, total)
+            self._stop.wait(0.02)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(self.peak_kib / 1024, 1)
+
+
+def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: list[Row],
+                  extra: dict[str, object]) -> None:
+    """Logins through a real Dovecot 2.3 on its SASL socket (as Postfix authenticates), for
+    every mode ncauth generates, cold (a user's first login) and repeated."""
+    from conftest import NextcloudDB
+    from dovecot_harness import dovecot_available
+    import test_dovecot as e2e
+
+    if reason := dovecot_available():
+        extra["dovecot"] = f"skipped: {reason}"
+        return
+    # fresh users for cold logins: PHP-made argon2id hashes with Nextcloud's defaults
+    cold_users = [f"cold{i}@example.org" for i in range(3 * n)]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for login in cold_users:
+            ncschema.add_user(conn, "oc_", login.split("@")[0], php_hash("argon2id"))
+    engine.dispose()
+    fresh = iter(cold_users)
+    db = NextcloudDB.__new__(NextcloudDB)
+    db.url, db.prefix = url, "oc_"
+    user = "argon2id@example.org"
+    paths = [("checkpassword", False, "Dovecot -> checkpassword (in-process)"),
+             ("checkpassword", True, "Dovecot -> checkpassword -> daemon"),
+             ("lua", True, "Dovecot -> Lua -> daemon"),
+             ("sql", False, "Dovecot SQL passdb, auth_cache on")]
+    for mode, with_daemon, label in paths:
+        dovecot, daemon = e2e._start(mode, "2.3", with_daemon, server, db, VENV)
+        try:
+            def login(who: str = user, password: str = PASSWORD) -> None:
+                verdict, fields = dovecot.sasl_plain(who, password, rip="198.51.100.1")
+                if verdict != "OK" and password == PASSWORD:
+                    raise RuntimeError(f"{label}: {who}: {verdict} {fields}")
+
+            if mode == "checkpassword" and not with_daemon:
+                rows.append(Row(label, timed(login, max(3, n // 2))))
+            else:
+                rows.append(Row(f"{label}, cold", timed(lambda: login(next(fresh)), n)))
+                login()
+                rows.append(Row(f"{label}, repeated", timed(login, n * 2)))
+                for c in (1, 2, 8, 32):
+                    samples, wall = concurrent(lambda i: login(), max(2 * n, 4 * c), c)
+                    rows.append(Row(f"{label}, repeated, concurrency {c}", samples, concurrency=c, wall_s=wall))
+            if mode == "lua":
+                sampler = RssSampler(lambda cmd: cmd.startswith("dovecot/auth"))
+                daemon_before = daemon.rss_peak_kib()
+                samples, wall = concurrent(lambda i: login(user, f"wrong-{i}"), storm, 32)
+                extra["dovecot_auth_tree_peak_rss_mib"] = sampler.stop()
+                extra["lua_storm_daemon_peak_rss_mib"] = round(max(daemon_before, daemon.rss_peak_kib()) / 1024, 1)
+                rows.append(Row(f"{label}: storm of {storm} wrong-password logins", samples, concurrency=32, wall_s=wall))
+        finally:
+            dovecot.stop()
+            shutil.rmtree(dovecot.root, ignore_errors=True)
+            if daemon is not None:
+                daemon.stop()
+    # Dovecot's SQL passdb without its cache: the same snippet with auth_cache_size = 0
+    dovecot, _ = e2e._start("sql", "2.3", False, server, db, VENV)
+    dovecot.stop()
+    dovecot.auth_config = dovecot.auth_config.replace("auth_cache_size = 10M", "auth_cache_size = 0")
+    dovecot.start()
+    try:
+        rows.append(Row("Dovecot SQL passdb, auth_cache off", timed(
+            lambda: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"), n)))
+        for c in (1, 2, 8, 32):
+            samples, wall = concurrent(lambda i: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"),
+                                       max(n, 2 * c), c)
+            rows.append(Row(f"Dovecot SQL passdb, auth_cache off, concurrency {c}", samples, concurrency=c,
+                            wall_s=wall))
+    finally:
+        dovecot.stop()
+        shutil.rmtree(dovecot.root, ignore_errors=True)
 
 
 def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse.Namespace) -> None:
@@ -264,6 +369,17 @@ def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse
     print(f"- checkpassword -> daemon overhead = {extra['checkpassword_relay_overhead_ms']} ms (target <= 40 ms)")
     print(f"- daemon peak RSS in a {extra['storm_logins']}-login storm = {extra['daemon_peak_rss_mib']} MiB "
           f"(budget 100 + {extra['workers']} workers x 64 = {extra['daemon_rss_budget_mib']} MiB)")
+    by_path = {r.path: r for r in rows}
+    lua = by_path.get("Dovecot -> Lua -> daemon, repeated")
+    sql = by_path.get("Dovecot SQL passdb, auth_cache on, repeated")
+    if lua and sql:
+        print(f"- Lua -> daemon repeated login p50 {lua.p50:.1f} ms vs Dovecot SQL passdb with auth_cache "
+              f"{sql.p50:.1f} ms (target: faster)")
+    if "dovecot_auth_tree_peak_rss_mib" in extra:
+        print(f"- {extra['storm_logins']}-login storm through Lua: Dovecot auth processes peak "
+              f"{extra['dovecot_auth_tree_peak_rss_mib']} MiB, daemon peak {extra['lua_storm_daemon_peak_rss_mib']} MiB")
+    if "dovecot" in extra:
+        print(f"- Dovecot paths {extra['dovecot']}")
     result = {"machine": m, "quick": args.quick, "rows": [
         {**{k: v for k, v in asdict(r).items() if k != "samples_ms"}, "p50_ms": round(r.p50, 2),
          "p95_ms": round(r.p95, 2), "logins_per_s": round(r.per_second, 2), "ratio_to_floor": round(r.p50 / floor.p50, 3)}

@@ -80,8 +80,13 @@ VERDICTS = ("OK", "FAIL", "UNKNOWN", "TEMPFAIL")
 
 def encode_line(*fields: str) -> bytes:
     """One protocol line: escaped fields, TAB-separated, LF-terminated (UTF-8; undecodable
-    password bytes travel as surrogate escapes)."""
-    return ("\t".join(tab_escape(f) for f in fields) + "\n").encode("utf-8", "surrogateescape")
+    password bytes travel as surrogate escapes, any other lone surrogate as a backslash
+    escape, so no string can make encoding fail)."""
+    text = "\t".join(tab_escape(f) for f in fields) + "\n"
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
 
 
 def decode_line(line: bytes) -> list[str]:

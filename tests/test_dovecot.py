@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -144,13 +145,17 @@ def dovecot(request: pytest.FixtureRequest, mariadb, e2e_db: NextcloudDB, doveco
         yield d
     finally:
         d.stop()
-        record_output(d.log_text())
-        if server is not None:
-            stats = server.stats()
-            assert server.stop() == 0
-            assert "via=daemon" in server.log() and "via=checkpassword" not in d.log_text()
-            if mode == "lua":  # one connection per auth-worker, kept across logins
-                assert int(stats["connections"]) * 4 < int(stats["requests"]), stats
+        log = d.log_text()
+        record_output(log)
+        try:
+            if server is not None:
+                stats = server.stats()
+                assert server.stop() == 0
+                assert "via=daemon" in server.log() and "via=checkpassword" not in log
+                if mode == "lua":  # one connection per auth-worker, kept across logins
+                    assert int(stats["connections"]) * 4 < int(stats["requests"]), stats
+        finally:
+            shutil.rmtree(d.root, ignore_errors=True)
 
 
 def _expected_ok(mode: str, case: Case) -> bool:

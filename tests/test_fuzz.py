@@ -1,0 +1,151 @@
+"""Property-based fuzzing (hypothesis, fixed seed and budget here; NCAUTH_FUZZ_EXAMPLES
+raises the budget for longer runs) of everything that parses outside input: the fd-3
+request reader, the daemon's line protocol, the config loader, and the whole
+checkpassword program through its real process boundary."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+
+import pytest
+from hypothesis import HealthCheck, given, seed, settings, strategies as st
+
+import population
+from ncauth import checkpassword as cp, config as cfg
+from ncauth.errors import ConfigError
+from ncauth.protocol import decode_line, encode_line, key_values
+from test_checkpassword import checkpassword
+
+BUDGET = int(os.environ.get("NCAUTH_FUZZ_EXAMPLES", "0"))
+
+
+def budget(default: int) -> settings:
+    return settings(max_examples=BUDGET or default, deadline=None, derandomize=not BUDGET,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def _read_via_pipe(data: bytes) -> tuple[bytes, bytes]:
+    r, w = os.pipe()
+    try:
+        os.write(w, data)
+        os.close(w)
+        w = -1
+        return cp.read_request(r, timeout=1)
+    finally:
+        os.close(r)
+        if w != -1:
+            os.close(w)
+
+
+@given(st.binary(max_size=700))
+@budget(400)
+def test_fd3_reader_only_answers_or_refuses(data: bytes) -> None:
+    """Any bytes: either the first three NUL-terminated fields (within 512 bytes), or
+    ProtocolError; never another exception, never a field with a NUL in it."""
+    try:
+        user, password = _read_via_pipe(data)
+    except cp.ProtocolError:
+        assert data[:512].count(b"\0") < 3
+        return
+    assert data[:512].count(b"\0") >= 3
+    assert b"\0" not in user + password
+    assert data.startswith(user + b"\0" + password + b"\0")
+
+
+@given(st.lists(st.binary(max_size=40).filter(lambda b: b"\0" not in b), min_size=1, max_size=8))
+@budget(400)
+def test_protocol_carries_bytes_exactly(raw: list[bytes]) -> None:
+    """Fields are bytes from Dovecot (a password need not be UTF-8): decoded with
+    surrogateescape, sent, received and encoded again, they are the same bytes."""
+    line = encode_line(*(b.decode("utf-8", "surrogateescape") for b in raw))
+    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert [f.encode("utf-8", "surrogateescape") for f in decode_line(line)] == raw
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00")), max_size=4))
+@budget(300)
+def test_protocol_encoder_takes_any_text(fields: list[str]) -> None:
+    assert encode_line(*fields).endswith(b"\n")
+
+
+@given(st.binary(max_size=300))
+@budget(400)
+def test_protocol_decoder_takes_any_bytes(line: bytes) -> None:
+    fields = decode_line(line.replace(b"\n", b""))
+    assert isinstance(key_values(fields), dict)
+
+
+_toml_values = st.recursive(
+    st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.text(max_size=30)),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+_keys = st.sampled_from(["nextcloud", "accounts", "userdb", "daemon", "log", "database_url", "domains", "match",
+                         "two_factor", "trusted_networks", "socket", "level", "table_prefix", "secret", "x"])
+
+
+@given(st.dictionaries(_keys, st.one_of(_toml_values, st.dictionaries(_keys, _toml_values, max_size=6)), max_size=5))
+@budget(500)
+def test_config_loader_only_raises_config_errors(raw: dict[str, object]) -> None:
+    """Whatever a TOML document holds, parse() returns a Config or raises ConfigError
+    naming the file."""
+    try:
+        cfg.parse(raw, "/etc/ncauth/fuzz.toml")
+    except ConfigError as exc:
+        assert str(exc).startswith("/etc/ncauth/fuzz.toml") or "config_php" in str(exc)
+
+
+@given(st.text(max_size=200))
+@budget(200)
+def test_config_text_never_crashes(text: str) -> None:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return
+    try:
+        cfg.parse(raw, "/x.toml")
+    except ConfigError:
+        pass
+
+
+# --- through the process boundary --------------------------------------------------
+
+VALID = {(population.A.encode(), population.P.encode()), (population.A.encode(), population.token("alice-valid").encode())}
+
+
+@pytest.fixture(scope="module")
+def fuzz_config(tmp_path_factory: pytest.TempPathFactory):
+    from conftest import NextcloudDB
+
+    tmp = tmp_path_factory.mktemp("fuzz")
+    db = NextcloudDB(f"sqlite:///{tmp / 'nc.db'}", "oc_", tmp).populate()
+    yield db.write_config(population.STANDARD_CONFIG)
+    db.close()
+
+
+_fd3 = st.one_of(
+    st.binary(max_size=600),
+    st.builds(lambda u, p, rest: u + b"\0" + p + b"\0\0" + rest,
+              st.sampled_from([population.A.encode(), b"alice", b"ALICE@EXAMPLE.ORG", b"", b"\xff@example.org"]),
+              st.sampled_from([population.P.encode(), b"", b"wrong", population.P.encode() + b"\0", b"\xff\xfe"]),
+              st.binary(max_size=20)),
+)
+
+
+@seed(20261125)
+@given(data=_fd3, lookup=st.booleans())
+@budget(40)
+def test_checkpassword_process_exit_codes(fuzz_config, data: bytes, lookup: bool) -> None:
+    """Random fd-3 bytes into the installed program: only 0/1/2/3/111, and 0 only for
+    valid credentials."""
+    r = checkpassword(fuzz_config, data, {"AUTHORIZED": "1"} if lookup else {})
+    assert r.code in ((2, 3, 111) if lookup else (0, 1, 111)), r.stderr
+    assert "Traceback" not in r.stderr
+    if r.code == 0:
+        user, password = data.split(b"\0")[:2]
+        assert (user.lower(), password) in {(u.lower(), p) for u, p in VALID}
+    if r.code in (0, 2):
+        assert r.reply.startswith(b"user=alice@example.org\t")
+    else:
+        assert r.reply == b""
