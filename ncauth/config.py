@@ -92,6 +92,10 @@ class DaemonSection(NamedTuple):
     cache: bool = True
     cache_size: int = 10000
     cache_max_age: float = 3600.0
+    throttle: bool = True
+    throttle_window: float = 300.0
+    throttle_ip_failures: int = 20
+    throttle_user_failures: int = 10
 
 
 class Config(NamedTuple):
@@ -352,7 +356,8 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
     sec = "daemon"
     r.only_keys(sec, daemon, (
         "socket", "forward", "connect_timeout", "reply_timeout", "socket_group", "allowed_users", "workers",
-        "queue", "idle_timeout", "drain_timeout", "cache", "cache_size", "cache_max_age",
+        "queue", "idle_timeout", "drain_timeout", "cache", "cache_size", "cache_max_age", "throttle",
+        "throttle_window", "throttle_ip_failures", "throttle_user_failures",
     ))
     socket_path = r.string(sec, daemon, "socket")
     if socket_path and not socket_path.startswith("/"):
@@ -372,6 +377,11 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
         cache=r.boolean(sec, daemon, "cache", d.cache),
         cache_size=int(r.number(sec, daemon, "cache_size", d.cache_size, lo=0, hi=10_000_000)),
         cache_max_age=r.number(sec, daemon, "cache_max_age", d.cache_max_age, lo=0, hi=7 * 86400),
+        throttle=r.boolean(sec, daemon, "throttle", d.throttle),
+        throttle_window=r.number(sec, daemon, "throttle_window", d.throttle_window, lo=1, hi=86400),
+        throttle_ip_failures=int(r.number(sec, daemon, "throttle_ip_failures", d.throttle_ip_failures, lo=1, hi=10**6)),
+        throttle_user_failures=int(r.number(sec, daemon, "throttle_user_failures", d.throttle_user_failures,
+                                            lo=1, hi=10**6)),
     )
 
 

@@ -33,6 +33,7 @@ from ncauth.cache import VerifiedCache
 from ncauth.errors import ConfigError
 from ncauth.policy import Authenticator, Outcome, Verdict
 from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, encode_line, decode_line, key_values
+from ncauth.throttle import Throttle
 
 _ANSWERS = {Outcome.OK: "OK", Outcome.REFUSED: "FAIL", Outcome.UNKNOWN: "UNKNOWN", Outcome.TEMPFAIL: "TEMPFAIL"}
 
@@ -69,6 +70,7 @@ class Daemon:
     def __init__(self, config: config_mod.Config) -> None:
         self.config = config
         self.auth = self._authenticator(config)
+        self.throttle = self._throttle(config, self.auth)
         d = config.daemon
         self.workers = d.workers or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ncauth-worker")
@@ -85,6 +87,14 @@ class Daemon:
         d = config.daemon
         cache = VerifiedCache(d.cache_size, d.cache_max_age) if d.cache and d.cache_size else None
         return Authenticator(config, cache=cache)
+
+    @staticmethod
+    def _throttle(config: config_mod.Config, auth: Authenticator) -> Throttle | None:
+        d = config.daemon
+        if not d.throttle:
+            return None
+        return Throttle(window=d.throttle_window, ip_failures=d.throttle_ip_failures,
+                        user_failures=d.throttle_user_failures, exempt=auth.trusted)
 
     @staticmethod
     def _allowed_uids(names: tuple[str, ...]) -> set[int]:
@@ -166,6 +176,7 @@ class Daemon:
             log.logger.error("reload failed, keeping the running configuration: %s", exc)
         else:
             old, self.auth, self.config = self.auth, auth, config
+            self.throttle = self._throttle(config, auth)
             self.allowed_uids = self._allowed_uids(config.daemon.allowed_users)
             log.setup(config.log_level)
             old.store.close()
@@ -225,6 +236,13 @@ class Daemon:
             user, password, extra = fields[2], None, key_values(fields[3:])
         else:
             return encode_line("TEMPFAIL", rid, f"reason=malformed or unknown request {command[:16]!r}")
+        rip = extra.get("rip", "")
+        throttled = self.throttle.check(user, rip) if self.throttle is not None and password is not None else ""
+        if throttled:
+            self.stats.record("TEMPFAIL", 0)
+            log.decision(verdict="tempfail", login=user, reason=throttled, ms=0, service=extra.get("service", ""),
+                         remote_ip=rip, via="daemon")
+            return encode_line("TEMPFAIL", rid, f"reason={throttled}")
         if self.inflight >= self.workers + self.config.daemon.queue:
             self.stats.busy += 1
             self.stats.record("TEMPFAIL", 0)
@@ -234,15 +252,17 @@ class Daemon:
         auth = self.auth
         try:
             verdict = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self._decide, auth, user, password, extra.get("rip", ""))
+                self.pool, self._decide, auth, user, password, rip)
         finally:
             self.inflight -= 1
         seconds = time.perf_counter() - started
+        if self.throttle is not None and password is not None and verdict.outcome is not Outcome.TEMPFAIL:
+            self.throttle.record(user, rip, verdict.outcome is Outcome.OK)
         answer = _ANSWERS[verdict.outcome]
         self.stats.record(answer, seconds)
         log.decision(verdict=verdict.outcome.value, login=user, reason=verdict.reason, ms=seconds * 1000,
                      user=verdict.user, uid=verdict.uid, service=extra.get("service", ""),
-                     remote_ip=extra.get("rip", ""), method=verdict.method, via="daemon")
+                     remote_ip=rip, method=verdict.method, via="daemon")
         if verdict.outcome is Outcome.OK:
             return encode_line("OK", rid, f"user={verdict.user}", *(f"userdb_{k}={v}" for k, v in verdict.fields.items()))
         return encode_line(answer, rid, f"reason={verdict.reason}")
@@ -260,6 +280,7 @@ class Daemon:
             "requests": sum(s.verdicts.values()),
             **{f"verdict_{k.lower()}": s.verdicts.get(k, 0) for k in ("OK", "FAIL", "UNKNOWN", "TEMPFAIL")},
             "busy": s.busy,
+            "throttled": self.throttle.throttled if self.throttle is not None else 0,
             "inflight": self.inflight,
             "queue_depth": max(0, self.inflight - self.workers),
             "workers": self.workers,

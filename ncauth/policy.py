@@ -248,7 +248,7 @@ class Authenticator:
         else:
             t("two-factor", "none" if acc.two_factor == "app-password-only" else "not checked (allow-login-password)")
             return ""
-        if remote_ip and self._trusted(remote_ip):
+        if remote_ip and self.trusted(remote_ip):
             t("two-factor", f"{why}; {remote_ip} is in accounts.trusted_networks: login password allowed")
             return ""
         t("two-factor", f"{why}: only app passwords may log in" + (f" ({remote_ip} is not trusted)" if remote_ip else ""))
@@ -267,7 +267,8 @@ class Authenticator:
             return bool(groups.intersection(acc.two_factor_enforced_groups))
         return not groups.intersection(acc.two_factor_enforced_excluded_groups)
 
-    def _trusted(self, remote_ip: str) -> bool:
+    def trusted(self, remote_ip: str) -> bool:
+        """Is *remote_ip* in ``[accounts] trusted_networks``?"""
         try:
             ip = ipaddress.ip_address(remote_ip)
         except ValueError:

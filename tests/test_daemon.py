@@ -78,10 +78,13 @@ class Daemon:
 
 
 def daemon_config(db: NextcloudDB, directory: Path, extra: str = "") -> tuple[Path, Path]:
+    """A daemon config; failure throttling is off unless *extra* configures it (these tests
+    fail on purpose, many times, from one client)."""
     sock = directory / "auth.sock"
     config = directory / "ncauth.toml"
+    throttle = "" if "throttle" in extra else "throttle = false\n"
     config.write_text(population.config_text(db.url, db.prefix) + population.STANDARD_CONFIG
-                      + f'\n[daemon]\nsocket = "{sock}"\n{extra}')
+                      + f'\n[daemon]\nsocket = "{sock}"\n{throttle}{extra}')
     config.chmod(0o600)
     return config, sock
 
@@ -447,3 +450,38 @@ def test_no_fd_leak(daemon: Daemon) -> None:
     for i in range(300):
         daemon.ask("LOOKUP", A) if i % 2 else daemon.ask("AUTH", A, P)
     assert fds() <= before + 2
+
+
+# --- brute force ------------------------------------------------------------------------
+
+def test_throttling_stops_spraying_and_spares_the_owner(db: NextcloudDB, tmp_path: Path) -> None:
+    """A spraying IP is throttled after its failures, without a worker; a distributed guess
+    at one account throttles that account, except from where its owner logged in before;
+    other users and other IPs go on; trusted networks are never throttled by IP."""
+    config, sock = daemon_config(db, tmp_path, "throttle_ip_failures = 5\nthrottle_user_failures = 4\n")
+    d = Daemon(config, sock)
+    try:
+        sprayer = "rip=203.0.113.66"
+        for i in range(5):
+            assert d.ask("AUTH", f"user{i}@example.org", "Summer2026!", sprayer).verdict == "UNKNOWN"
+        answer = d.ask("AUTH", "bob@example.org", P, sprayer)  # even the right password: the IP is throttled
+        assert answer.verdict == "TEMPFAIL" and "throttled" in answer.fields["reason"]
+        assert d.ask("AUTH", "bob@example.org", P, "rip=198.51.100.20").verdict == "OK"
+
+        # Alice logged in from her home IP; then many IPs guess her password
+        assert d.ask("AUTH", A, P, "rip=198.51.100.5").verdict == "OK"
+        for i in range(4):
+            assert d.ask("AUTH", A, f"guess-{i}", f"rip=203.0.113.{i}").verdict == "FAIL"
+        answer = d.ask("AUTH", A, P, "rip=203.0.113.99")
+        assert answer.verdict == "TEMPFAIL" and "for this user" in answer.fields["reason"]
+        assert d.ask("AUTH", A, P, "rip=198.51.100.5").verdict == "OK"          # her known address
+        assert d.ask("AUTH", "bob@example.org", P, "rip=203.0.113.99").verdict == "OK"
+
+        # the webmail host (trusted network) is never throttled by address
+        for i in range(8):
+            d.ask("AUTH", f"typo{i}@example.org", "x" * 8, "rip=192.0.2.10")
+        assert d.ask("AUTH", "bob@example.org", P, "rip=192.0.2.10").verdict == "OK"
+        assert int(d.stats()["throttled"]) == 2
+        assert 'reason="throttled: too many failed logins from 203.0.113.66"' in d.log()
+    finally:
+        assert d.stop() == 0
