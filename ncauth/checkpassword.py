@@ -117,6 +117,9 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
 
     service = environ.get("SERVICE", "")
     remote_ip = environ.get("TCPREMOTEIP") or environ.get("REMOTE_IP", "")
+    log.logger.debug("request: login=\"%s\" password=%d bytes service=%s rip=%s%s", log.printable(
+        user_raw.decode("utf-8", "backslashreplace")), len(password), log.printable(service, 32),
+        log.printable(remote_ip, 64), " (lookup)" if lookup else "")
     # Undecodable bytes survive as surrogates, which parse_login refuses by name.
     login = user_raw.decode("utf-8", "surrogateescape")
     started = time.perf_counter()

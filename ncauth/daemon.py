@@ -191,6 +191,7 @@ class Daemon:
                 self.stats.refused_peers += 1
                 log.logger.warning("refused a connection from uid %s (not in [daemon] allowed_users)", uid)
                 return
+            log.logger.debug("connection from uid %s", uid)
             first = await self._readline(reader)
             if first is None:
                 return
@@ -237,6 +238,8 @@ class Daemon:
         else:
             return encode_line("TEMPFAIL", rid, f"reason=malformed or unknown request {command[:16]!r}")
         rip = extra.get("rip", "")
+        log.logger.debug("%s %s login=\"%s\" %s", command, log.printable(rid, 32), log.printable(user),
+                         " ".join(f"{k}={log.printable(v, 64)}" for k, v in extra.items()))
         throttled = self.throttle.check(user, rip) if self.throttle is not None and password is not None else ""
         if throttled:
             self.stats.record("TEMPFAIL", 0)

@@ -122,6 +122,9 @@ def config_text(url: str, prefix: str) -> str:
 
 
 STANDARD_CONFIG = f"""
+[log]
+level = "debug"      # every scenario runs with debug logging: the leak check sees it all
+
 [accounts]
 domains = ["{DOMAIN}"]
 trusted_networks = ["{TRUSTED_NET}"]

@@ -442,14 +442,26 @@ def test_systemd_socket_activation(db: NextcloudDB, tmp_path: Path) -> None:
 
 
 def test_no_fd_leak(daemon: Daemon) -> None:
+    """10 000 requests, each on its own connection, some malformed: no descriptor stays."""
     def fds() -> int:
         return len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
 
     daemon.ask("AUTH", A, P)
     before = fds()
-    for i in range(300):
-        daemon.ask("LOOKUP", A) if i % 2 else daemon.ask("AUTH", A, P)
+    for i in range(10_000):
+        if i % 100 == 99:
+            raw(daemon.socket, b"garbage\n", read_lines=1)
+        elif i % 2:
+            daemon.ask("LOOKUP", A)
+        else:
+            daemon.ask("AUTH", A, P)
     assert fds() <= before + 2
+
+
+def test_no_secret_in_the_process_list(daemon: Daemon, db: NextcloudDB) -> None:
+    """The daemon's command line names the config file, never what is in it."""
+    cmdline = Path(f"/proc/{daemon.proc.pid}/cmdline").read_bytes().decode()
+    assert "--config" in cmdline and population.SECRET not in cmdline and "mysql" not in cmdline
 
 
 # --- brute force ------------------------------------------------------------------------
