@@ -176,6 +176,10 @@ def main() -> int:
         with engine.begin() as conn:
             for kind, h in stored.items():
                 ncschema.add_user(conn, "oc_", kind, h)
+            ncschema.add_user(conn, "oc_", "disabled", php_hash("argon2id"))
+            ncschema.disable_user(conn, "oc_", "disabled")
+            ncschema.add_user(conn, "oc_", "twofactor", php_hash("argon2id"))
+            ncschema.add_two_factor(conn, "oc_", "twofactor", "totp")
         engine.dispose()
         base = (f'[nextcloud]\ndatabase_url = "{url}"\n[accounts]\ndomains = ["example.org"]\n'
                 '[userdb]\nuid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n')
@@ -205,7 +209,21 @@ def main() -> int:
         auth = Authenticator(config_mod.load(str(inproc)))
         rows.append(Row("in-process decision (Authenticator, warm pool)", timed(
             lambda: auth.authenticate(user, PASSWORD.encode()), n)))
+        # timing: every refusal costs what a wrong password costs (decoy argon2 with
+        # Nextcloud's parameters for users that do not exist), interleaved to share noise
+        refusals = {"wrong password": (user, "wrong"), "unknown user": ("nobody@example.org", PASSWORD),
+                    "other domain": ("argon2id@other.tld", PASSWORD), "disabled user": ("disabled@example.org", PASSWORD),
+                    "two-factor user, login password": ("twofactor@example.org", PASSWORD)}
+        timing: dict[str, list[float]] = {name: [] for name in refusals}
+        for _ in range(n):
+            for name, (login, password) in refusals.items():
+                timing[name] += timed(lambda: auth.authenticate(login, password.encode()), 1)
         auth.store.close()
+        base_ms = statistics.median(timing["wrong password"])
+        for name, samples in timing.items():
+            rows.append(Row(f"refusal: {name}", samples))
+        extra["refusal_medians_ms"] = {name: round(statistics.median(v), 1) for name, v in timing.items()}
+        extra["refusal_max_deviation"] = round(max(abs(statistics.median(v) / base_ms - 1) for v in timing.values()), 3)
         rows.append(Row("`ncauth verify` (whole command)", timed(
             lambda: subprocess.run([str(NCAUTH), "verify", "--config", str(inproc), user, "--password-stdin"],
                                    input=PASSWORD.encode(), capture_output=True, check=True), max(3, n // 3))))
@@ -369,6 +387,8 @@ def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse
     print(f"- checkpassword -> daemon overhead = {extra['checkpassword_relay_overhead_ms']} ms (target <= 40 ms)")
     print(f"- daemon peak RSS in a {extra['storm_logins']}-login storm = {extra['daemon_peak_rss_mib']} MiB "
           f"(budget 100 + {extra['workers']} workers x 64 = {extra['daemon_rss_budget_mib']} MiB)")
+    print(f"- refusal medians {extra['refusal_medians_ms']} ms: largest deviation from the wrong-password "
+          f"median {extra['refusal_max_deviation'] * 100:.1f} % (target <= 10 %)")
     by_path = {r.path: r for r in rows}
     lua = by_path.get("Dovecot -> Lua -> daemon, repeated")
     sql = by_path.get("Dovecot SQL passdb, auth_cache on, repeated")

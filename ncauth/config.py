@@ -59,6 +59,8 @@ class NextcloudSection(NamedTuple):
     connect_timeout: float = 5.0
     query_timeout: float = 5.0
     hashing: Hashing = Hashing()
+    #: seconds a database URL that failed is skipped in favour of the next one
+    failover_retry: float = 30.0
 
 
 class AccountsSection(NamedTuple):
@@ -242,6 +244,7 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
     r.only_keys(sec, nc, (
         "database_url", "table_prefix", "secret", "password_salt", "config_php",
         "connect_timeout", "query_timeout", "hashing_memory_cost", "hashing_time_cost", "hashing_threads",
+        "failover_retry",
     ))
     if "database_url" in nc:
         urls_raw = nc["database_url"]
@@ -277,6 +280,7 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
         connect_timeout=r.number(sec, nc, "connect_timeout", 5, lo=0.1, hi=60),
         query_timeout=r.number(sec, nc, "query_timeout", 5, lo=0.1, hi=60),
         hashing=hashing,
+        failover_retry=r.number(sec, nc, "failover_retry", 30, lo=0, hi=3600),
     )
 
 

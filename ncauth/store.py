@@ -25,9 +25,6 @@ from ncauth.errors import TemporaryFailure
 
 T = TypeVar("T")
 
-#: How long a database URL that failed to connect is skipped in favour of the next one.
-DEAD_NODE_SECONDS = 30.0
-
 
 @dataclass(frozen=True)
 class UserRow:
@@ -148,7 +145,7 @@ class Store:
             except sa.exc.DBAPIError as exc:
                 last = exc
                 if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
-                    self._dead_until[url] = time.monotonic() + DEAD_NODE_SECONDS
+                    self._dead_until[url] = time.monotonic() + self.section.failover_retry
                     self.reconnects += 1
                     continue
                 break
