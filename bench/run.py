@@ -350,9 +350,9 @@ def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: 
                 rows.append(Row(f"{label}: storm of {storm} wrong-password logins", samples, concurrency=32, wall_s=wall))
         finally:
             dovecot.stop()
-            shutil.rmtree(dovecot.root, ignore_errors=True)
             if daemon is not None:
                 daemon.stop()
+            shutil.rmtree(dovecot.root, ignore_errors=True)
     # Dovecot's SQL passdb without its cache: the same snippet with auth_cache_size = 0
     dovecot, _ = e2e._start("sql", "2.3", False, server, db, VENV)
     dovecot.stop()
