@@ -318,13 +318,20 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsS
         two_factor=r.choice(sec, acc, "two_factor", TWO_FACTOR_MODES, "app-password-only"),
         trusted_networks=tuple(networks),
         app_passwords=r.boolean(sec, acc, "app_passwords", True),
-        app_password_required=r.boolean(sec, acc, "app_password_required", php.get("token_auth_enforced") is True),
-        two_factor_enforced=r.boolean(sec, acc, "two_factor_enforced", php.get("twofactor_enforced") == "true"),
+        app_password_required=r.boolean(sec, acc, "app_password_required", php_bool(php.get("token_auth_enforced"))),
+        two_factor_enforced=r.boolean(sec, acc, "two_factor_enforced", php_bool(php.get("twofactor_enforced"))),
         two_factor_enforced_groups=r.strings(sec, acc, "two_factor_enforced_groups")
         if "two_factor_enforced_groups" in acc else _php_strings(php.get("twofactor_enforced_groups")),
         two_factor_enforced_excluded_groups=r.strings(sec, acc, "two_factor_enforced_excluded_groups")
         if "two_factor_enforced_excluded_groups" in acc else _php_strings(php.get("twofactor_enforced_excluded_groups")),
     )
+
+
+def php_bool(value: Any) -> bool:
+    """PHP's ``(bool)`` of a config.php value as json_encode gives it: Nextcloud reads
+    these switches with ``getSystemValueBool()``, so ``'false'`` and ``'no'`` are true
+    there, and only false, null, 0, 0.0, '', '0' and an empty array are false."""
+    return value not in (None, False, 0, 0.0, "", "0") and value != [] and value != {}
 
 
 def _php_strings(value: Any) -> tuple[str, ...]:
@@ -397,9 +404,11 @@ if (!is_readable($path)) { fwrite(STDERR, "cannot read $path\n"); exit(3); }
 $CONFIG = [];
 include $path;
 $merged = is_array($CONFIG) ? $CONFIG : [];
-foreach (glob(dirname($path) . '/*.config.php') ?: [] as $extra) {
+$extra = glob(dirname($path) . '/*.' . basename($path)) ?: [];
+natsort($extra);  // lib/private/Config.php::readData() merges them in this order
+foreach ($extra as $file) {
     $CONFIG = [];
-    include $extra;
+    include $file;
     if (is_array($CONFIG)) { $merged = array_merge($merged, $CONFIG); }
 }
 $keys = json_decode($argv[2], true);

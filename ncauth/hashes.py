@@ -33,6 +33,7 @@ _ARGON2_RE = re.compile(r"\$(argon2id|argon2i)\$(?:v=(\d+)\$)?m=(\d+),t=(\d+),p=
 _BCRYPT_RE = re.compile(r"\$2([abyx])\$(\d\d)\$[./A-Za-z0-9]{53}", re.ASCII)
 _PHP_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
 _ALLOCATION_ERROR = _argon2.error_to_str(_argon2.lib.ARGON2_MEMORY_ALLOCATION_ERROR)
+_PERCENT_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,22 @@ def identify(stored: str) -> Scheme:
     if not stored:
         return Scheme("unsupported", None, "", "empty password hash (user cannot log in with a password)")
     return Scheme("unsupported", None, "", f"unrecognised hash of {len(stored)} characters")
+
+
+def php_urldecode(data: bytes) -> bytes:
+    """PHP's ``urldecode``: ``+`` is a space, ``%XX`` a byte, any other ``%`` stays."""
+    return _PERCENT_ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), data.replace(b"+", b" "))
+
+
+def login_password_forms(password: bytes) -> tuple[bytes, ...]:
+    """The passwords Nextcloud tries, in order, for a login password (not an app
+    password): ``User\\Manager::checkPasswordNoLogging`` drops NUL bytes, and when
+    that fails retries with the password ``urldecode``d (HTTP basic auth has no
+    standard for non-ASCII, so clients may send it percent-encoded). The second form
+    is left out when it is the same password."""
+    plain = password.replace(b"\0", b"")
+    decoded = php_urldecode(plain)
+    return (plain,) if decoded == plain else (plain, decoded)
 
 
 def verify(password: bytes, stored: str, password_salt: str = "") -> bool:

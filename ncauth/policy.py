@@ -166,8 +166,9 @@ class Authenticator:
         scheme = hashes.identify(user.password)
         t("hash", scheme.describe())
         started = time.perf_counter()
-        good, cached = self._cached((b"verify", user.password.encode(), password),
-                                    lambda: hashes.verify(password, user.password, self.config.nextcloud.password_salt))
+        salt = self.config.nextcloud.password_salt
+        good, cached = self._cached((b"verify", user.password.encode(), password), lambda: any(
+            hashes.verify(form, user.password, salt) for form in hashes.login_password_forms(password)))
         t("verify", f"{'match' if good else 'no match'}" + (" (cached: same stored hash, same password)" if cached
                                                            else f" in {(time.perf_counter() - started) * 1000:.0f} ms"))
         if not good:
@@ -287,8 +288,9 @@ class Authenticator:
         h = self.config.nextcloud.hashing
         started = time.perf_counter()
 
-        def spend() -> bool:
-            hashes.decoy(password, h)
+        def spend() -> bool:  # as many checks as a wrong password of this shape gets
+            for form in hashes.login_password_forms(password):
+                hashes.decoy(form, h)
             return False
 
         _, cached = self._cached((b"decoy", login.encode("utf-8", "surrogateescape"), password), spend)

@@ -177,9 +177,12 @@ CASES = [
     _ok("app-password-login-name-address", A, token("alice-address"), "app password", A),
     _ok("app-password-no-secret-fallback", A, token("alice-nosecret"), "app password", A),
     _ok("app-password-session-token", A, token("alice-session"), "app password", A),
+    # User\Manager::checkPasswordNoLogging retries a failed login password urldecoded
+    _ok("urlencoded-password", A, "correct+horse%20battery+staple", "password (argon2id)", A),
     _ok("app-password-login-name-email", f"emma.stone@{DOMAIN}", token("emma-email"), "app password", f"emma.stone@{DOMAIN}"),
     Case("wrong-password", A, "Tr0ub4dor&3-not-it", "refused", "wrong password"),
     Case("empty-password", A, "", "refused", "empty password"),
+    Case("urlencoded-wrong-password", A, "correct+horse+battery%2Bstaple", "refused", "wrong password"),
     Case("4KiB-password", A, "x" * 4096, "refused", "wrong password"),
     Case("unknown-version-4", f"four@{DOMAIN}", P, "refused", "unknown Nextcloud hash version 4"),
     Case("empty-hash", f"nopw@{DOMAIN}", P, "refused", "empty password hash"),

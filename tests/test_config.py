@@ -187,6 +187,34 @@ def test_config_php_supplies_keys_and_merges_extra_files(tmp_path: Path) -> None
     assert url.password == NASTY_PASSWORD and url.host == "db" and url.database == "nextcloud"
 
 
+@pytest.mark.parametrize(("value", "enforced"), [
+    # getSystemValueBool() is PHP's (bool): what `occ twofactorauth:enforce --on` writes
+    # (a boolean), the strings older releases wrote, and PHP's falsy values.
+    ("true", True), ("false", False), ("'true'", True), ("1", True), ("0", False), ("''", False),
+    ("'0'", False), ("'false'", True), ("array ()", False), (None, False),
+])
+def test_config_php_enforcement_switches_are_php_booleans(tmp_path: Path, value: str | None, enforced: bool) -> None:
+    _need_php()
+    body = "'dbtype' => 'sqlite3', 'datadirectory' => '/d',"
+    if value is not None:
+        body += f" 'twofactor_enforced' => {value}, 'token_auth_enforced' => {value},"
+    path = _config_php(tmp_path, body)
+    c = cfg.load(write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\n', 0o600))
+    assert (c.accounts.two_factor_enforced, c.accounts.app_password_required) == (enforced, enforced)
+
+
+def test_config_php_extra_files_merge_in_natural_order(tmp_path: Path) -> None:
+    """lib/private/Config.php natsort()s the *.config.php files: 10 comes after 9."""
+    _need_php()
+    path = _config_php(tmp_path, "'dbtype' => 'sqlite3', 'datadirectory' => '/d', 'secret' => 'main',")
+    for name, secret in [("10", "ten"), ("9", "nine"), ("a", "a")]:
+        (path.parent / f"{name}.config.php").write_text(f"<?php\n$CONFIG = ['secret' => '{secret}'];\n")
+    (path.parent / "other.php").write_text("<?php\n$CONFIG = ['secret' => 'not a config file'];\n")
+    assert cfg.read_config_php(str(path))["secret"] == "a"
+    (path.parent / "a.config.php").unlink()
+    assert cfg.read_config_php(str(path))["secret"] == "ten"
+
+
 def test_config_php_explicit_keys_win(tmp_path: Path) -> None:
     _need_php()
     path = _config_php(tmp_path, "'dbtype' => 'sqlite3', 'datadirectory' => '/d', 'secret' => 'from-php',")

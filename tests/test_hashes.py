@@ -82,6 +82,34 @@ def test_php_int_matches_php() -> None:
             assert mine == theirs, s
 
 
+def test_php_urldecode_matches_php() -> None:
+    """The second form Nextcloud tries for a login password is PHP's urldecode()."""
+    import base64
+    import random
+
+    php = _php()
+    if php is None:
+        pytest.skip("php CLI not installed")
+    rng = random.Random(20261126)
+    alphabet = [b"%", b"+", b"2", b"0", b"b", b"B", b"f", b"G", b" ", b"\xc3\xa4", b"\x00", b"%2", b"%%"]
+    samples = [b"", b"%", b"%4", b"%41", b"%4g", b"%%41", b"+%2B+", b"%2b", b"100%", b"%C3%A4", b"%00x"]
+    samples += [b"".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(500)]
+    code = ('foreach (json_decode(file_get_contents("php://stdin")) as $s) '
+            '{ echo base64_encode(urldecode(base64_decode($s))), "\\n"; }')
+    out = subprocess.run([php, "-r", code], input=json.dumps([base64.b64encode(s).decode() for s in samples]).encode(),
+                         capture_output=True, check=True, timeout=30)
+    expected = [base64.b64decode(line) for line in out.stdout.decode().split("\n")[:-1]]
+    assert [hashes.php_urldecode(s) for s in samples] == expected
+
+
+def test_login_password_forms() -> None:
+    """Manager::checkPasswordNoLogging: NULs dropped, then the urldecoded retry."""
+    assert hashes.login_password_forms(b"plain") == (b"plain",)
+    assert hashes.login_password_forms(b"a\0b") == (b"ab",)
+    assert hashes.login_password_forms(b"a+b%21\0") == (b"a+b%21", b"a b!")
+    assert hashes.login_password_forms(b"%2500") == (b"%2500", b"%00")  # decoded once, as PHP does
+
+
 @pytest.mark.parametrize(("stored", "described"), [
     ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "3| argon2id m=65536,t=4,p=1"),
     ("2|$argon2i$v=19$m=32768,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "2| argon2i m=32768,t=4,p=1"),

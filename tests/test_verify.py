@@ -87,6 +87,58 @@ def test_unknown_users_cost_an_argon2_run(standard_nextcloud, monkeypatch: pytes
         assert calls == expected, case_id
 
 
+def test_urldecoded_retry_costs_alike_for_known_and_unknown_users(
+        standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A password that urldecodes to something else gets two checks, as in Nextcloud,
+    and an unknown user then gets two decoys: the count depends on the password only."""
+    import argon2.low_level
+
+    calls: list[str] = []
+    real_raw, real_verify = argon2.low_level.hash_secret_raw, argon2.low_level.verify_secret
+    monkeypatch.setattr(argon2.low_level, "hash_secret_raw", lambda *a, **k: calls.append("decoy") or real_raw(*a, **k))
+    monkeypatch.setattr(argon2.low_level, "verify_secret", lambda *a, **k: calls.append("verify") or real_verify(*a, **k))
+    for login, password, expected in [(population.A, "wrong%20one", ["verify", "verify"]),
+                                      ("carol@example.org", "wrong%20one", ["decoy", "decoy"]),
+                                      (population.A, "wrong-one", ["verify"]),
+                                      (population.A, "correct+horse+battery+staple", ["verify", "verify"])]:
+        calls.clear()
+        run_verify(str(standard_nextcloud.config_path), Case("x", login, password, "", ""), monkeypatch, capsys)
+        assert calls == expected, (login, password)
+
+
+def _with_accounts(db, tmp_name: str, lines: str) -> str:
+    text = population.STANDARD_CONFIG.replace("[accounts]\n", "[accounts]\n" + lines + "\n", 1)
+    return str(db.write_config(text, name=tmp_name))
+
+
+@pytest.mark.parametrize(("accounts", "refused", "allowed"), [
+    # MandatoryTwoFactor::isEnforcedFor: everybody; members of enforced groups only
+    # (excluded groups then do not matter); everybody outside the excluded groups
+    ("two_factor_enforced = true", ["alice", "gus"], []),
+    ('two_factor_enforced = true\ntwo_factor_enforced_groups = ["admin"]\n'
+     'two_factor_enforced_excluded_groups = ["admin"]', ["gus"], ["alice"]),
+    ('two_factor_enforced = true\ntwo_factor_enforced_excluded_groups = ["admin"]', ["alice"], ["gus"]),
+    ('two_factor_enforced = false\ntwo_factor_enforced_groups = ["admin"]', [], ["alice", "gus"]),
+    ("app_password_required = true", ["alice", "gus"], []),
+])
+def test_enforced_two_factor_and_app_passwords(standard_nextcloud, accounts: str, refused: list[str], allowed: list[str],
+                                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _with_accounts(standard_nextcloud, "enforced.toml", accounts)
+    for uid in refused:
+        login = f"{uid}@example.org"
+        code, _, err = run_verify(config, Case("x", login, population.P, "", ""), monkeypatch, capsys)
+        assert code == cli.EX_NOPERM, (uid, err)
+        assert "app password" in next(line for line in err.splitlines() if line.strip().startswith("verdict"))
+        # never from a trusted network (webmail inside Nextcloud), never for an app password
+        trusted = Case("x", login, population.P, "", "", remote_ip="192.0.2.9")
+        assert run_verify(config, trusted, monkeypatch, capsys)[0] == cli.EX_OK, uid
+    for uid in allowed:
+        code, _, err = run_verify(config, Case("x", f"{uid}@example.org", population.P, "", ""), monkeypatch, capsys)
+        assert code == cli.EX_OK, (uid, err)
+    app = Case("x", population.A, population.token("alice-valid"), "", "")
+    assert run_verify(config, app, monkeypatch, capsys)[0] == cli.EX_OK
+
+
 def test_entry_point_and_exit_codes(standard_nextcloud) -> None:
     """The installed ``ncauth`` command, as an admin runs it."""
     config = str(standard_nextcloud.config_path)
