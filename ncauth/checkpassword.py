@@ -86,8 +86,14 @@ def config_argument(argv: list[str]) -> str | None:
     return None
 
 
+class DeadlineExceeded(BaseException):
+    """The whole run took too long. A BaseException, so that no ``except OSError``
+    on the way (a socket wait for the daemon, a database driver) can take it for an
+    ordinary timeout and carry on: main() turns it into exit 111."""
+
+
 def _deadline(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError(f"no verdict within {DEADLINE} s")
+    raise DeadlineExceeded(f"no verdict within {DEADLINE} s")
 
 
 def run(argv: list[str], environ: Mapping[str, str]) -> int:

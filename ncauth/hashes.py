@@ -32,7 +32,12 @@ _ARGON2_TYPES = {"argon2id": _argon2.Type.ID, "argon2i": _argon2.Type.I}
 _ARGON2_RE = re.compile(r"\$(argon2id|argon2i)\$(?:v=(\d+)\$)?m=(\d+),t=(\d+),p=(\d+)\$", re.ASCII)
 _BCRYPT_RE = re.compile(r"\$2([abyx])\$(\d\d)\$[./A-Za-z0-9]{53}", re.ASCII)
 _PHP_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-_ALLOCATION_ERROR = _argon2.error_to_str(_argon2.lib.ARGON2_MEMORY_ALLOCATION_ERROR)
+#: argon2 errors that say the machine could not run the check (memory, threads), not
+#: that the password or the stored hash is wrong: temporary failures, never cached.
+_RESOURCE_ERRORS = {_argon2.error_to_str(getattr(_argon2.lib, name)): what for name, what in (
+    ("ARGON2_MEMORY_ALLOCATION_ERROR", "could not allocate {m} KiB (memory limit?)"),
+    ("ARGON2_THREAD_FAIL", "could not start its {p} threads (process limit?)"),
+)}
 _PERCENT_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 
 
@@ -152,9 +157,10 @@ def _password_verify(password: bytes, inner: str) -> bool:
         except _argon2.VerifyMismatchError:
             return False
         except _argon2.VerificationError as exc:
-            if str(exc) == _ALLOCATION_ERROR:
-                raise TemporaryFailure(f"argon2 could not allocate {m.group(3)} KiB (memory limit?)") from None
-            return False
+            if str(exc) in _RESOURCE_ERRORS:
+                what = _RESOURCE_ERRORS[str(exc)].format(m=m.group(3), p=m.group(5))
+                raise TemporaryFailure(f"argon2 {what}") from None
+            return False  # the stored hash itself is malformed: PHP's password_verify says false
     if _BCRYPT_RE.fullmatch(inner) and not inner.startswith("$2x$"):
         key = password.split(b"\0", 1)[0][:72]
         try:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +35,10 @@ class Result:
 
 def checkpassword(config: Path | str, data: bytes, env: dict[str, str] | None = None, *, keep_open: bool = False,
                   address_space: int | None = None, argv: list[str] | None = None,
-                  program: Path = PROGRAM) -> Result:
+                  program: Path = PROGRAM, alarm_after: float | None = None) -> Result:
     """Run the program with *data* on fd 3 and collect fd 4, exit status and stderr.
-    ``keep_open`` keeps fd 3's write end open, as a sibling child of Dovecot would."""
+    ``keep_open`` keeps fd 3's write end open, as a sibling child of Dovecot would;
+    ``alarm_after`` sends SIGALRM then, as the program's own deadline alarm would."""
     if not program.exists():
         pytest.fail(f"{program} is not installed: pip install -e '.[test]'")
     r3, w3 = os.pipe()
@@ -58,6 +61,8 @@ def checkpassword(config: Path | str, data: bytes, env: dict[str, str] | None = 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=child, close_fds=False)
     os.close(r3)
     os.close(w4)
+    if alarm_after is not None:
+        threading.Timer(alarm_after, lambda: proc.poll() is None and proc.send_signal(signal.SIGALRM)).start()
     reply = b""
     while chunk := os.read(r4, 65536):
         reply += chunk

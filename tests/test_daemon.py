@@ -369,6 +369,27 @@ def test_checkpassword_falls_back_when_the_daemon_dies(db: NextcloudDB, tmp_path
     assert (r.code, r.reply) == (111, b"")
 
 
+def test_deadline_holds_while_waiting_for_a_silent_daemon(db: NextcloudDB, tmp_path: Path) -> None:
+    """A daemon that accepts and never answers, with a reply timeout longer than the
+    run's deadline: the deadline ends the run with 111, it is not taken for a daemon
+    timeout that falls back to an in-process check without any deadline."""
+    config, sock = daemon_config(db, tmp_path, "reply_timeout = 60\n")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(4)
+    held: list[socket.socket] = []
+    acceptor = threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True)
+    acceptor.start()
+    try:
+        r = checkpassword(config, request(A, P), alarm_after=1.5)
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert (r.code, r.reply) == (111, b""), r.stderr
+    assert "no verdict within" in r.stderr and r.seconds < 10
+
+
 # --- process behaviour ------------------------------------------------------------------
 
 def test_sigterm_drains_inflight_requests(db: NextcloudDB, tmp_path: Path) -> None:

@@ -150,6 +150,28 @@ def test_argon2_out_of_memory_is_a_temporary_failure() -> None:
     assert b"tempfail argon2 could not allocate 2097152 KiB" in proc.stdout
 
 
+def test_argon2_thread_failure_is_a_temporary_failure() -> None:
+    """A p=4 hash whose threads cannot start (no address space left for their stacks)
+    is a temporary failure too, not a wrong password."""
+    code = (
+        "import resource, sys\n"
+        "from ncauth import hashes\n"
+        "from ncauth.errors import TemporaryFailure\n"
+        "stored = '3|$argon2id$v=19$m=64,t=1,p=4$c2FsdHNhbHRzYWx0$RgWONyRUDiuQQg89Ngs6DgKFN1opcltVJiNR1VVDarI'\n"
+        "vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize')) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 20), vm + (1 << 20)))\n"
+        "try:\n"
+        "    hashes.verify(b'pw', stored)\n"
+        "except TemporaryFailure as exc:\n"
+        "    print('tempfail', exc); sys.exit(0)\n"
+        "sys.exit(1)\n"
+    )
+    assert hashes.verify(b"pw", "3|$argon2id$v=19$m=64,t=1,p=4$c2FsdHNhbHRzYWx0$RgWONyRUDiuQQg89Ngs6DgKFN1opcltVJiNR1VVDarI")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert b"tempfail argon2 could not start its 4 threads" in proc.stdout
+
+
 def test_decoy_uses_the_configured_parameters() -> None:
     """The decoy for unknown users runs argon2 with Nextcloud's hashing parameters:
     under a memory limit a huge memory_cost must fail, a small one must pass."""
