@@ -78,7 +78,9 @@ class Daemon:
         self.stats = Stats()
         self.allowed_uids = self._allowed_uids(d.allowed_users)
         self.server: asyncio.base_events.Server | None = None
-        self._stopping: asyncio.Event | None = None
+        self._stopping = asyncio.Event()
+        #: requests in flight per configuration: an old one is closed after its last
+        self._using: Counter[Authenticator] = Counter()
 
     # -- setup -----------------------------------------------------------------------
 
@@ -146,7 +148,6 @@ class Daemon:
     async def run(self, sock: socket.socket | None = None) -> None:
         """Serve until SIGTERM/SIGINT, then drain."""
         loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -179,9 +180,16 @@ class Daemon:
             self.throttle = self._throttle(config, auth)
             self.allowed_uids = self._allowed_uids(config.daemon.allowed_users)
             log.setup(config.log_level)
-            old.store.close()
+            if not self._using[old]:
+                self._retire(old)  # else the last request still using it does
             log.logger.info("configuration reloaded from %s", config.path)
         _sd_notify("READY=1")
+
+    def _retire(self, auth: Authenticator) -> None:
+        """Close the database pool of a configuration that SIGHUP replaced, once no
+        request uses it any more."""
+        del self._using[auth]
+        auth.store.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
@@ -200,7 +208,12 @@ class Daemon:
                 writer.write(encode_line("TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"))
                 return
             writer.write(encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR)))
-            while (line := await self._readline(reader)) is not None:
+            # While draining, a kept-open connection (a Lua auth-worker's) is closed rather
+            # than fed new work: its client retries once on a fresh connection, which the
+            # next daemon (or systemd's socket) takes.
+            while not self._stopping.is_set() and (line := await self._readline(reader)) is not None:
+                if self._stopping.is_set():
+                    break
                 writer.write(await self._answer(decode_line(line)))
                 await asyncio.wait_for(writer.drain(), self.config.daemon.idle_timeout)
         except _LineTooLong:
@@ -253,11 +266,15 @@ class Daemon:
         self.inflight += 1
         started = time.perf_counter()
         auth = self.auth
+        self._using[auth] += 1
         try:
             verdict = await asyncio.get_running_loop().run_in_executor(
                 self.pool, self._decide, auth, user, password, rip)
         finally:
             self.inflight -= 1
+            self._using[auth] -= 1
+            if auth is not self.auth and not self._using[auth]:
+                self._retire(auth)
         seconds = time.perf_counter() - started
         if self.throttle is not None and password is not None and verdict.outcome is not Outcome.TEMPFAIL:
             self.throttle.record(user, rip, verdict.outcome is Outcome.OK)

@@ -86,14 +86,15 @@ def _postfix(postfix: Postfix) -> str:
     )
 
 
-def _vsz_limit(config: Config) -> str:
-    """argon2 needs its m KiB inside the auth process's (2.3: the checkpassword child's)
-    address-space limit, 256M by default; leave room for the rest."""
+def _vsz_limit(config: Config, services: tuple[str, ...] = ("auth",)) -> str:
+    """argon2 needs its m KiB inside the address-space limit (256M by default) of the
+    processes that run it: the auth process and its checkpassword children; in SQL mode
+    also auth-worker, where Dovecot's blocking SQL passdb verifies. Leave room for the rest."""
     need_mib = config.nextcloud.hashing.memory_cost // 1024 * max(1, config.nextcloud.hashing.threads)
     if need_mib <= 96:
         return ""
-    return ("\n# argon2 with m=%d KiB needs more than the default 256M address space.\n"
-            "service auth {\n  vsz_limit = %dM\n}\n" % (config.nextcloud.hashing.memory_cost, need_mib + 256))
+    text = "\n# argon2 with m=%d KiB needs more than the default 256M address space.\n" % config.nextcloud.hashing.memory_cost
+    return text + "".join("service %s {\n  vsz_limit = %dM\n}\n" % (name, need_mib + 256) for name in services)
 
 
 def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Snippet:
@@ -144,9 +145,10 @@ def _url_parts(config: Config) -> tuple[str, dict[str, str]]:
         "password": url.password or "",
     }
     for key, value in parts.items():
-        if any(c in str(value) for c in " \t\n\"'%$"):
-            raise ConfigError(f"[nextcloud] database_url: the {key} contains a space, quote, % or $, which "
-                              "Dovecot's SQL settings cannot carry: choose another for the Dovecot SQL user")
+        if any(c in str(value) for c in " \t\n\"'%$#\\"):
+            raise ConfigError(f"[nextcloud] database_url: the {key} contains a space, quote, backslash, %, $ or #, "
+                              "which Dovecot's SQL settings cannot carry (# starts a comment there): choose another "
+                              "for the Dovecot SQL user")
     return dialect, parts
 
 
@@ -169,7 +171,7 @@ def sql_args_file(config: Config, dovecot_version: str = "2.3") -> str:
     )
 
 
-def _cache(version: str) -> str:
+def _cache() -> str:
     """Dovecot verifies argon2 itself in SQL mode: cache verified logins, with short TTLs
     (an old password keeps working until its entry expires)."""
     text = (
@@ -179,9 +181,8 @@ def _cache(version: str) -> str:
         "auth_cache_ttl = 10 min\n"
         "auth_cache_negative_ttl = 1 min\n"
     )
-    if version == "2.3":
-        text += "# Verify cached passwords (argon2) in auth-worker processes, not in the single auth process.\n"
-        text += "auth_cache_verify_password_with_worker = yes\n"
+    text += "# Verify cached passwords (argon2) in auth-worker processes, not in the single auth process.\n"
+    text += "auth_cache_verify_password_with_worker = yes\n"
     return text
 
 
@@ -199,7 +200,7 @@ def sql_snippet(config: Config, version: str, postfix: Postfix, args_path: str) 
             "userdb {\n  driver = sql\n"
             f"  args = {args_path}\n}}\n"
         )
-        text += _cache(version) + _vsz_limit(config) + _postfix(postfix)
+        text += _cache() + _vsz_limit(config, ("auth", "auth-worker")) + _postfix(postfix)
         return Snippet(text, sql_args=sql_args_file(config, version), sql_args_path=args_path, has_secret=False)
 
     q = QueryBuilder(config, dialect, version)
@@ -223,7 +224,7 @@ def sql_snippet(config: Config, version: str, postfix: Postfix, args_path: str) 
         f"  query = {q.user_query()}\n"
         "}\n"
     )
-    text += _cache(version) + _vsz_limit(config) + _postfix(postfix)
+    text += _cache() + _vsz_limit(config, ("auth", "auth-worker")) + _postfix(postfix)
     return Snippet(text, has_secret=bool(parts.get("password")))
 
 

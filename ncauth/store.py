@@ -86,7 +86,12 @@ def _connect_args(url: sa.URL, section: NextcloudSection) -> dict[str, object]:
     if backend == "mysql":
         return {"connect_timeout": connect, "read_timeout": query, "write_timeout": query, "charset": "utf8mb4"}
     if backend == "postgresql":
-        return {"connect_timeout": connect, "options": f"-c statement_timeout={query * 1000}"}
+        # statement_timeout bounds the server's work; libpq has no read timeout of its
+        # own, so TCP keepalives and tcp_user_timeout bound a server that vanished
+        # mid-query (ignored on Unix sockets, where the kernel reports it at once).
+        return {"connect_timeout": connect, "options": f"-c statement_timeout={query * 1000}",
+                "keepalives": 1, "keepalives_idle": query, "keepalives_interval": 1, "keepalives_count": 3,
+                "tcp_user_timeout": (query + connect) * 1000}
     if backend == "sqlite":
         return {"timeout": section.query_timeout}
     return {}
@@ -155,9 +160,10 @@ class Store:
         raise TemporaryFailure(f"database: {_describe(last)}") from None
 
     def close(self) -> None:
-        for engine in self._engines.values():
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
             engine.dispose()
-        self._engines.clear()
 
     def describe_urls(self) -> str:
         return ", ".join(redact_url(u) for u in self.section.database_urls)

@@ -404,6 +404,47 @@ def test_sigterm_drains_inflight_requests(db: NextcloudDB, tmp_path: Path) -> No
     assert "stopping: draining" in d.log() and "stopped" in d.log()
 
 
+def test_drain_closes_kept_open_connections(db: NextcloudDB, tmp_path: Path) -> None:
+    """During the drain the request in flight is answered, but a kept-open connection
+    (a Lua auth-worker's) gets no new work: it is closed, and the client retries on a
+    fresh connection to the next daemon."""
+    config, sock = daemon_config(db, tmp_path, "cache = false\n")
+    d = Daemon(config, sock)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect(str(sock))
+        s.sendall(HELLO + encode_line("AUTH", "1", A, P))
+        time.sleep(0.05)
+        d.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        s.sendall(encode_line("AUTH", "2", A, P))
+        buf = b""
+        while chunk := s.recv(65536):
+            buf += chunk
+    answers = [decode_line(line)[:2] for line in buf.split(b"\n")[:-1]]
+    assert answers == [["VERSION", "1"], ["OK", "1"]]
+    assert d.stop() == 0
+
+
+def test_sighup_under_load_loses_no_login(db: NextcloudDB, tmp_path: Path) -> None:
+    """Reloads while logins are in flight: every answer is right, and each replaced
+    configuration's database pool is closed once its last request is done."""
+    config, sock = daemon_config(db, tmp_path, "cache = false\n")
+    d = Daemon(config, sock)
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(d.ask, "AUTH", A, P if i % 2 else "wrong") for i in range(24)]
+            for _ in range(5):
+                time.sleep(0.15)
+                d.proc.send_signal(signal.SIGHUP)
+            verdicts = [f.result().verdict for f in futures]
+        assert verdicts == ["FAIL", "OK"] * 12
+        assert d.log().count("configuration reloaded") == 5
+        assert d.ask("AUTH", A, P).verdict == "OK"
+    finally:
+        assert d.stop() == 0
+
+
 def test_sighup_reloads_and_keeps_a_broken_config_out(db: NextcloudDB, tmp_path: Path) -> None:
     config, sock = daemon_config(db, tmp_path)
     d = Daemon(config, sock)
