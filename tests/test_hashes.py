@@ -184,4 +184,69 @@ def test_decoy_uses_the_configured_parameters() -> None:
         "hashes.decoy(b'pw', Hashing(memory_cost=2097152, time_cost=1, threads=1))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
-    assert proc.returncode == 1 and b"TemporaryFailure: argon2 decoy failed" in proc.stderr
+    assert proc.returncode == 1 and b"TemporaryFailure: argon2 " in proc.stderr
+
+
+# --- the argon2 engines: libsodium for PHP's form, argon2-cffi for the rest -------------
+
+def _cffi_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashes, "_SODIUM_LIMITS", {})
+
+
+def test_engines_agree_on_every_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PHP-made vectors verify alike through libsodium and argon2-cffi, and the
+    PHP default forms really go through libsodium."""
+    import nacl.bindings
+
+    calls: list[int] = []
+    real = nacl.bindings.crypto_pwhash_alg
+    monkeypatch.setattr(nacl.bindings, "crypto_pwhash_alg", lambda *a: calls.append(1) or real(*a))
+    cases = list(_cases(CHECKED_IN))
+    fast = [hashes.verify(pw, stored, CHECKED_IN["passwordsalt"]) for _, stored, pw, _ in cases]
+    assert calls, "no vector went through libsodium"
+    _cffi_only(monkeypatch)
+    calls.clear()
+    reference = [hashes.verify(pw, stored, CHECKED_IN["passwordsalt"]) for _, stored, pw, _ in cases]
+    assert not calls
+    assert fast == reference == [accepted for *_, accepted in cases]
+
+
+@given(kind=st.sampled_from(["argon2id", "argon2i"]), password=st.binary(max_size=40), other=st.binary(max_size=40),
+       m=st.integers(8, 64), t=st.integers(1, 4), salt=st.binary(min_size=8, max_size=24), tweak=st.integers(0, 200))
+@settings(max_examples=150, deadline=None, derandomize=True)
+def test_engines_agree_on_made_hashes(kind: str, password: bytes, other: bytes, m: int, t: int, salt: bytes,
+                                      tweak: int) -> None:
+    """Hashes argon2-cffi makes (any salt length, argon2i with t below libsodium's
+    minimum), and copies with one character changed: both engines give one verdict."""
+    import argon2.low_level as a
+
+    stored = "3|" + a.hash_secret(password, salt, t, m, 1, 32, a.Type.ID if kind == "argon2id" else a.Type.I).decode()
+    pos = len(stored) - 1 - tweak % 50
+    changed = stored[:pos] + ("B" if stored[pos] != "B" else "C") + stored[pos + 1:]
+    verdicts = []
+    for limits in (hashes._SODIUM_LIMITS, {}):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(hashes, "_SODIUM_LIMITS", limits)
+            verdicts.append([hashes.verify(password, stored), hashes.verify(other, stored),
+                             hashes.verify(password, changed)])
+    assert verdicts[0] == verdicts[1]
+    assert verdicts[0][0] is True and verdicts[0][1] is (other == password)
+
+
+def test_libsodium_out_of_memory_is_a_temporary_failure() -> None:
+    code = (
+        "import resource, sys\n"
+        "from ncauth import hashes\n"
+        "from ncauth.errors import TemporaryFailure\n"
+        "stored = '3|$argon2id$v=19$m=2097152,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$' + 'A' * 43\n"
+        "assert hashes._SODIUM_FORM.fullmatch(stored[2:])\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "try:\n"
+        "    hashes.verify(b'x', stored)\n"
+        "except TemporaryFailure as exc:\n"
+        "    print('tempfail', exc); sys.exit(0)\n"
+        "sys.exit(1)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert b"tempfail argon2 could not allocate 2097152 KiB" in proc.stdout

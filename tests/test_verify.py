@@ -70,40 +70,54 @@ def test_trace_names_other_backend_users(standard_nextcloud, monkeypatch: pytest
     assert "another backend (LDAP, SAML" in err
 
 
-def test_unknown_users_cost_an_argon2_run(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every path that never reaches a real hash spends one decoy argon2 run."""
+def _argon2_calls(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[int]]:
+    """Spies: which argon2 checks a decision asked for ("decoy", "verify"), and how many
+    argon2 runs either engine (libsodium, argon2-cffi) really made."""
     import argon2.low_level
+    import nacl.bindings
+
+    from ncauth import hashes
 
     calls: list[str] = []
-    real_raw, real_verify = argon2.low_level.hash_secret_raw, argon2.low_level.verify_secret
-    monkeypatch.setattr(argon2.low_level, "hash_secret_raw", lambda *a, **k: calls.append("decoy") or real_raw(*a, **k))
-    monkeypatch.setattr(argon2.low_level, "verify_secret", lambda *a, **k: calls.append("verify") or real_verify(*a, **k))
+    runs: list[int] = []
+    real_decoy, real_verify = hashes.decoy, hashes._password_verify
+    monkeypatch.setattr(hashes, "decoy", lambda *a: calls.append("decoy") or real_decoy(*a))
+    monkeypatch.setattr(hashes, "_password_verify", lambda *a: calls.append("verify") or real_verify(*a))
+    for module, name in ((nacl.bindings, "crypto_pwhash_alg"), (argon2.low_level, "verify_secret"),
+                         (argon2.low_level, "hash_secret_raw")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, **k: runs.append(1) or _real(*a, **k))
+    return calls, runs
+
+
+def test_unknown_users_cost_an_argon2_run(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every path that never reaches a real hash spends one decoy argon2 run."""
+    calls, runs = _argon2_calls(monkeypatch)
     for case_id, expected in [("unknown-user", ["decoy"]), ("other-domain", ["decoy"]), ("no-domain", ["decoy"]),
                               ("path-traversal", ["decoy"]), ("wrong-password", ["verify"]), ("disabled", ["verify"]),
                               ("2fa-login-password", ["verify"])]:
         calls.clear()
+        runs.clear()
         case = next(c for c in CASES if c.id == case_id)
         run_verify(str(standard_nextcloud.config_path), case, monkeypatch, capsys)
         assert calls == expected, case_id
+        assert len(runs) == len(expected), case_id
 
 
 def test_urldecoded_retry_costs_alike_for_known_and_unknown_users(
         standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A password that urldecodes to something else gets two checks, as in Nextcloud,
     and an unknown user then gets two decoys: the count depends on the password only."""
-    import argon2.low_level
-
-    calls: list[str] = []
-    real_raw, real_verify = argon2.low_level.hash_secret_raw, argon2.low_level.verify_secret
-    monkeypatch.setattr(argon2.low_level, "hash_secret_raw", lambda *a, **k: calls.append("decoy") or real_raw(*a, **k))
-    monkeypatch.setattr(argon2.low_level, "verify_secret", lambda *a, **k: calls.append("verify") or real_verify(*a, **k))
+    calls, runs = _argon2_calls(monkeypatch)
     for login, password, expected in [(population.A, "wrong%20one", ["verify", "verify"]),
                                       ("carol@example.org", "wrong%20one", ["decoy", "decoy"]),
                                       (population.A, "wrong-one", ["verify"]),
                                       (population.A, "correct+horse+battery+staple", ["verify", "verify"])]:
         calls.clear()
+        runs.clear()
         run_verify(str(standard_nextcloud.config_path), Case("x", login, password, "", ""), monkeypatch, capsys)
         assert calls == expected, (login, password)
+        assert len(runs) == len(expected), (login, password)
 
 
 def _with_accounts(db, tmp_name: str, lines: str) -> str:
