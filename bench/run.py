@@ -135,7 +135,7 @@ def machine() -> dict[str, str]:
     mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     from importlib.metadata import version
     return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": f"{int(mem) // 1024 // 1024} GiB",
-            "python": platform.python_version(), "argon2-cffi": version("argon2-cffi"),
+            "python": platform.python_version(), "argon2-cffi": version("argon2-cffi"), "pynacl": version("PyNaCl"),
             "kernel": platform.release()}
 
 
@@ -403,7 +403,7 @@ def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: 
 def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse.Namespace) -> None:
     m = machine()
     print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, "
-          f"argon2-cffi {m['argon2-cffi']}, Linux {m['kernel']}\n")
+          f"argon2-cffi {m['argon2-cffi']}, PyNaCl {m['pynacl']}, Linux {m['kernel']}\n")
     print("| path | p50 ms | p95 ms | logins/s | p50 / floor |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:

@@ -71,11 +71,12 @@ class Scheme:
     version: int | None  # Nextcloud's prefix digit, None for legacy hashes
     params: str = ""   # "m=65536,t=4,p=1", "cost=10"
     problem: str = ""  # why it can never verify, if it cannot
+    engine: str = ""   # argon2: "libsodium" or "argon2-cffi"
 
     def describe(self) -> str:
         prefix = f"{self.version}| " if self.version is not None else ""
         text = f"{prefix}{self.name}" + (f" {self.params}" if self.params else "")
-        return text + (f" ({self.problem})" if self.problem else "")
+        return text + (f" ({self.problem})" if self.problem else "") + (f" via {self.engine}" if self.engine else "")
 
 
 def php_int(text: str) -> int:
@@ -104,7 +105,8 @@ def _inner_scheme(inner: str, version: int | None) -> Scheme:
     m = _ARGON2_RE.match(inner)
     if m:
         name, v, mem, t, p = m.groups()
-        return Scheme(name, version, f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""))
+        return Scheme(name, version, f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""),
+                      engine="libsodium" if _sodium_job(inner) else "argon2-cffi")
     m = _BCRYPT_RE.fullmatch(inner)
     if m:
         if m.group(1) == "x":
@@ -195,16 +197,20 @@ def _password_verify(password: bytes, inner: str) -> bool:
     return False
 
 
+def _sodium_can(kind: str, m: int, t: int) -> bool:
+    if kind not in _SODIUM_LIMITS:
+        return False
+    _, ops_min, ops_max, mem_min, mem_max = _SODIUM_LIMITS[kind]
+    return ops_min <= t <= ops_max and mem_min <= m * 1024 <= mem_max
+
+
 def _sodium_argon2(kind: str, password: bytes, salt: bytes, m: int, t: int, length: int) -> bytes | None:
     """Argon2 (v1.3, one lane) by libsodium, or None where libsodium cannot do these
     parameters (argon2-cffi then does)."""
-    if kind not in _SODIUM_LIMITS or len(salt) != 16:
-        return None
-    alg, ops_min, ops_max, mem_min, mem_max = _SODIUM_LIMITS[kind]
-    if not (ops_min <= t <= ops_max and mem_min <= m * 1024 <= mem_max):
+    if len(salt) != 16 or not _sodium_can(kind, m, t):
         return None
     try:
-        return _sodium.crypto_pwhash_alg(length, password, salt, t, m * 1024, alg)
+        return _sodium.crypto_pwhash_alg(length, password, salt, t, m * 1024, _SODIUM_LIMITS[kind][0])
     except RuntimeError:  # within the limits, libsodium fails only for want of memory
         raise TemporaryFailure(f"argon2 could not allocate {m} KiB (memory limit?)") from None
 
@@ -218,16 +224,25 @@ def _canonical_b64(text: str) -> bytes | None:
     return raw if base64.b64encode(raw).rstrip(b"=").decode() == text else None
 
 
-def _sodium_verify(password: bytes, inner: str) -> bool | None:
-    """The verdict for an argon2 hash in libsodium's form, or None for any other form."""
+def _sodium_job(inner: str) -> tuple[str, int, int, bytes, bytes] | None:
+    """(kind, m, t, salt, tag) of an argon2 hash libsodium can check, else None."""
     form = _SODIUM_FORM.fullmatch(inner)
     if form is None:
         return None
     kind, m, t, salt_b64, tag_b64 = form.groups()
     salt, tag = _canonical_b64(salt_b64), _canonical_b64(tag_b64)
-    if salt is None or tag is None:
+    if salt is None or tag is None or not _sodium_can(kind, int(m), int(t)):
         return None
-    out = _sodium_argon2(kind, password, salt, int(m), int(t), len(tag))
+    return kind, int(m), int(t), salt, tag
+
+
+def _sodium_verify(password: bytes, inner: str) -> bool | None:
+    """The verdict for an argon2 hash in libsodium's form, or None for any other form."""
+    job = _sodium_job(inner)
+    if job is None:
+        return None
+    kind, m, t, salt, tag = job
+    out = _sodium_argon2(kind, password, salt, m, t, len(tag))
     return None if out is None else hmac.compare_digest(out, tag)
 
 

@@ -111,8 +111,11 @@ def test_login_password_forms() -> None:
 
 
 @pytest.mark.parametrize(("stored", "described"), [
-    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "3| argon2id m=65536,t=4,p=1"),
-    ("2|$argon2i$v=19$m=32768,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "2| argon2i m=32768,t=4,p=1"),
+    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "3| argon2id m=65536,t=4,p=1 via argon2-cffi"),
+    ("2|$argon2i$v=19$m=32768,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "2| argon2i m=32768,t=4,p=1 via argon2-cffi"),
+    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "3| argon2id m=65536,t=4,p=1 via libsodium"),
+    ("2|$argon2i$v=19$m=32768,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "2| argon2i m=32768,t=2,p=1 via argon2-cffi"),
+    ("3|$argon2id$v=19$m=65536,t=4,p=2$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "3| argon2id m=65536,t=4,p=2 via argon2-cffi"),
     ("1|$2y$10$" + "a" * 53, "1| bcrypt cost=10"),
     ("a" * 40, "legacy-sha1"),
     ("$2y$04$" + "b" * 53, "legacy-bcrypt cost=4"),

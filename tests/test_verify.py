@@ -59,7 +59,7 @@ def test_trace_shows_every_step(standard_nextcloud, monkeypatch: pytest.MonkeyPa
     steps = [line.split()[0] for line in err.splitlines()[1:]]
     for step in ("config", "database", "accounts", "password", "uid", "row", "enabled", "hash", "verify", "user", "userdb", "verdict", "time"):
         assert step in steps, step
-    assert "3| argon2id m=65536,t=4,p=1" in err
+    assert "3| argon2id m=65536,t=4,p=1 via libsodium" in err
     assert "uid_lower 'alice'" in err and "found uid 'Alice'" in err
 
 
