@@ -96,6 +96,23 @@ def _deadline(signum: int, frame: FrameType | None) -> None:
     raise DeadlineExceeded(f"no verdict within {DEADLINE} s")
 
 
+def _watchdog(seconds: float) -> None:
+    """End the process with 111 after *seconds*, even while the main thread is inside
+    argon2 or bcrypt: those release the GIL but never return to Python, so SIGALRM's
+    handler would wait for them. A thread that calls ``os._exit`` does not."""
+    import threading
+
+    def give_up() -> None:
+        try:
+            os.write(2, f"ncauth: no verdict within {seconds:g} s: temporary failure\n".encode())
+        finally:
+            os._exit(EXIT_TEMPFAIL)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+
+
 def run(argv: list[str], environ: Mapping[str, str]) -> int:
     """One checkpassword invocation; returns the exit status."""
     from ncauth import config as config_mod, log
@@ -159,7 +176,12 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
 
     from ncauth.policy import Authenticator, Outcome
 
-    auth = Authenticator(config)
+    _watchdog(DEADLINE + 1)  # a backstop behind SIGALRM, for the slow hash itself
+    try:
+        auth = Authenticator(config)
+    except config_mod.ConfigError as exc:
+        log.logger.error("config error: %s", exc)
+        return EXIT_TEMPFAIL
     try:
         verdict = auth.lookup(login) if lookup else auth.authenticate(login, password, remote_ip=remote_ip)
     finally:

@@ -125,12 +125,16 @@ def _load(config_arg: str | None, trace: _Tracer) -> "Config":
     path = config_mod.config_path(config_arg)
     trace("config", path)
     config = config_mod.load(path)
-    trace("database", ", ".join(config_mod.redact_url(u) for u in config.nextcloud.database_urls)
+    from ncauth.store import parse_url, redact_url
+
+    trace("database", ", ".join(redact_url(u) for u in config.nextcloud.database_urls)
           + f" (table prefix {config.nextcloud.table_prefix!r})")
     acc = config.accounts
     trace("accounts", f"match {acc.match}; domains {', '.join(acc.domains) or 'any'}"
           + (f"; default domain {acc.default_domain}" if acc.default_domain else "")
           + f"; two-factor {acc.two_factor}")
+    for url in config.nextcloud.database_urls:
+        parse_url(url)
     return config
 
 
@@ -197,8 +201,12 @@ def _print_fields(user: str, fields: dict[str, str]) -> None:
 
 def _load_quiet(config_arg: str | None) -> "Config":
     from ncauth import config as config_mod
+    from ncauth.store import parse_url
 
-    return config_mod.load(config_mod.config_path(config_arg))
+    config = config_mod.load(config_mod.config_path(config_arg))
+    for url in config.nextcloud.database_urls:
+        parse_url(url)
+    return config
 
 
 def _write_private(path: Path, text: str, mode: int) -> None:

@@ -15,12 +15,15 @@ import stat
 import tomllib
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from ncauth import names
 from ncauth.errors import ConfigError
 
 if TYPE_CHECKING:
     import ipaddress
+
+    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Imports of modules that only some configurations need (ipaddress, json, subprocess,
 # shutil, posixpath) are done where they are used: checkpassword's relay to the daemon
@@ -39,6 +42,7 @@ _PHP_KEYS = (
     "secret", "passwordsalt", "datadirectory", "hashingMemoryCost", "hashingTimeCost",
     "hashingThreads", "twofactor_enforced", "twofactor_enforced_groups",
     "twofactor_enforced_excluded_groups", "token_auth_enforced",
+    "allow_user_to_change_email", "allow_user_to_change_display_name",
 )
 
 
@@ -51,6 +55,19 @@ class Hashing(NamedTuple):
     threads: int = 1
 
 
+class HashLimits(NamedTuple):
+    """The most work one stored hash may ask for. A hash row above these is refused
+    (with its reason logged), never run: a row with t=20000000 or m=1 GiB or bcrypt
+    cost 31 would otherwise hold a worker for hours or take gigabytes. Defaults sit
+    well above Nextcloud's (m=65536 KiB, t=4, p=1; bcrypt cost 10): the worst hash
+    they admit takes about 6 s in libsodium on one core here."""
+
+    argon2_memory_cost: int = 262144   # KiB (256 MiB)
+    argon2_time_cost: int = 64
+    argon2_threads: int = 8
+    bcrypt_cost: int = 14
+
+
 class NextcloudSection(NamedTuple):
     database_urls: tuple[str, ...]
     table_prefix: str = "oc_"
@@ -59,6 +76,7 @@ class NextcloudSection(NamedTuple):
     connect_timeout: float = 5.0
     query_timeout: float = 5.0
     hashing: Hashing = Hashing()
+    limits: HashLimits = HashLimits()
     #: seconds a database URL that failed is skipped in favour of the next one
     failover_retry: float = 30.0
 
@@ -68,14 +86,20 @@ class AccountsSection(NamedTuple):
     default_domain: str = ""
     match: str = "local-part"
     two_factor: str = "app-password-only"
-    trusted_networks: tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", ...] = ()
+    trusted_networks: tuple["Network", ...] = ()
     app_passwords: bool = True
+    #: match = "email": also trust addresses that users may have set for themselves
+    trust_user_emails: bool = False
     #: Nextcloud's token_auth_enforced: login passwords never work, only app passwords.
     app_password_required: bool = False
     #: Nextcloud's twofactor_enforced* system settings (config.php, not the database).
     two_factor_enforced: bool = False
     two_factor_enforced_groups: tuple[str, ...] = ()
     two_factor_enforced_excluded_groups: tuple[str, ...] = ()
+
+    def serves(self, domain: str) -> bool:
+        """Is *domain* (lower case) one of ``domains``?"""
+        return domain in self.domains or self.domains == (ANY_DOMAIN,)
 
 
 class DaemonSection(NamedTuple):
@@ -89,6 +113,9 @@ class DaemonSection(NamedTuple):
     allowed_users: tuple[str, ...] = ("root", "dovecot")
     workers: int = 0            # 0 = one per CPU
     queue: int = 64
+    #: open connections one peer uid may hold (each Dovecot auth worker or checkpassword
+    #: child holds one; a runaway or hostile local client cannot exhaust the daemon's fds)
+    peer_connections: int = 256
     idle_timeout: float = 30.0
     drain_timeout: float = 15.0
     cache: bool = True
@@ -98,6 +125,11 @@ class DaemonSection(NamedTuple):
     throttle_window: float = 300.0
     throttle_ip_failures: int = 20
     throttle_user_failures: int = 10
+    #: IPv6 clients are counted per network of this prefix length (one host usually has a /64)
+    throttle_ipv6_prefix: int = 64
+    #: sources spared the per-IP budget (never the per-account one): e.g. a webmail host that
+    #: relays many users' logins. Empty by default: trusted_networks alone spares nothing here.
+    throttle_exempt_networks: tuple["Network", ...] = ()
 
 
 class Config(NamedTuple):
@@ -145,6 +177,8 @@ def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
     daemon = r.table(raw, "daemon")
     log = r.table(raw, "log")
 
+    if mode is not None:  # before anything else: an unsafe file is the first thing to fix
+        _check_mode(path, mode, holds_secret=_holds_secret(nc))
     config_php = r.string("nextcloud", nc, "config_php")
     php = read_config_php(config_php) if config_php else {}
     config = Config(
@@ -156,24 +190,29 @@ def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
         log_level=r.choice("log", log, "level", LOG_LEVELS, "info"),
     )
     r.only_keys("log", log, ("level",))
-    if mode is not None:
-        _check_mode(path, mode, holds_secret=_holds_secret(nc))
     return config
 
 
 def _holds_secret(nc: dict[str, Any]) -> bool:
+    """Could this ``[nextcloud]`` table hold a secret? Deliberately coarse for database
+    URLs (any ``@`` or "pass" counts): a password can sit in the user-info part, where
+    ``#``, ``/`` and ``?`` defeat URL parsers that are not SQLAlchemy's, or in the query
+    (``?password=``); the exact parse needs SQLAlchemy, which this module must not
+    import (checkpassword's relay path reads the config too)."""
     if nc.get("secret") or nc.get("password_salt"):
         return True
     urls = nc.get("database_url", [])
     for url in [urls] if isinstance(urls, str) else urls:
-        if isinstance(url, str) and urlsplit(url).password:
+        if isinstance(url, str) and ("@" in url or "pass" in url.lower()):
             return True
     return False
 
 
 def _check_mode(path: str, mode: int, *, holds_secret: bool) -> None:
-    if mode & stat.S_IWOTH:
-        raise ConfigError(f"{path}: writable by every user (mode {stat.S_IMODE(mode):04o}); run: chmod o-w {path}")
+    if mode & (stat.S_IWOTH | stat.S_IWGRP):
+        # whoever may write it may point ncauth at a database of their own, and log in as anyone
+        who = "every user" if mode & stat.S_IWOTH else "its group"
+        raise ConfigError(f"{path}: writable by {who} (mode {stat.S_IMODE(mode):04o}); run: chmod go-w {path}")
     if holds_secret and mode & stat.S_IROTH:
         raise ConfigError(
             f"{path}: holds a database password or Nextcloud secret but is readable by every user "
@@ -244,7 +283,8 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
     r.only_keys(sec, nc, (
         "database_url", "table_prefix", "secret", "password_salt", "config_php",
         "connect_timeout", "query_timeout", "hashing_memory_cost", "hashing_time_cost", "hashing_threads",
-        "failover_retry",
+        "failover_retry", "max_argon2_memory_cost", "max_argon2_time_cost", "max_argon2_threads",
+        "max_bcrypt_cost",
     ))
     if "database_url" in nc:
         urls_raw = nc["database_url"]
@@ -257,7 +297,7 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
         raise r.fail(sec, "database_url", "missing (or set config_php to read it from Nextcloud's config.php)")
     for url in urls:
         if "://" not in url:
-            raise r.fail(sec, "database_url", f"not a URL: {redact_url(url)!r} (e.g. mysql+pymysql://user:pw@host/nextcloud)")
+            raise r.fail(sec, "database_url", "not a URL (e.g. mysql+pymysql://user:pw@host/nextcloud)")
 
     prefix = r.string(sec, nc, "table_prefix", str(php.get("dbtableprefix", "oc_")))
     if not re.fullmatch(r"[A-Za-z0-9_]*", prefix):
@@ -267,10 +307,19 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
         value = php.get(key, default)
         return value if isinstance(value, int) and not isinstance(value, bool) else default
 
+    d = HashLimits()
+    limits = HashLimits(
+        argon2_memory_cost=int(r.number(sec, nc, "max_argon2_memory_cost", d.argon2_memory_cost, lo=8, hi=4 * 1024 * 1024)),
+        argon2_time_cost=int(r.number(sec, nc, "max_argon2_time_cost", d.argon2_time_cost, lo=1, hi=10000)),
+        argon2_threads=int(r.number(sec, nc, "max_argon2_threads", d.argon2_threads, lo=1, hi=255)),
+        bcrypt_cost=int(r.number(sec, nc, "max_bcrypt_cost", d.bcrypt_cost, lo=4, hi=31)),
+    )
     hashing = Hashing(
-        memory_cost=int(r.number(sec, nc, "hashing_memory_cost", php_int("hashingMemoryCost", 65536), lo=8, hi=4 * 1024 * 1024)),
-        time_cost=int(r.number(sec, nc, "hashing_time_cost", php_int("hashingTimeCost", 4), lo=1, hi=1000)),
-        threads=int(r.number(sec, nc, "hashing_threads", php_int("hashingThreads", 1), lo=1, hi=255)),
+        memory_cost=int(r.number(sec, nc, "hashing_memory_cost", php_int("hashingMemoryCost", 65536),
+                                 lo=8, hi=limits.argon2_memory_cost)),
+        time_cost=int(r.number(sec, nc, "hashing_time_cost", php_int("hashingTimeCost", 4),
+                               lo=1, hi=limits.argon2_time_cost)),
+        threads=int(r.number(sec, nc, "hashing_threads", php_int("hashingThreads", 1), lo=1, hi=limits.argon2_threads)),
     )
     return NextcloudSection(
         database_urls=urls,
@@ -280,11 +329,13 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
         connect_timeout=r.number(sec, nc, "connect_timeout", 5, lo=0.1, hi=60),
         query_timeout=r.number(sec, nc, "query_timeout", 5, lo=0.1, hi=60),
         hashing=hashing,
+        limits=limits,
         failover_retry=r.number(sec, nc, "failover_retry", 30, lo=0, hi=3600),
     )
 
 
-_DOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+#: ``[accounts] domains = ["*"]``: any domain, an explicit choice for match = "address" only.
+ANY_DOMAIN = "*"
 
 
 def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsSection:
@@ -292,32 +343,45 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsS
     r.only_keys(sec, acc, (
         "domains", "default_domain", "match", "two_factor", "trusted_networks", "app_passwords",
         "app_password_required", "two_factor_enforced", "two_factor_enforced_groups",
-        "two_factor_enforced_excluded_groups",
+        "two_factor_enforced_excluded_groups", "trust_user_emails",
     ))
+    match = r.choice(sec, acc, "match", MATCH_MODES, "local-part")
+    trust_user_emails = r.boolean(sec, acc, "trust_user_emails", False)
+    if match == "email" and not trust_user_emails:
+        problem = emails_unlocked(php) if php else ("[nextcloud] config_php is not set, so ncauth cannot tell "
+                                                    "whether users may change their own address")
+        if problem:
+            raise r.fail(sec, "match", f'"email" logs users in by the address Nextcloud has for them, but {problem}: '
+                         "one who sets hers to another person's address would get that person's mail. "
+                         "Lock it in Nextcloud (occ "
+                         "config:system:set allow_user_to_change_email --type=boolean --value=false) and set "
+                         "config_php, or accept the risk with trust_user_emails = true (see README)")
     domains = tuple(d.lower() for d in r.strings(sec, acc, "domains"))
-    for d in domains:
-        if not _DOMAIN_RE.fullmatch(d):
-            raise r.fail(sec, "domains", f"{d!r} is not a domain name")
+    if not domains:
+        raise r.fail(sec, "domains", "missing: list the mail domains this server serves, e.g. "
+                     'domains = ["example.org"] (logins in other domains are unknown users)')
+    if ANY_DOMAIN in domains:
+        if match != "address" or len(domains) > 1:
+            raise r.fail(sec, "domains", '"*" (any domain) is only for match = "address", alone: there the '
+                         "Nextcloud uid names its own domain")
+    else:
+        for d in domains:
+            if not names.is_domain(d):
+                raise r.fail(sec, "domains", f"{d!r} is not a domain name (ASCII letters, digits, '-' and dots; "
+                             "IDNA names in their xn-- form)")
     default_domain = r.string(sec, acc, "default_domain").lower()
-    if default_domain and not _DOMAIN_RE.fullmatch(default_domain):
+    if default_domain and not names.is_domain(default_domain):
         raise r.fail(sec, "default_domain", f"{default_domain!r} is not a domain name")
-    if default_domain and domains and default_domain not in domains:
+    if default_domain and ANY_DOMAIN not in domains and default_domain not in domains:
         raise r.fail(sec, "default_domain", f"{default_domain!r} is not one of [accounts] domains")
-    networks = []
-    if acc.get("trusted_networks"):
-        import ipaddress
-    for net in r.strings(sec, acc, "trusted_networks"):
-        try:
-            networks.append(ipaddress.ip_network(net, strict=False))
-        except ValueError:
-            raise r.fail(sec, "trusted_networks", f"{net!r} is not an IP network (CIDR)") from None
     return AccountsSection(
         domains=domains,
         default_domain=default_domain,
-        match=r.choice(sec, acc, "match", MATCH_MODES, "local-part"),
+        match=match,
         two_factor=r.choice(sec, acc, "two_factor", TWO_FACTOR_MODES, "app-password-only"),
-        trusted_networks=tuple(networks),
+        trusted_networks=_networks(r, sec, acc, "trusted_networks"),
         app_passwords=r.boolean(sec, acc, "app_passwords", True),
+        trust_user_emails=trust_user_emails,
         app_password_required=r.boolean(sec, acc, "app_password_required", php_bool(php.get("token_auth_enforced"))),
         two_factor_enforced=r.boolean(sec, acc, "two_factor_enforced", php_bool(php.get("twofactor_enforced"))),
         two_factor_enforced_groups=r.strings(sec, acc, "two_factor_enforced_groups")
@@ -325,6 +389,45 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsS
         two_factor_enforced_excluded_groups=r.strings(sec, acc, "two_factor_enforced_excluded_groups")
         if "two_factor_enforced_excluded_groups" in acc else _php_strings(php.get("twofactor_enforced_excluded_groups")),
     )
+
+
+def _networks(r: _Reader, sec: str, table: dict[str, Any], key: str) -> tuple["Network", ...]:
+    """A list of CIDR networks, exactly as written: host bits set (``192.0.2.25/8``) are a
+    mistake, not a wish to widen, and a network that covers every address is refused."""
+    values = r.strings(sec, table, key)
+    if not values:
+        return ()
+    import ipaddress
+
+    networks = []
+    for text in values:
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError as exc:
+            hint = ""
+            try:
+                hint = f"; did you mean {ipaddress.ip_network(text, strict=False)}?"
+            except ValueError:
+                pass
+            raise r.fail(sec, key, f"{text!r} is not an IP network in CIDR form ({exc}){hint}") from None
+        if net.prefixlen == 0:
+            raise r.fail(sec, key, f"{text!r} is every address: name the hosts or networks you mean")
+        networks.append(net)
+    return tuple(networks)
+
+
+def emails_unlocked(php: dict[str, Any]) -> str:
+    """Why Nextcloud's config.php (as *php*) lets users set their own primary e-mail
+    address, or "" when only admins can. Nextcloud 32 reads ``allow_user_to_change_email``
+    (``IUser::canChangeEmail``; its migration Version32000Date20250402182800 derives it
+    from the display-name switch); before 32, ``allow_user_to_change_display_name``
+    locks the e-mail field too (apps/settings UsersController::setUserSettings,
+    apps/provisioning_api UsersController::editUser). Only the literal PHP ``false``
+    locks it in every reader (editUser compares ``!== false``), so nothing else counts."""
+    key = "allow_user_to_change_email" if "allow_user_to_change_email" in php else "allow_user_to_change_display_name"
+    if php.get(key, True) is False:
+        return ""
+    return f"Nextcloud's config.php does not set {key} to false, so users may change their own address"
 
 
 def php_bool(value: Any) -> bool:
@@ -367,8 +470,9 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
     sec = "daemon"
     r.only_keys(sec, daemon, (
         "socket", "forward", "connect_timeout", "reply_timeout", "socket_group", "allowed_users", "workers",
-        "queue", "idle_timeout", "drain_timeout", "cache", "cache_size", "cache_max_age", "throttle",
-        "throttle_window", "throttle_ip_failures", "throttle_user_failures",
+        "queue", "peer_connections", "idle_timeout", "drain_timeout", "cache", "cache_size", "cache_max_age", "throttle",
+        "throttle_window", "throttle_ip_failures", "throttle_user_failures", "throttle_ipv6_prefix",
+        "throttle_exempt_networks",
     ))
     socket_path = r.string(sec, daemon, "socket")
     if socket_path and not socket_path.startswith("/"):
@@ -383,6 +487,7 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
         allowed_users=r.strings(sec, daemon, "allowed_users") if "allowed_users" in daemon else d.allowed_users,
         workers=int(r.number(sec, daemon, "workers", d.workers, lo=0, hi=256)),
         queue=int(r.number(sec, daemon, "queue", d.queue, lo=0, hi=100000)),
+        peer_connections=int(r.number(sec, daemon, "peer_connections", d.peer_connections, lo=1, hi=100000)),
         idle_timeout=r.number(sec, daemon, "idle_timeout", d.idle_timeout, lo=0.1, hi=3600),
         drain_timeout=r.number(sec, daemon, "drain_timeout", d.drain_timeout, lo=0, hi=600),
         cache=r.boolean(sec, daemon, "cache", d.cache),
@@ -393,6 +498,8 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
         throttle_ip_failures=int(r.number(sec, daemon, "throttle_ip_failures", d.throttle_ip_failures, lo=1, hi=10**6)),
         throttle_user_failures=int(r.number(sec, daemon, "throttle_user_failures", d.throttle_user_failures,
                                             lo=1, hi=10**6)),
+        throttle_ipv6_prefix=int(r.number(sec, daemon, "throttle_ipv6_prefix", d.throttle_ipv6_prefix, lo=32, hi=128)),
+        throttle_exempt_networks=_networks(r, sec, daemon, "throttle_exempt_networks"),
     )
 
 
@@ -499,14 +606,3 @@ def _split_dbhost(dbhost: str) -> tuple[str, str, str]:
     if rest.startswith("/"):
         return host or "localhost", "", rest
     return host or "localhost", rest, ""
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs, traces and errors)."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc
-    userinfo, _, hostport = netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return url.replace(netloc, f"{user}:***@{hostport}", 1)

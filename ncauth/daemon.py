@@ -26,12 +26,13 @@ import struct
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
-from ncauth import config as config_mod, log
+from ncauth import config as config_mod, hashes, log
 from ncauth.cache import VerifiedCache
 from ncauth.errors import ConfigError
-from ncauth.policy import Authenticator, Outcome, Verdict
+from ncauth.policy import Authenticator, Outcome, Verdict, in_networks
 from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, encode_line, decode_line, key_values
 from ncauth.throttle import Throttle
 
@@ -70,7 +71,7 @@ class Daemon:
     def __init__(self, config: config_mod.Config) -> None:
         self.config = config
         self.auth = self._authenticator(config)
-        self.throttle = self._throttle(config, self.auth)
+        self.throttle = self._throttle(config)
         d = config.daemon
         self.workers = d.workers or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ncauth-worker")
@@ -81,6 +82,8 @@ class Daemon:
         self._stopping = asyncio.Event()
         #: requests in flight per configuration: an old one is closed after its last
         self._using: Counter[Authenticator] = Counter()
+        #: open connections per peer uid, capped by [daemon] peer_connections
+        self._peer_connections: Counter[int] = Counter()
 
     # -- setup -----------------------------------------------------------------------
 
@@ -90,13 +93,20 @@ class Daemon:
         cache = VerifiedCache(d.cache_size, d.cache_max_age) if d.cache and d.cache_size else None
         return Authenticator(config, cache=cache)
 
-    @staticmethod
-    def _throttle(config: config_mod.Config, auth: Authenticator) -> Throttle | None:
+    def _throttle(self, config: config_mod.Config) -> Throttle | None:
+        """The failure throttle for *config*: the one the daemon has, retuned, so that a
+        reload (SIGHUP) forgets no counter; a new one only when it was off."""
         d = config.daemon
         if not d.throttle:
             return None
-        return Throttle(window=d.throttle_window, ip_failures=d.throttle_ip_failures,
-                        user_failures=d.throttle_user_failures, exempt=auth.trusted)
+        settings = dict(window=d.throttle_window, ip_failures=d.throttle_ip_failures,
+                        user_failures=d.throttle_user_failures, ipv6_prefix=d.throttle_ipv6_prefix,
+                        exempt=_network_test(d.throttle_exempt_networks))
+        current: Throttle | None = getattr(self, "throttle", None)
+        if current is None:
+            return Throttle(**settings)  # type: ignore[arg-type]
+        current.configure(**settings)  # type: ignore[arg-type]
+        return current
 
     @staticmethod
     def _allowed_uids(names: tuple[str, ...]) -> set[int]:
@@ -123,6 +133,9 @@ class Daemon:
             raise ConfigError(f"{self.config.path}: [daemon] socket: missing (and no socket from systemd)")
         try:
             if stat.S_ISSOCK(os.lstat(path).st_mode):
+                if _answers(path):
+                    raise ConfigError(f"{path}: another ncauth serve is answering there; stop it first "
+                                      "(or give this one another [daemon] socket)")
                 os.unlink(path)  # a stale socket from an earlier run
         except FileNotFoundError:
             pass
@@ -177,7 +190,7 @@ class Daemon:
             log.logger.error("reload failed, keeping the running configuration: %s", exc)
         else:
             old, self.auth, self.config = self.auth, auth, config
-            self.throttle = self._throttle(config, auth)
+            self.throttle = self._throttle(config)
             self.allowed_uids = self._allowed_uids(config.daemon.allowed_users)
             log.setup(config.log_level)
             if not self._using[old]:
@@ -193,12 +206,21 @@ class Daemon:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
+        counted: int | None = None
         try:
             uid = _peer_uid(writer.get_extra_info("socket"))
             if uid not in self.allowed_uids:
                 self.stats.refused_peers += 1
                 log.logger.warning("refused a connection from uid %s (not in [daemon] allowed_users)", uid)
                 return
+            if self._peer_connections[uid] >= self.config.daemon.peer_connections:
+                self.stats.refused_peers += 1
+                log.logger.warning("refused a connection from uid %s: it holds %d already ([daemon] peer_connections)",
+                                   uid, self._peer_connections[uid])
+                writer.write(encode_line("TEMPFAIL", "0", "reason=too many connections from this user"))
+                return
+            self._peer_connections[uid] += 1
+            counted = uid
             log.logger.debug("connection from uid %s", uid)
             first = await self._readline(reader)
             if first is None:
@@ -221,6 +243,8 @@ class Daemon:
         except (asyncio.TimeoutError, ConnectionError):
             pass
         finally:
+            if counted is not None:
+                self._peer_connections[counted] -= 1
             try:
                 writer.close()
                 await asyncio.wait_for(writer.wait_closed(), 1)
@@ -240,8 +264,13 @@ class Daemon:
         return line
 
     async def _answer(self, fields: list[str]) -> bytes:
+        """The reply line to one request. Whatever goes wrong on the way, the client gets
+        a TEMPFAIL for its id on this connection, and the decision line logged is the
+        answer it got."""
         command = fields[0]
         rid = fields[1] if len(fields) > 1 else ""
+        if any("\x00" in f for f in fields):  # nothing can carry it back (Dovecot's escaping has no NUL)
+            return encode_line("TEMPFAIL", "", "reason=malformed request: NUL byte")
         if command == "STATS" and len(fields) >= 2:
             return encode_line("OK", rid, *(f"{k}={v}" for k, v in self.snapshot().items()))
         if command == "AUTH" and len(fields) >= 4:
@@ -250,42 +279,56 @@ class Daemon:
             user, password, extra = fields[2], None, key_values(fields[3:])
         else:
             return encode_line("TEMPFAIL", rid, f"reason=malformed or unknown request {command[:16]!r}")
-        rip = extra.get("rip", "")
+        rip, service = extra.get("rip", ""), extra.get("service", "")
         log.logger.debug("%s %s login=\"%s\" %s", command, log.printable(rid, 32), log.printable(user),
                          " ".join(f"{k}={log.printable(v, 64)}" for k, v in extra.items()))
-        throttled = self.throttle.check(user, rip) if self.throttle is not None and password is not None else ""
-        if throttled:
-            self.stats.record("TEMPFAIL", 0)
-            log.decision(verdict="tempfail", login=user, reason=throttled, ms=0, service=extra.get("service", ""),
-                         remote_ip=rip, via="daemon")
-            return encode_line("TEMPFAIL", rid, f"reason={throttled}")
-        if self.inflight >= self.workers + self.config.daemon.queue:
-            self.stats.busy += 1
-            self.stats.record("TEMPFAIL", 0)
-            return encode_line("TEMPFAIL", rid, "reason=busy: too many requests waiting")
-        self.inflight += 1
         started = time.perf_counter()
-        auth = self.auth
-        self._using[auth] += 1
         try:
-            verdict = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self._decide, auth, user, password, rip)
-        finally:
-            self.inflight -= 1
-            self._using[auth] -= 1
-            if auth is not self.auth and not self._using[auth]:
-                self._retire(auth)
+            verdict = await self._verdict(user, password, rip)
+            reply = _reply(rid, verdict)
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one TEMPFAIL, not the connection
+            log.logger.error("internal error answering request %s: %s", log.printable(rid, 32), type(exc).__name__)
+            verdict = Verdict(Outcome.TEMPFAIL, f"internal error ({type(exc).__name__})")
+            reply = _reply(rid, verdict)
         seconds = time.perf_counter() - started
-        if self.throttle is not None and password is not None and verdict.outcome is not Outcome.TEMPFAIL:
-            self.throttle.record(user, rip, verdict.outcome is Outcome.OK)
-        answer = _ANSWERS[verdict.outcome]
-        self.stats.record(answer, seconds)
+        self.stats.record(_ANSWERS[verdict.outcome], seconds)
         log.decision(verdict=verdict.outcome.value, login=user, reason=verdict.reason, ms=seconds * 1000,
-                     user=verdict.user, uid=verdict.uid, service=extra.get("service", ""),
-                     remote_ip=rip, method=verdict.method, via="daemon")
-        if verdict.outcome is Outcome.OK:
-            return encode_line("OK", rid, f"user={verdict.user}", *(f"userdb_{k}={v}" for k, v in verdict.fields.items()))
-        return encode_line(answer, rid, f"reason={verdict.reason}")
+                     user=verdict.user, uid=verdict.uid, service=service, remote_ip=rip, method=verdict.method,
+                     via="daemon")
+        return reply
+
+    async def _verdict(self, user: str, password: bytes | None, rip: str) -> Verdict:
+        """Throttle, admit, decide in a worker, learn from the outcome."""
+        auth = self.auth
+        attempt = None
+        if self.throttle is not None and password is not None:
+            # counted as a failure from now on, until settled: a parallel burst cannot
+            # slip past the budget, and every spelling of one account shares it
+            admitted = self.throttle.admit(auth.account_key(user), rip)
+            if isinstance(admitted, str):
+                return Verdict(Outcome.TEMPFAIL, admitted)
+            attempt = admitted
+        outcome: bool | None = None
+        try:
+            if self.inflight >= self.workers + self.config.daemon.queue:
+                self.stats.busy += 1
+                return Verdict(Outcome.TEMPFAIL, "busy: too many requests waiting")
+            self.inflight += 1
+            self._using[auth] += 1
+            try:
+                verdict = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self._decide, auth, user, password, rip)
+            finally:
+                self.inflight -= 1
+                self._using[auth] -= 1
+                if auth is not self.auth and not self._using[auth]:
+                    self._retire(auth)
+            if verdict.outcome is not Outcome.TEMPFAIL:
+                outcome = verdict.outcome is Outcome.OK
+            return verdict
+        finally:
+            if attempt is not None:
+                attempt.settle(outcome)
 
     @staticmethod
     def _decide(auth: Authenticator, user: str, password: bytes | None, remote_ip: str) -> Verdict:
@@ -307,6 +350,7 @@ class Daemon:
             "cache_entries": len(cache) if cache is not None else 0,
             "cache_hits": cache.hits if cache is not None else 0,
             "cache_misses": cache.misses if cache is not None else 0,
+            "slow_hashes": hashes.slow_hashes.value,
             "latency_p50_ms": round(s.percentile(0.50), 1),
             "latency_p95_ms": round(s.percentile(0.95), 1),
             "latency_p99_ms": round(s.percentile(0.99), 1),
@@ -314,6 +358,31 @@ class Daemon:
             "connections": s.connections,
             "refused_peers": s.refused_peers,
         }
+
+
+def _network_test(networks: tuple[Any, ...]) -> Callable[[str], bool]:
+    """Is an address in *networks*? (IPv4-mapped IPv6 counts as IPv4.)"""
+    def inside(remote_ip: str) -> bool:
+        return bool(networks) and in_networks(remote_ip, networks)
+    return inside
+
+
+def _answers(path: str) -> bool:
+    """Does something accept connections on the Unix socket *path*?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True
+
+
+def _reply(rid: str, verdict: Verdict) -> bytes:
+    """The protocol line for *verdict* (raises if a field cannot be carried)."""
+    if verdict.outcome is Outcome.OK:
+        return encode_line("OK", rid, f"user={verdict.user}", *(f"userdb_{k}={v}" for k, v in verdict.fields.items()))
+    return encode_line(_ANSWERS[verdict.outcome], rid, f"reason={verdict.reason}")
 
 
 def _peer_uid(sock: socket.socket) -> int:

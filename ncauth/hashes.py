@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 import argon2.low_level as _argon2
@@ -37,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover - a declared dependency; argon2-cffi then does it all
     _sodium = None
 
-from ncauth.config import Hashing
+from ncauth.config import Hashing, HashLimits
 from ncauth.errors import TemporaryFailure
 
 _ARGON2_TYPES = {"argon2id": _argon2.Type.ID, "argon2i": _argon2.Type.I}
@@ -63,6 +64,23 @@ _SODIUM_LIMITS = {} if _sodium is None else {
 }
 
 
+class _Counter:
+    """Slow-hash runs in this process (argon2 or bcrypt, decoys included): what ``ncauth
+    status`` shows as ``slow_hashes``, so that "every refusal costs the same" can be
+    checked from outside the daemon without timing anything."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+slow_hashes = _Counter()
+
+
 @dataclass(frozen=True)
 class Scheme:
     """What a stored hash is, for traces and logs (never the hash itself)."""
@@ -72,6 +90,12 @@ class Scheme:
     params: str = ""   # "m=65536,t=4,p=1", "cost=10"
     problem: str = ""  # why it can never verify, if it cannot
     engine: str = ""   # argon2: "libsodium" or "argon2-cffi"
+
+    @property
+    def slow(self) -> bool:
+        """Does checking a password against this hash run a slow hash (argon2, bcrypt)?
+        A refusal that ran none gets decoy work, so its cost tells nothing."""
+        return not self.problem and self.name in ("argon2id", "argon2i", "bcrypt", "legacy-bcrypt")
 
     def describe(self) -> str:
         prefix = f"{self.version}| " if self.version is not None else ""
@@ -101,17 +125,34 @@ def split(stored: str) -> tuple[int | None, str]:
     return None, stored
 
 
-def _inner_scheme(inner: str, version: int | None) -> Scheme:
+def _over_limits(inner: str, limits: HashLimits) -> str:
+    """Why the work *inner* asks for is more than *limits* allow, or ""."""
+    m = _ARGON2_RE.match(inner)
+    if m:
+        mem, t, p = (int(x) for x in m.groups()[2:])
+        for value, most, what in ((mem, limits.argon2_memory_cost, "memory_cost"),
+                                  (t, limits.argon2_time_cost, "time_cost"), (p, limits.argon2_threads, "threads")):
+            if value > most:
+                return f"argon2 {what} {value} is above [nextcloud] max_argon2_{what} = {most}"
+        return ""
+    m = _BCRYPT_RE.fullmatch(inner)
+    if m and int(m.group(2)) > limits.bcrypt_cost:
+        return f"bcrypt cost {int(m.group(2))} is above [nextcloud] max_bcrypt_cost = {limits.bcrypt_cost}"
+    return ""
+
+
+def _inner_scheme(inner: str, version: int | None, limits: HashLimits) -> Scheme:
+    too_much = _over_limits(inner, limits)
     m = _ARGON2_RE.match(inner)
     if m:
         name, v, mem, t, p = m.groups()
-        return Scheme(name, version, f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""),
-                      engine="libsodium" if _sodium_job(inner) else "argon2-cffi")
+        return Scheme(name, version, f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""), too_much,
+                      engine="" if too_much else "libsodium" if _sodium_job(inner) else "argon2-cffi")
     m = _BCRYPT_RE.fullmatch(inner)
     if m:
         if m.group(1) == "x":
             return Scheme("bcrypt", version, f"cost={int(m.group(2))}", "the buggy $2x$ variant is not supported")
-        return Scheme("bcrypt", version, f"cost={int(m.group(2))}")
+        return Scheme("bcrypt", version, f"cost={int(m.group(2))}", too_much)
     if inner.startswith("$2"):
         return Scheme("bcrypt", version, "", "malformed bcrypt hash")
     ident = inner.split("$")[1] if inner.startswith("$") and inner.count("$") >= 2 else ""
@@ -119,15 +160,15 @@ def _inner_scheme(inner: str, version: int | None) -> Scheme:
     return Scheme("unsupported", version, "", f"inner hash {what} is not argon2 or bcrypt")
 
 
-def identify(stored: str) -> Scheme:
+def identify(stored: str, limits: HashLimits = HashLimits()) -> Scheme:
     """Describe *stored* without verifying anything."""
     version, inner = split(stored)
     if version is not None:
         if version not in (1, 2, 3):
             return Scheme("unsupported", version, "", f"unknown Nextcloud hash version {version}")
-        return _inner_scheme(inner, version)
+        return _inner_scheme(inner, version, limits)
     if len(stored) == 60:
-        scheme = _inner_scheme(stored, None)
+        scheme = _inner_scheme(stored, None, limits)
         if scheme.name == "bcrypt":
             return Scheme("legacy-bcrypt", None, scheme.params, scheme.problem)
         return Scheme("unsupported", None, "", "60-character legacy hash that is not bcrypt")
@@ -156,16 +197,19 @@ def login_password_forms(password: bytes) -> tuple[bytes, ...]:
     return (plain,) if decoded == plain else (plain, decoded)
 
 
-def verify(password: bytes, stored: str, password_salt: str = "") -> bool:
+def verify(password: bytes, stored: str, password_salt: str = "", limits: HashLimits = HashLimits()) -> bool:
     """True if Nextcloud would accept *password* for the *stored* hash.
 
+    A hash asking for more work than *limits* allow is refused without running it.
     Raises TemporaryFailure when the check itself could not run (argon2 could not get
     its memory), because that says nothing about the password.
     """
     version, inner = split(stored)
     if version is not None:
-        return version in (1, 2, 3) and _password_verify(password, inner)
+        return version in (1, 2, 3) and not _over_limits(inner, limits) and _password_verify(password, inner)
     if len(stored) == 60:
+        if _over_limits(stored, limits):
+            return False
         return _password_verify(password + password_salt.encode(), stored) or _password_verify(password, stored)
     if len(stored) == 40:
         return hmac.compare_digest(stored.encode(errors="surrogateescape"), hashlib.sha1(password).hexdigest().encode())
@@ -176,6 +220,7 @@ def _password_verify(password: bytes, inner: str) -> bool:
     """PHP's ``password_verify`` for the algorithms PHP builds in (argon2, bcrypt)."""
     m = _ARGON2_RE.match(inner)
     if m:
+        slow_hashes.add()
         fast = _sodium_verify(password, inner)
         if fast is not None:
             return fast
@@ -189,6 +234,7 @@ def _password_verify(password: bytes, inner: str) -> bool:
                 raise TemporaryFailure(f"argon2 {what}") from None
             return False  # the stored hash itself is malformed: PHP's password_verify says false
     if _BCRYPT_RE.fullmatch(inner) and not inner.startswith("$2x$"):
+        slow_hashes.add()
         key = password.split(b"\0", 1)[0][:72]
         try:
             return _bcrypt.checkpw(key, inner.encode())
@@ -250,6 +296,7 @@ def decoy(password: bytes, hashing: Hashing) -> None:
     """Spend the work of one argon2id verify with Nextcloud's parameters and throw the
     result away, so unknown and refused users cost what a real check costs: by the
     engine that would check such a hash."""
+    slow_hashes.add()
     if hashing.threads == 1 and _sodium_argon2(
             "argon2id", password, os.urandom(16), hashing.memory_cost, hashing.time_cost, 32) is not None:
         return

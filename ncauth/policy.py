@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ncauth import hashes
+from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
 from ncauth.config import Config
 from ncauth.errors import TemporaryFailure
@@ -56,14 +56,25 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Login:
-    """A login name split the way the account rules need it."""
+    """A login name split the way the account rules need it: exactly one ``@``, a
+    served, well-formed domain (see ``ncauth.names``)."""
 
     local: str
     domain: str
 
     @property
     def address(self) -> str:
-        return f"{self.local}@{self.domain}" if self.domain else self.local
+        return f"{self.local}@{self.domain}"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A Nextcloud user row and the mailbox name (canonical user) it owns."""
+
+    row: UserRow
+    name: str       # local@domain, exactly one '@'
+    local: str
+    domain: str
 
 
 def _no_trace(step: str, detail: str) -> None:
@@ -71,32 +82,33 @@ def _no_trace(step: str, detail: str) -> None:
 
 
 def parse_login(login: str, config: Config) -> Login | str:
-    """Split and check *login*; a string return is the reason it is unknown."""
+    """Split and check *login*; a string return is the reason it is unknown.
+
+    Dovecot splits at the first ``@`` and ncauth must agree with it, so a login with
+    more than one ``@`` is nobody's; the domain follows ``names.is_domain`` (the rule
+    config loading uses for ``[accounts] domains``) and must be served."""
     acc = config.accounts
     if not login:
         return "empty login"
-    if any(ord(c) < 32 or c in "/\\\x7f" for c in login):
-        return "login contains '/', '\\' or control characters"
-    if any("\udc80" <= c <= "\udcff" for c in login):
-        return "login is not valid UTF-8"
+    problem = names.path_problem(login)
+    if problem:
+        return f"login {problem}"
     lowered = login.lower()
-    local, at, domain = lowered.rpartition("@")
+    if lowered.count("@") > 1:
+        return "login contains more than one '@'"
+    local, at, domain = lowered.partition("@")
     if not at:
-        local, domain = lowered, acc.default_domain
-    if not local or local in (".", ".."):
-        return "empty local part"
-    if domain and not _domain_ok(domain):
-        return f"{domain!r} is not a domain name"
-    if acc.domains and domain not in acc.domains:
-        return f"domain {domain or '(none)'!r} is not served (accounts.domains)" if domain else \
-            "login has no domain and accounts.default_domain is not set"
+        if not acc.default_domain:
+            return "login has no domain and accounts.default_domain is not set"
+        domain = acc.default_domain
+    problem = names.local_part_problem(local)
+    if problem:
+        return f"local part {problem}"
+    if not names.is_domain(domain):
+        return f"{domain!r} is not a domain name" if domain else "empty domain"
+    if not acc.serves(domain):
+        return f"domain {domain!r} is not served (accounts.domains)"
     return Login(local, domain)
-
-
-def _domain_ok(domain: str) -> bool:
-    labels = domain.split(".")
-    return all(lab and not lab.startswith("-") and not lab.endswith("-") and
-               all(c.isalnum() or c == "-" for c in lab) for lab in labels)
 
 
 class Authenticator:
@@ -133,8 +145,9 @@ class Authenticator:
             found = self._find(parsed, t)
             if isinstance(found, str):
                 return Verdict(Outcome.UNKNOWN, found)
-            t("enabled", "yes" if found.enabled else "NO (disabled in Nextcloud)")
-            return self._ok(parsed, found, "lookup", "user exists", t, disabled=not found.enabled)
+            enabled = found.row.enabled
+            t("enabled", "yes" if enabled else "NO (disabled in Nextcloud)")
+            return self._ok(found, "lookup", "user exists", t, disabled=not enabled)
         except TemporaryFailure as exc:
             t("verdict", f"TEMPFAIL: {exc}")
             return Verdict(Outcome.TEMPFAIL, str(exc))
@@ -148,11 +161,11 @@ class Authenticator:
         parsed = parse_login(login, self.config)
         if isinstance(parsed, str):
             t("login", f"unknown: {parsed}")
-            return self._decoy(login, password, Verdict(Outcome.UNKNOWN, parsed), t)
+            return self._refuse(Verdict(Outcome.UNKNOWN, parsed), password, t)
         found = self._find(parsed, t)
         if isinstance(found, str):
-            return self._decoy(login, password, Verdict(Outcome.UNKNOWN, found), t)
-        user = found
+            return self._refuse(Verdict(Outcome.UNKNOWN, found), password, t)
+        account, user = found, found.row
         t("enabled", "yes" if user.enabled else "NO (disabled in Nextcloud)")
 
         token_problem = ""
@@ -160,52 +173,106 @@ class Authenticator:
             token, token_problem = self._app_password(login, parsed, user, password, t)
             if token is not None:
                 if not user.enabled:
-                    return Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid)
-                return self._ok(parsed, user, "app-password", f"app password (token id {token.id})", t)
+                    return self._refuse(Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid),
+                                        password, t)
+                return self._ok(account, "app-password", f"app password (token id {token.id})", t)
 
-        scheme = hashes.identify(user.password)
+        scheme = hashes.identify(user.password, self.config.nextcloud.limits)
         t("hash", scheme.describe())
-        started = time.perf_counter()
-        salt = self.config.nextcloud.password_salt
-        good, cached = self._cached((b"verify", user.password.encode(), password), lambda: any(
-            hashes.verify(form, user.password, salt) for form in hashes.login_password_forms(password)))
-        t("verify", f"{'match' if good else 'no match'}" + (" (cached: same stored hash, same password)" if cached
-                                                           else f" in {(time.perf_counter() - started) * 1000:.0f} ms"))
+        good, hashed = self._check_password(user, password, scheme, t)
         if not good:
             reason = token_problem or ("wrong password" if not scheme.problem else f"cannot verify: {scheme.problem}")
-            return Verdict(Outcome.REFUSED, reason, uid=user.uid)
-        if not user.enabled:
-            return Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid)
-        refusal = self._login_password_refusal(user, remote_ip, t)
-        if refusal:
-            return Verdict(Outcome.REFUSED, refusal, uid=user.uid)
-        return self._ok(parsed, user, "password", f"password ({scheme.name})", t)
+            verdict = Verdict(Outcome.REFUSED, reason, uid=user.uid)
+        elif not user.enabled:
+            verdict = Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid)
+        elif refusal := self._login_password_refusal(user, remote_ip, t):
+            verdict = Verdict(Outcome.REFUSED, refusal, uid=user.uid)
+        else:
+            return self._ok(account, "password", f"password ({scheme.name})", t)
+        return verdict if hashed else self._refuse(verdict, password, t)
 
-    def _find(self, login: Login, t: Trace) -> UserRow | str:
-        """The one Nextcloud user *login* names, or the reason there is none."""
+    def _check_password(self, user: UserRow, password: bytes, scheme: hashes.Scheme, t: Trace) -> tuple[bool, bool]:
+        """(matches, a slow hash ran now) for a login password against *user*'s hash,
+        answered from the verified-credentials cache when it holds this very match."""
+        parts = (b"verify", user.password.encode(), password)
+        if self.cache is not None and self.cache.verified(*parts):
+            t("verify", "match (cached: same stored hash, same password)")
+            return True, False
+        started = time.perf_counter()
+        nc = self.config.nextcloud
+        good = any(hashes.verify(form, user.password, nc.password_salt, nc.limits)
+                   for form in hashes.login_password_forms(password))
+        if good and self.cache is not None:
+            self.cache.add(*parts)
+        t("verify", f"{'match' if good else 'no match'} in {(time.perf_counter() - started) * 1000:.0f} ms")
+        return good, scheme.slow
+
+    def _find(self, login: Login, t: Trace) -> Account | str:
+        """The one Nextcloud account *login* names, with the mailbox name it owns, or
+        the reason there is none."""
         mode = self.config.accounts.match
         if mode == "email":
-            uids = self.store.uids_by_email(login.address)
-            t("email", f"{login.address!r} is the e-mail of {len(uids)} user(s)" + (f": {uids[0]!r}" if len(uids) == 1 else ""))
-            if len(uids) != 1:
-                return "no user has this e-mail address" if not uids else "several users share this e-mail address"
-            uid_lower = uids[0].lower()
+            found = self._email_owner(login, t)
+            if isinstance(found, str):
+                return found
+            rows = [found]
         else:
             uid_lower = login.local if mode == "local-part" else login.address
-        t("uid", f"match {mode}: uid_lower {uid_lower!r}")
-        rows = self.store.users(uid_lower)
-        if len(rows) > 1:
-            t("row", f"{len(rows)} rows share uid_lower {uid_lower!r}: refusing to guess")
-            return f"{len(rows)} Nextcloud users share uid_lower {uid_lower!r}"
-        if not rows:
-            if trace_wanted(t) and self.store.known_elsewhere(uid_lower):
-                t("row", f"none in {self.store.tables.users.name}, but Nextcloud has preferences for {uid_lower!r}: "
-                  "a user of another backend (LDAP, SAML…), which ncauth cannot check")
-                return "not a database user (LDAP/SAML?)"
-            t("row", f"none: no Nextcloud user {uid_lower!r}")
+            t("uid", f"match {mode}: uid_lower {uid_lower!r}")
+            rows = self.store.users(uid_lower)
+            if len(rows) > 1:
+                t("row", f"{len(rows)} rows share uid_lower {uid_lower!r}: refusing to guess")
+                return f"{len(rows)} Nextcloud users share uid_lower {uid_lower!r}"
+            if not rows:
+                if trace_wanted(t) and self.store.known_elsewhere(uid_lower):
+                    t("row", f"none in {self.store.tables.users.name}, but Nextcloud has preferences for {uid_lower!r}: "
+                      "a user of another backend (LDAP, SAML…), which ncauth cannot check")
+                    return "not a database user (LDAP/SAML?)"
+                t("row", f"none: no Nextcloud user {uid_lower!r}")
+                return "no such Nextcloud user"
+        row = rows[0]
+        t("row", f"found uid {row.uid!r}")
+        account = self._account(login, row)
+        if isinstance(account, str):
+            t("mailbox", f"refused: {account}")
+        return account
+
+    def _email_owner(self, login: Login, t: Trace) -> UserRow | str:
+        """The one user whose Nextcloud e-mail address is the login. Config loading made
+        sure these addresses are admin-controlled (or the admin chose to trust them);
+        the row is then read by its exact uid, and its own ``uid_lower`` names the mailbox."""
+        uids = self.store.uids_by_email(login.address)
+        t("email", f"{login.address!r} is the e-mail of {len(uids)} user(s)" + (f": {uids[0]!r}" if len(uids) == 1 else ""))
+        if len(uids) != 1:
+            # Nextcloud's Session::logClientIn also logs in by e-mail only when it is unique
+            return "no user has this e-mail address" if not uids else "several users share this e-mail address"
+        row = self.store.user_by_uid(uids[0])
+        if row is None:
+            t("row", f"none: {uids[0]!r} is not a user of {self.store.tables.users.name}")
             return "no such Nextcloud user"
-        t("row", f"found uid {rows[0].uid!r}")
-        return rows[0]
+        return row
+
+    def _account(self, login: Login, row: UserRow) -> Account | str:
+        """*row* with the one mailbox name it owns: its stored ``uid_lower`` as the local
+        part (with match = "address", the whole name), never anything the login or the
+        user's profile supplied, and only when that name splits back into exactly its
+        parts (``ncauth.names``). Any other row is nobody's mailbox."""
+        if self.config.accounts.match == "address":
+            parts = names.split_address(row.uid_lower)
+            if parts is None:
+                return f"uid {row.uid!r} is not an address with exactly one '@'"
+            local, domain = parts
+        else:
+            local, domain = row.uid_lower, login.domain
+        name = names.mailbox_name(local, domain)
+        if name is None:
+            why = names.local_part_problem(local) or f"domain {domain!r} is not a domain name"
+            return f"uid {row.uid!r} cannot name a mailbox: {why}" + (
+                " (use match = \"address\" for uids that are addresses)" if "@" in local else "")
+        problem = names.path_problem(row.uid)
+        if problem:
+            return f"uid {row.uid!r} cannot be used in mail paths: {problem}"
+        return Account(row, name, local, domain)
 
     def _app_password(self, login: str, parsed: Login, user: UserRow, password: bytes, t: Trace) -> tuple[TokenRow | None, str]:
         """The valid app-password token of *user* that *password* is, if any, else the
@@ -270,45 +337,53 @@ class Authenticator:
 
     def trusted(self, remote_ip: str) -> bool:
         """Is *remote_ip* in ``[accounts] trusted_networks``?"""
-        try:
-            ip = ipaddress.ip_address(remote_ip)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.config.accounts.trusted_networks)
+        return in_networks(remote_ip, self.config.accounts.trusted_networks)
 
-    def _cached(self, parts: tuple[bytes, ...], compute: Callable[[], bool]) -> tuple[bool, bool]:
-        """(result, was_cached): through the verified-credentials cache when there is one."""
-        if self.cache is None:
-            return compute(), False
-        return self.cache.remember(parts, compute)
+    def account_key(self, login: str) -> str:
+        """What the per-account throttle counts *login* under: the Nextcloud account it
+        names (its uid_lower, or the e-mail address that alone finds it), so that case,
+        domain and default-domain spellings share one budget; the lower-cased login
+        when it names nobody. No database work: it runs before admission."""
+        parsed = parse_login(login, self.config)
+        if isinstance(parsed, str):
+            return "?" + login.lower()
+        match = self.config.accounts.match
+        if match == "local-part":
+            return "uid:" + parsed.local
+        return ("uid:" if match == "address" else "email:") + parsed.address
 
-    def _decoy(self, login: str, password: bytes, verdict: Verdict, t: Trace) -> Verdict:
+    def _refuse(self, verdict: Verdict, password: bytes, t: Trace) -> Verdict:
+        """*verdict*, after the argon2 work a wrong password of this shape costs (Nextcloud's
+        parameters, the engine such a hash would use): every refusal costs the same,
+        whether the account exists, is disabled, has a second factor or has been tried
+        before, so neither timing nor repetition tells them apart."""
         h = self.config.nextcloud.hashing
         started = time.perf_counter()
-
-        def spend() -> bool:  # as many checks as a wrong password of this shape gets
-            for form in hashes.login_password_forms(password):
-                hashes.decoy(form, h)
-            return False
-
-        _, cached = self._cached((b"decoy", login.encode("utf-8", "surrogateescape"), password), spend)
-        if cached:  # a repeated attempt on a known user is cached alike (negative entry)
-            t("decoy", "skipped: the same attempt was answered before")
-        else:
-            t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
-              f"{(time.perf_counter() - started) * 1000:.0f} ms so that unknown users cost what real ones do")
+        for form in hashes.login_password_forms(password):
+            hashes.decoy(form, h)
+        t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
+          f"{(time.perf_counter() - started) * 1000:.0f} ms, as a real check costs")
         return verdict
 
-    def _ok(self, login: Login, user: UserRow, method: str, reason: str, t: Trace, *, disabled: bool = False) -> Verdict:
-        canonical = login.address
-        values = {"user": canonical, "local": login.local, "domain": login.domain, "uid": user.uid}
+    def _ok(self, account: Account, method: str, reason: str, t: Trace, *, disabled: bool = False) -> Verdict:
+        values = {"user": account.name, "local": account.local, "domain": account.domain, "uid": account.row.uid}
         fields = {key: template.format_map(values) for key, template in self.config.userdb.items()}
-        t("user", canonical)
+        t("user", account.name)
         if fields:
             t("userdb", " ".join(f"{k}={v}" for k, v in fields.items()))
-        return Verdict(Outcome.OK, reason, user=canonical, uid=user.uid, fields=fields, method=method, disabled=disabled)
+        return Verdict(Outcome.OK, reason, user=account.name, uid=account.row.uid, fields=fields, method=method,
+                       disabled=disabled)
+
+
+def in_networks(remote_ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """Is *remote_ip* in one of *networks*? (IPv4-mapped IPv6 counts as IPv4.)"""
+    try:
+        ip = ipaddress.ip_address(remote_ip)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
 
 
 def trace_wanted(t: Trace) -> bool:

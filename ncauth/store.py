@@ -20,10 +20,15 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ncauth.config import NextcloudSection, redact_url
-from ncauth.errors import TemporaryFailure
+from ncauth.config import NextcloudSection
+from ncauth.errors import ConfigError, TemporaryFailure
 
 T = TypeVar("T")
+
+#: Rows read for one name before the exact comparison in Python. Nextcloud's keys
+#: make more than one a corrupt or hostile database; reading a few more than one
+#: lets ncauth see that and refuse, instead of trusting whichever came first.
+_CANDIDATES = 50
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,32 @@ def _connect_args(url: sa.URL, section: NextcloudSection) -> dict[str, object]:
     return {}
 
 
+def parse_url(text: str) -> sa.URL:
+    """*text* parsed by the parser that connects (SQLAlchemy's ``make_url``); a
+    malformed URL is a configuration error that shows no password."""
+    try:
+        return sa.make_url(text)
+    except Exception:  # ArgumentError, ValueError for a bad IPv6 host, …
+        raise ConfigError(f"[nextcloud] database_url {redact_url(text)!r} is not a valid database URL "
+                          "(e.g. mysql+pymysql://user:pw@host/nextcloud); percent-encode special characters "
+                          "in the password") from None
+
+
+def redact_url(text: str) -> str:
+    """The URL with every place a password can sit (user info, ``?password=``,
+    ``?passwd=``) shown as ``***``, for traces, logs and errors; only the scheme of a
+    URL that does not parse."""
+    try:
+        url = sa.make_url(text)
+    except Exception:
+        return text.split("://", 1)[0][:40] + "://***"
+    query = {k: ("***" if "pass" in k.lower() else v) for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True)
+
+
 def make_engine(url_text: str, section: NextcloudSection) -> Engine:
     """An engine with short timeouts and a pool that notices a restarted server."""
-    try:
-        url = sa.make_url(url_text)
-    except Exception:
-        raise TemporaryFailure(f"database_url {redact_url(url_text)!r} is not a valid URL") from None
+    url = parse_url(url_text)
     kwargs: dict[str, object] = {"hide_parameters": True, "connect_args": _connect_args(url, section)}
     if url.get_backend_name() != "sqlite":
         kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_timeout=section.connect_timeout,
@@ -117,6 +142,8 @@ class Store:
     """The Nextcloud database: user rows, app tokens, two-factor state."""
 
     def __init__(self, section: NextcloudSection) -> None:
+        for url in section.database_urls:  # a malformed URL is a config error now, not an outage later
+            parse_url(url)
         self.section = section
         self.tables = Tables(section.table_prefix)
         self._engines: dict[str, Engine] = {}
@@ -133,9 +160,11 @@ class Store:
                 engine = self._engines[url] = make_engine(url, self.section)
             return engine
 
-    def _run(self, work: Callable[[sa.Connection], T]) -> T:
+    def _run(self, work: Callable[[sa.Connection], T], nothing: T) -> T:
         """Run *work* on the first live database; connection failures move on to the
-        next URL, and any database error ends as TemporaryFailure."""
+        next URL, and any database error ends as TemporaryFailure, except that a value
+        the database cannot even compare (a 4-byte character against a legacy utf8mb3
+        table) matches nothing: *nothing* is returned, and the database stays alive."""
         urls = self.section.database_urls
         now = time.monotonic()
         order = [u for u in urls if self._dead_until.get(u, 0) <= now] + [u for u in urls if self._dead_until.get(u, 0) > now]
@@ -148,6 +177,8 @@ class Store:
                 self._dead_until.pop(url, None)
                 return result
             except sa.exc.DBAPIError as exc:
+                if _errno(exc) in _UNCOMPARABLE:
+                    return nothing
                 last = exc
                 if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
                     self._dead_until[url] = time.monotonic() + self.section.failover_retry
@@ -173,6 +204,16 @@ class Store:
     def users(self, uid_lower: str) -> list[UserRow]:
         """Rows whose ``uid_lower`` is exactly *uid_lower* (compared again in Python:
         MySQL collations ignore accents and trailing spaces)."""
+        return [r for r in self._user_rows(self.tables.users.c.uid_lower == uid_lower) if r.uid_lower == uid_lower]
+
+    def user_by_uid(self, uid: str) -> UserRow | None:
+        """The row whose ``uid`` is exactly *uid* (the primary key), if any."""
+        rows = [r for r in self._user_rows(self.tables.users.c.uid == uid) if r.uid == uid]
+        return rows[0] if len(rows) == 1 else None
+
+    def _user_rows(self, condition: sa.ColumnElement[bool]) -> list[UserRow]:
+        """User rows matching *condition*, with the ``enabled`` flag and the count of
+        second factors folded in as sub-queries (one round trip per decision)."""
         t = self.tables
         u, p, tf = t.users, t.preferences, t.twofactor_providers
         enabled = (
@@ -188,38 +229,42 @@ class Store:
         )
         stmt = (
             sa.select(u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second"))
-            .where(u.c.uid_lower == uid_lower)
-            .limit(5)
+            .where(condition)
+            .limit(_CANDIDATES)
         )
-        rows = self._run(lambda c: c.execute(stmt).all())
+        rows = self._run(lambda c: c.execute(stmt).all(), [])
         return [
             UserRow(
-                uid=r.uid, uid_lower=r.uid_lower, password=r.password or "",
+                uid=r.uid, uid_lower=r.uid_lower or "", password=r.password or "",
                 # OC\User\User::isEnabled(): enabled unless core/enabled holds anything but 'true'
                 enabled=r.enabled is None or r.enabled == "true",
                 second_factors=int(r.second or 0),
             )
             for r in rows
-            if r.uid_lower == uid_lower
         ]
 
     def uids_by_email(self, email: str) -> list[str]:
-        """Users whose ``settings``/``email`` preference is *email*, case-insensitively,
-        as ``IUserManager::getByEmail`` finds them."""
+        """The distinct users whose ``settings``/``email`` preference is *email* once
+        both are lower-cased: what ``IUserManager::getByEmail`` finds
+        (``AllConfig::getUsersForUserValueCaseInsensitive`` compares ``LOWER(configvalue)``).
+        The database's answer is only a candidate list (MySQL collations ignore
+        trailing spaces and accents): the exact comparison runs here, over every
+        candidate, so a padded near-duplicate cannot hide a second owner."""
         p = self.tables.preferences
+        wanted = email.lower()
         stmt = (
             sa.select(p.c.userid, p.c.configvalue)
-            .where(p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == email.lower())
-            .limit(5)
+            .where(p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == wanted)
+            .limit(_CANDIDATES)
         )
-        rows = self._run(lambda c: c.execute(stmt).all())
-        return [r.userid for r in rows if (r.configvalue or "").lower() == email.lower()]
+        rows = self._run(lambda c: c.execute(stmt).all(), [])
+        return sorted({r.userid for r in rows if (r.configvalue or "").lower() == wanted})
 
     def email_of(self, uid: str) -> str:
         """The e-mail address *uid* set in Nextcloud, or ""."""
         p = self.tables.preferences
         stmt = sa.select(p.c.configvalue).where(p.c.userid == uid, p.c.appid == "settings", p.c.configkey == "email")
-        return self._run(lambda c: c.execute(stmt).scalar()) or ""
+        return self._run(lambda c: c.execute(stmt).scalar(), None) or ""
 
     def tokens(self, token_hashes: Iterable[str]) -> list[TokenRow]:
         """Live-format (version 2) app-token rows whose ``token`` is one of the hashes."""
@@ -229,7 +274,7 @@ class Store:
             .where(a.c.token.in_(list(token_hashes)), a.c.version == 2)
             .limit(5)
         )
-        rows = self._run(lambda c: c.execute(stmt).all())
+        rows = self._run(lambda c: c.execute(stmt).all(), [])
         return [
             TokenRow(id=r.id, uid=r.uid, login_name=r.login_name or "", type=int(r.type or 0),
                      expires=r.expires, password_invalid=bool(r.password_invalid))
@@ -240,14 +285,25 @@ class Store:
         """The Nextcloud groups *uid* is a member of."""
         gu = self.tables.group_user
         stmt = sa.select(gu.c.gid).where(gu.c.uid == uid)
-        return set(self._run(lambda c: c.execute(stmt).scalars().all()))
+        return set(self._run(lambda c: c.execute(stmt).scalars().all(), []))
 
     def known_elsewhere(self, uid: str) -> bool:
-        """Whether Nextcloud keeps preferences for *uid*: a user of another backend
+        """Whether Nextcloud keeps preferences for a user whose lower-cased uid is *uid*: a user of another backend
         (LDAP, SAML…) when oc_users has no such row. For diagnostics only."""
         p = self.tables.preferences
-        stmt = sa.select(p.c.userid).where(p.c.userid == uid).limit(1)
-        return self._run(lambda c: c.execute(stmt).first()) is not None
+        stmt = sa.select(p.c.userid).where(p.c.userid == uid).distinct().limit(_CANDIDATES)
+        # exactly, in Python: MariaDB finds 'alice' for 'alice ' (PAD SPACE collations)
+        return any(found.lower() == uid for found in self._run(lambda c: c.execute(stmt).scalars().all(), []))
+
+
+#: MySQL/MariaDB "Illegal mix of collations" (2, 3, n operands): the value cannot be
+#: stored in the column's character set, so no row can hold it.
+_UNCOMPARABLE = {1267, 1270, 1271}
+
+
+def _errno(exc: sa.exc.DBAPIError) -> object:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args else None
 
 
 def _describe(exc: Exception | None) -> str:

@@ -49,6 +49,9 @@ USERS = {
     "twin1": "argon2id-tuned",
     "twin2": "argon2id-tuned",
     "nopw": "empty-hash",
+    # A uid with '@' (Nextcloud allows it): under match = "local-part" it must not be
+    # reachable as "bob@evil.com@example.org", which Dovecot would split into %n = "bob".
+    "bob@evil.com": "argon2id-tuned",
 }
 
 TOKENS = {
@@ -207,6 +210,14 @@ CASES = [
     Case("trailing-space", f"alice @{DOMAIN}", P, "unknown", "no such Nextcloud user"),
     Case("accented-lookalike", f"al\u00efce@{DOMAIN}", P, "unknown", "no such Nextcloud user"),
     Case("path-traversal", f"../alice@{DOMAIN}", P, "unknown", "'/'"),
+    # identity safety: a name Dovecot could split differently, or into a bad path, is nobody's
+    Case("two-at-signs", f"bob@evil.com@{DOMAIN}", P, "unknown", "more than one '@'"),
+    Case("empty-domain", "alice@", P, "unknown", "empty domain"),
+    Case("domain-folder-as-user", f"{DOMAIN}@", P, "unknown", "empty domain"),
+    Case("empty-local-part", f"@{DOMAIN}", P, "unknown", "local part empty"),
+    Case("unicode-digit-domain", "alice@\u0661\u0662.org", P, "unknown", "is not a domain name"),
+    Case("fullwidth-domain", "alice@\uff45xample.org", P, "unknown", "is not a domain name"),
+    Case("dot-local-part", f"..@{DOMAIN}", P, "unknown", "local part '.' or '..'"),
     Case("other-backend-user", f"ldapuser@{DOMAIN}", P, "unknown", "not a database user"),
 ]
 

@@ -12,7 +12,14 @@ import sqlalchemy as sa
 from ncauth import config as cfg
 from ncauth.errors import ConfigError
 
-MINIMAL = '[nextcloud]\ndatabase_url = "sqlite:////tmp/nc.db"\n'
+NC = '[nextcloud]\ndatabase_url = "sqlite:////tmp/nc.db"\n'
+SERVED = "[accounts]\ndomains = ['example.org']\n"
+MINIMAL = NC + SERVED
+
+
+def accounts(extra: str, domains: str = "domains = ['example.org']") -> str:
+    """MINIMAL with more [accounts] keys."""
+    return f"{NC}[accounts]\n{domains}\n{extra}\n"
 
 
 def write(tmp_path: Path, text: str, mode: int = 0o600) -> str:
@@ -26,7 +33,8 @@ def test_minimal_config_has_documented_defaults(tmp_path: Path) -> None:
     c = cfg.load(write(tmp_path, MINIMAL, 0o644))
     assert c.nextcloud.database_urls == ("sqlite:////tmp/nc.db",)
     assert c.nextcloud.table_prefix == "oc_"
-    assert (c.accounts.match, c.accounts.two_factor, c.accounts.domains) == ("local-part", "app-password-only", ())
+    assert (c.accounts.match, c.accounts.two_factor, c.accounts.domains) == ("local-part", "app-password-only",
+                                                                               ("example.org",))
     assert c.nextcloud.hashing == cfg.Hashing(65536, 4, 1)
     assert c.daemon.forward == "auto"
 
@@ -43,8 +51,9 @@ hashing_memory_cost = 131072
 domains = ["Example.ORG", "another.tld"]
 default_domain = "example.org"
 match = "email"
+trust_user_emails = true
 two_factor = "allow-login-password"
-trusted_networks = ["127.0.0.1/32", "2001:db8::/32", "192.0.2.7"]
+trusted_networks = ["127.0.0.1/32", "2001:db8::/32", "192.0.2.7/32"]
 [userdb]
 uid = "vmail"
 home = "/var/vmail/{domain}/{local}"
@@ -64,20 +73,40 @@ level = "debug"
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (MINIMAL + "tabel_prefix = 'x'\n", "[nextcloud] tabel_prefix: unknown key"),
+    (NC + "tabel_prefix = 'x'\n" + SERVED, "[nextcloud] tabel_prefix: unknown key"),
     (MINIMAL + "[acounts]\n", "acounts: unknown key"),
     ("[accounts]\n", "[nextcloud]: section missing"),
     ("[nextcloud]\n", "[nextcloud] database_url: missing"),
-    ('[nextcloud]\ndatabase_url = "localhost"\n', "[nextcloud] database_url: not a URL"),
-    ('[nextcloud]\ndatabase_url = []\n', "[nextcloud] database_url: must not be empty"),
-    (MINIMAL + "table_prefix = 'oc_; DROP'\n", "[nextcloud] table_prefix: may only contain"),
-    (MINIMAL + "connect_timeout = 'soon'\n", "[nextcloud] connect_timeout: must be a number"),
-    (MINIMAL + "[accounts]\nmatch = 'uid'\n", "[accounts] match: 'uid' is not one of"),
-    (MINIMAL + "[accounts]\ndomains = 'example.org'\n", "[accounts] domains: must be a list"),
-    (MINIMAL + "[accounts]\ndomains = ['exa mple.org']\n", "[accounts] domains: 'exa mple.org' is not a domain"),
-    (MINIMAL + "[accounts]\ndomains = ['a.tld']\ndefault_domain = 'b.tld'\n", "[accounts] default_domain: 'b.tld' is not one of"),
-    (MINIMAL + "[accounts]\ntrusted_networks = ['10.0.0.0/33']\n", "[accounts] trusted_networks: '10.0.0.0/33'"),
-    (MINIMAL + "[accounts]\napp_passwords = 'yes'\n", "[accounts] app_passwords: must be true or false"),
+    ('[nextcloud]\ndatabase_url = "localhost"\n' + SERVED, "[nextcloud] database_url: not a URL"),
+    ('[nextcloud]\ndatabase_url = []\n' + SERVED, "[nextcloud] database_url: must not be empty"),
+    (NC + "table_prefix = 'oc_; DROP'\n" + SERVED, "[nextcloud] table_prefix: may only contain"),
+    (NC + "connect_timeout = 'soon'\n" + SERVED, "[nextcloud] connect_timeout: must be a number"),
+    (accounts("match = 'uid'"), "[accounts] match: 'uid' is not one of"),
+    (accounts("", "domains = 'example.org'"), "[accounts] domains: must be a list"),
+    (accounts("", "domains = ['exa mple.org']"), "[accounts] domains: 'exa mple.org' is not a domain"),
+    (accounts("default_domain = 'b.tld'", "domains = ['a.tld']"), "[accounts] default_domain: 'b.tld' is not one of"),
+    (accounts("trusted_networks = ['10.0.0.0/33']"), "[accounts] trusted_networks: '10.0.0.0/33'"),
+    (accounts("app_passwords = 'yes'"), "[accounts] app_passwords: must be true or false"),
+    # identity safety: one rule for domains (ncauth.names), domains required, "*" only for "address"
+    (NC, "[accounts] domains: missing"),
+    (accounts("", "domains = []"), "[accounts] domains: missing"),
+    (accounts("", "domains = ['']"), "[accounts] domains: '' is not a domain"),
+    (accounts("", "domains = ['ex\u00e4mple.org']"), "is not a domain name"),
+    (accounts("", "domains = ['\uff45xample.org']"), "is not a domain name"),
+    (accounts("", "domains = ['\u0661\u0662.org']"), "is not a domain name"),
+    (accounts("", "domains = ['example..org']"), "is not a domain name"),
+    (accounts("", "domains = ['-example.org']"), "is not a domain name"),
+    (accounts("", "domains = ['*']"), '"*" (any domain) is only for match = "address"'),
+    (accounts("match = 'address'", "domains = ['*', 'example.org']"), '"*" (any domain) is only for'),
+    (accounts("default_domain = 'ex\u00e4mple.org'"), "[accounts] default_domain:"),
+    # match = "email" only through addresses users cannot set themselves, unless trusted explicitly
+    (accounts("match = 'email'"), "[accounts] match: \"email\" logs users in by the address"),
+    # trusted networks exactly as written, never every address
+    (accounts("trusted_networks = ['192.0.2.25/8']"), "did you mean 192.0.0.0/8?"),
+    (accounts("trusted_networks = ['0.0.0.0/0']"), "is every address"),
+    (accounts("trusted_networks = ['::/0']"), "is every address"),
+    (NC + "max_argon2_memory_cost = 65536\nhashing_memory_cost = 131072\n" + SERVED,
+     "[nextcloud] hashing_memory_cost: must be between"),
     (MINIMAL + "[userdb]\nhome = '/var/vmail/{login}'\n", "[userdb] home: unknown placeholder {login}"),
     (MINIMAL + "[userdb]\nhome = '/var/vmail/{domain'\n", "[userdb] home: unbalanced"),
     (MINIMAL + "[userdb]\nuid = 5000\n", "[userdb] uid: must be a string"),
@@ -105,7 +134,7 @@ def test_missing_file(tmp_path: Path) -> None:
     'database_url = "sqlite:////x.db"\npassword_salt = "abc"',
 ])
 def test_world_readable_secret_is_refused(tmp_path: Path, secret_line: str) -> None:
-    path = write(tmp_path, f"[nextcloud]\n{secret_line}\n", 0o644)
+    path = write(tmp_path, f"[nextcloud]\n{secret_line}\n" + SERVED, 0o644)
     with pytest.raises(ConfigError, match="readable by every user.*chmod 0640") as err:
         cfg.load(path)
     assert "hunter2" not in str(err.value)
@@ -118,6 +147,48 @@ def test_world_writable_is_refused_even_without_secret(tmp_path: Path) -> None:
         cfg.load(write(tmp_path, MINIMAL, 0o666))
 
 
+def test_group_writable_is_refused(tmp_path: Path) -> None:
+    """Whoever may write the config may point ncauth at a database of their own."""
+    with pytest.raises(ConfigError, match="writable by its group.*chmod go-w"):
+        cfg.load(write(tmp_path, MINIMAL, 0o660))
+
+
+@pytest.mark.parametrize("url", [
+    "mysql+pymysql://ncauth:hun#ter2@localhost/nextcloud",     # '#' hides it from urlsplit
+    "mysql+pymysql://ncauth:hun/ter2@localhost/nextcloud",     # so does '/'
+    "mysql+pymysql://ncauth:hun?ter2@localhost/nextcloud",     # and '?'
+    "mysql+pymysql://ncauth@localhost/nextcloud?password=hunter2",
+    "mysql+pymysql://localhost/nextcloud?passwd=hunter2",
+])
+def test_every_password_form_needs_a_private_file(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f'[nextcloud]\ndatabase_url = "{url}"\n' + SERVED, 0o644)
+    with pytest.raises(ConfigError, match="readable by every user") as err:
+        cfg.load(path)
+    assert "hunter2" not in str(err.value) and "ter2" not in str(err.value)
+
+
+@pytest.mark.parametrize("url", [
+    "mysql+pymysql://ncauth:hun#ter2@localhost/nextcloud",
+    "mysql+pymysql://ncauth:hun/ter2@localhost/nextcloud",
+    "mysql+pymysql://ncauth@localhost/nextcloud?password=hunter2",
+    "mysql+pymysql://localhost/nextcloud?passwd=hunter2",
+    "postgresql+psycopg://nc:hunter2@[::1/nextcloud",          # malformed: '[' without ']'
+])
+def test_redact_url_hides_every_password_form(url: str) -> None:
+    from ncauth.store import redact_url
+
+    shown = redact_url(url)
+    assert "ter2" not in shown and shown.startswith(url.split("://")[0])
+
+
+def test_malformed_database_url_is_a_config_error(tmp_path: Path) -> None:
+    from ncauth.store import parse_url
+
+    with pytest.raises(ConfigError, match="not a valid database URL") as err:
+        parse_url("postgresql+psycopg://nc:hunter2@[::1/nextcloud")
+    assert "hunter2" not in str(err.value)
+
+
 def test_config_path_precedence() -> None:
     assert cfg.config_path("/x.toml", {"NCAUTH_CONFIG": "/y.toml"}) == "/x.toml"
     assert cfg.config_path(None, {"NCAUTH_CONFIG": "/y.toml"}) == "/y.toml"
@@ -125,8 +196,10 @@ def test_config_path_precedence() -> None:
 
 
 def test_redact_url() -> None:
-    assert cfg.redact_url("mysql+pymysql://nc:p%40ss@db/nextcloud") == "mysql+pymysql://nc:***@db/nextcloud"
-    assert cfg.redact_url("sqlite:////x.db") == "sqlite:////x.db"
+    from ncauth.store import redact_url
+
+    assert redact_url("mysql+pymysql://nc:p%40ss@db/nextcloud") == "mysql+pymysql://nc:***@db/nextcloud"
+    assert redact_url("sqlite:////x.db") == "sqlite:////x.db"
 
 
 # --- config.php ---------------------------------------------------------------
@@ -179,7 +252,7 @@ def test_config_php_supplies_keys_and_merges_extra_files(tmp_path: Path) -> None
         " 'passwordsalt' => 'salt', 'hashingMemoryCost' => 131072,",
         extra="'dbtableprefix' => 'nc_',",
     )
-    toml = write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\n', 0o640)
+    toml = write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\n' + SERVED, 0o640)
     c = cfg.load(toml)
     assert (c.nextcloud.secret, c.nextcloud.password_salt, c.nextcloud.table_prefix) == ("sekrit", "salt", "nc_")
     assert c.nextcloud.hashing.memory_cost == 131072
@@ -199,7 +272,7 @@ def test_config_php_enforcement_switches_are_php_booleans(tmp_path: Path, value:
     if value is not None:
         body += f" 'twofactor_enforced' => {value}, 'token_auth_enforced' => {value},"
     path = _config_php(tmp_path, body)
-    c = cfg.load(write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\n', 0o600))
+    c = cfg.load(write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\n' + SERVED, 0o600))
     assert (c.accounts.two_factor_enforced, c.accounts.app_password_required) == (enforced, enforced)
 
 
@@ -218,7 +291,7 @@ def test_config_php_extra_files_merge_in_natural_order(tmp_path: Path) -> None:
 def test_config_php_explicit_keys_win(tmp_path: Path) -> None:
     _need_php()
     path = _config_php(tmp_path, "'dbtype' => 'sqlite3', 'datadirectory' => '/d', 'secret' => 'from-php',")
-    c = cfg.load(write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\nsecret = "from-toml"\n', 0o600))
+    c = cfg.load(write(tmp_path, f'[nextcloud]\nconfig_php = "{path}"\nsecret = "from-toml"\n' + SERVED, 0o600))
     assert c.nextcloud.secret == "from-toml"
 
 

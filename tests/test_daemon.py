@@ -27,6 +27,14 @@ from ncauth.protocol import MAX_LINE, decode_line, encode_line
 from population import A, CASES, P
 from test_checkpassword import checkpassword, expected_reply, request
 
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    """Until *condition()* holds (the event a test means), or fail after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
 NCAUTH = Path(sys.executable).parent / "ncauth"
 
 
@@ -289,14 +297,26 @@ def test_cache_hits_and_instant_revocation(daemon: Daemon, db: NextcloudDB) -> N
     assert daemon.ask("AUTH", A, token).verdict == "FAIL"
 
 
-def test_repeated_wrong_password_and_unknown_user_are_cached_alike(daemon: Daemon) -> None:
-    """Negative entries: the second identical attempt costs no argon2 run, whether or not
-    the user exists (so repeated attempts do not tell either)."""
-    before = int(daemon.stats()["cache_hits"])
-    for login in (A, "ghost@example.org"):
-        daemon.ask("AUTH", login, "not-it-123")
-        daemon.ask("AUTH", login, "not-it-123")
-    assert int(daemon.stats()["cache_hits"]) == before + 2
+def test_every_refusal_costs_one_slow_hash_first_time_and_again(daemon: Daemon) -> None:
+    """Repeated attempts tell nothing (issue 11.6): a refusal costs one slow hash per
+    password form, whether the account exists, is unknown, is disabled, or has a second
+    factor, on the first attempt and on every repetition; only a success may come from
+    the cache. Counted by the daemon (STATS slow_hashes), not timed."""
+    def cost(login: str, password: str, expected: str) -> int:
+        before = int(daemon.stats()["slow_hashes"])
+        assert daemon.ask("AUTH", login, password).verdict == expected
+        return int(daemon.stats()["slow_hashes"]) - before
+
+    refusals = [(A, "not-it-123", "FAIL"), ("ghost@example.org", "not-it-123", "UNKNOWN"),
+                (f"dave@{population.DOMAIN}", P, "FAIL"),            # disabled, right password
+                (f"tina@{population.DOMAIN}", P, "FAIL"),            # second factor, right password
+                (f"bob@evil.com@{population.DOMAIN}", P, "UNKNOWN")]  # a name nobody owns
+    for login, password, expected in refusals:
+        assert [cost(login, password, expected) for _ in range(3)] == [1, 1, 1], login
+    assert cost(A, "correct+horse%20battery", "FAIL") == 2     # two forms: as typed, urldecoded
+    assert cost("ghost@example.org", "correct+horse%20battery", "UNKNOWN") == 2
+    assert cost(A, P, "OK") in (0, 1)
+    assert cost(A, P, "OK") == 0                                # a repeated success: the cache
 
 
 def test_cache_can_be_turned_off(db: NextcloudDB, tmp_path: Path) -> None:
@@ -533,8 +553,10 @@ def test_no_secret_in_the_process_list(daemon: Daemon, db: NextcloudDB) -> None:
 def test_throttling_stops_spraying_and_spares_the_owner(db: NextcloudDB, tmp_path: Path) -> None:
     """A spraying IP is throttled after its failures, without a worker; a distributed guess
     at one account throttles that account, except from where its owner logged in before;
-    other users and other IPs go on; trusted networks are never throttled by IP."""
-    config, sock = daemon_config(db, tmp_path, "throttle_ip_failures = 5\nthrottle_user_failures = 4\n")
+    other users and other IPs go on; only throttle_exempt_networks skip the per-IP budget
+    (trusted_networks, the two-factor exemption, do not)."""
+    config, sock = daemon_config(db, tmp_path, "throttle_ip_failures = 5\nthrottle_user_failures = 4\n"
+                                 "throttle_exempt_networks = ['198.51.100.64/26']\n")
     d = Daemon(config, sock)
     try:
         sprayer = "rip=203.0.113.66"
@@ -553,11 +575,48 @@ def test_throttling_stops_spraying_and_spares_the_owner(db: NextcloudDB, tmp_pat
         assert d.ask("AUTH", A, P, "rip=198.51.100.5").verdict == "OK"          # her known address
         assert d.ask("AUTH", "bob@example.org", P, "rip=203.0.113.99").verdict == "OK"
 
-        # the webmail host (trusted network) is never throttled by address
-        for i in range(8):
+        # a host in trusted_networks relays any credentials: it keeps its per-IP budget ...
+        for i in range(5):
             d.ask("AUTH", f"typo{i}@example.org", "x" * 8, "rip=192.0.2.10")
-        assert d.ask("AUTH", "bob@example.org", P, "rip=192.0.2.10").verdict == "OK"
-        assert int(d.stats()["throttled"]) == 2
+        assert d.ask("AUTH", "bob@example.org", P, "rip=192.0.2.10").verdict == "TEMPFAIL"
+        # ... unless the admin exempts it explicitly, which spares the per-IP budget only
+        for i in range(8):
+            d.ask("AUTH", f"typo{i}@example.org", "x" * 8, "rip=198.51.100.77")
+        assert d.ask("AUTH", "bob@example.org", P, "rip=198.51.100.77").verdict == "OK"
+        assert d.ask("AUTH", A, P, "rip=198.51.100.77").verdict == "TEMPFAIL"   # Alice's budget is spent
+        assert int(d.stats()["throttled"]) == 4
         assert 'reason="throttled: too many failed logins from 203.0.113.66"' in d.log()
+    finally:
+        assert d.stop() == 0
+
+
+def test_throttle_counts_accounts_networks_and_bursts(db: NextcloudDB, tmp_path: Path) -> None:
+    """Issue 11.7, through the socket: every spelling of one account shares its budget,
+    IPv6 addresses of one /64 share one, a parallel burst gets no more than the budget,
+    and SIGHUP keeps every counter."""
+    config, sock = daemon_config(db, tmp_path, "throttle_ip_failures = 6\nthrottle_user_failures = 3\n")
+    d = Daemon(config, sock)
+    try:
+        spellings = [A, A.upper(), "Alice@EXAMPLE.org", "aLiCe@example.org", "alice@example.org"]
+        verdicts = [d.ask("AUTH", login, "wrong-guess", f"rip=198.51.100.{i}").verdict
+                    for i, login in enumerate(spellings)]
+        assert verdicts == ["FAIL"] * 3 + ["TEMPFAIL"] * 2
+
+        v6 = [d.ask("AUTH", f"nobody{i}@example.org", "wrong-guess", f"rip=2001:db8:1:2::{i:x}").verdict
+              for i in range(1, 9)]
+        assert v6 == ["UNKNOWN"] * 6 + ["TEMPFAIL"] * 2
+        assert d.ask("AUTH", "bob@example.org", P, "rip=2001:db8:1:3::1").verdict == "OK"   # another /64
+
+        # a burst of 20 parallel guesses from one address, one account each: 6 are decided
+        def guess(i: int) -> str:
+            return d.ask("AUTH", f"burst{i}@example.org", "wrong-guess", "rip=203.0.113.50").verdict
+        with ThreadPoolExecutor(20) as pool:
+            burst = list(pool.map(guess, range(20)))
+        assert burst.count("UNKNOWN") == 6 and burst.count("TEMPFAIL") == 14
+
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in d.log())
+        assert d.ask("AUTH", A, P, "rip=198.51.100.200").verdict == "TEMPFAIL"   # still throttled
+        assert d.ask("AUTH", "x@example.org", "w", "rip=2001:db8:1:2::ff").verdict == "TEMPFAIL"
     finally:
         assert d.stop() == 0

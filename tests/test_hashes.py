@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from ncauth import hashes
-from ncauth.config import Hashing
+from ncauth.config import Hashing, HashLimits
 from ncauth.errors import TemporaryFailure
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -140,11 +141,12 @@ def _tempfail_in_child(stored: str, password: bytes, limit: str) -> bytes:
     code = (
         "import resource, sys\n"
         "from ncauth import hashes\n"
+        "from ncauth.config import HashLimits\n"
         "from ncauth.errors import TemporaryFailure\n"
         "vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize')) * 1024\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
         "try:\n"
-        f"    hashes.verify({password!r}, {stored!r})\n"
+        f"    hashes.verify({password!r}, {stored!r}, '', HashLimits(argon2_memory_cost=4 << 20))\n"
         "except TemporaryFailure as exc:\n"
         "    print('tempfail', exc); sys.exit(0)\n"
         "sys.exit(1)\n"
@@ -170,6 +172,25 @@ def test_argon2_thread_failure_is_a_temporary_failure() -> None:
     stored = "3|$argon2id$v=19$m=64,t=1,p=4$c2FsdHNhbHRzYWx0$RgWONyRUDiuQQg89Ngs6DgKFN1opcltVJiNR1VVDarI"
     assert hashes.verify(b"pw", stored)
     assert b"tempfail argon2 could not start its 4 threads" in _tempfail_in_child(stored, b"pw", "vm + (1 << 20)")
+
+
+@pytest.mark.parametrize(("stored", "problem"), [
+    ("3|$argon2id$v=19$m=65536,t=20000000,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "time_cost 20000000 is above"),
+    ("3|$argon2id$v=19$m=1048576,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "memory_cost 1048576 is above"),
+    ("3|$argon2i$v=19$m=64,t=1,p=64$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "threads 64 is above"),
+    ("1|$2y$31$" + "a" * 53, "bcrypt cost 31 is above [nextcloud] max_bcrypt_cost = 14"),
+    ("$2y$20$" + "a" * 53, "bcrypt cost 20 is above"),   # legacy, unprefixed
+])
+def test_hashes_above_the_limits_are_refused_without_running(stored: str, problem: str) -> None:
+    """A hostile row cannot hold a worker for hours or take gigabytes: above the limits
+    the hash is refused at once (each of these would take minutes to years)."""
+    started = time.perf_counter()
+    assert hashes.verify(b"pw", stored) is False
+    assert time.perf_counter() - started < 1
+    assert problem in hashes.identify(stored).problem
+    assert not hashes.identify(stored).slow
+    assert hashes.identify(stored, HashLimits(argon2_memory_cost=2 << 20, argon2_time_cost=10 ** 9,
+                                              argon2_threads=255, bcrypt_cost=31)).problem == ""
 
 
 def test_decoy_uses_the_configured_parameters() -> None:
