@@ -194,18 +194,23 @@ def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
 
 
 def _holds_secret(nc: dict[str, Any]) -> bool:
-    """Could this ``[nextcloud]`` table hold a secret? Deliberately coarse for database
-    URLs (any ``@`` or "pass" counts): a password can sit in the user-info part, where
-    ``#``, ``/`` and ``?`` defeat URL parsers that are not SQLAlchemy's, or in the query
-    (``?password=``); the exact parse needs SQLAlchemy, which this module must not
-    import (checkpassword's relay path reads the config too)."""
+    """Could this ``[nextcloud]`` table hold a secret? For database URLs this errs on the
+    side of yes: a password sits in the user info wherever SQLAlchemy's URL grammar puts
+    one (``user:password@``, the password being anything up to the next ``@``, so ``#``,
+    ``/`` and ``?`` in it defeat ``urllib``), or in the query (``?password=``,
+    ``?passwd=``: any "pass" counts). The full parse needs SQLAlchemy, which this module
+    must not import (checkpassword's relay path reads the config too)."""
     if nc.get("secret") or nc.get("password_salt"):
         return True
     urls = nc.get("database_url", [])
     for url in [urls] if isinstance(urls, str) else urls:
-        if isinstance(url, str) and ("@" in url or "pass" in url.lower()):
+        if isinstance(url, str) and (_URL_PASSWORD.match(url) or "pass" in url.lower()):
             return True
     return False
+
+
+#: SQLAlchemy's URL grammar (sqlalchemy.engine.url._parse_url): ``name://user:password@``
+_URL_PASSWORD = re.compile(r"[^:]*://[^:/]*:[^@]*@")
 
 
 def _check_mode(path: str, mode: int, *, holds_secret: bool) -> None:

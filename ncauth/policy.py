@@ -284,7 +284,7 @@ class Authenticator:
             return None, ""
         problem = ""
         for row in rows:
-            problem = self._token_problem(row, login, parsed, user)
+            problem = self._token_problem(row, login, parsed, user) or self._stale_token(row, user, password, t)
             t("app password", f"token id {row.id} (type {row.type}): {problem or 'valid'}")
             if not problem:
                 return row, ""
@@ -302,6 +302,29 @@ class Authenticator:
         if name not in allowed and name != self.store.email_of(user.uid).lower():
             return f"app password was made for login name {row.login_name!r}"
         return ""
+
+    def _stale_token(self, row: TokenRow, user: UserRow, app_password: bytes, t: Trace) -> str:
+        """Why the login password stored with the token no longer verifies, or "".
+
+        Nextcloud's ``Session::checkTokenCredentials`` decrypts the password stored with
+        the token (``PublicKeyTokenProvider::getPassword``) and refuses the token when it
+        no longer logs the user in, as after an admin's ``occ user:resetpassword``,
+        which leaves tokens alone. Nextcloud skips this for 5 minutes after a check
+        (``last_check``); ncauth never writes ``last_check``, so it checks every time.
+        A token that stores no password has nothing to re-check, as in Nextcloud."""
+        from ncauth import tokencrypt
+
+        try:
+            stored = tokencrypt.stored_login_password(row.private_key, row.stored_password, app_password,
+                                                      self.config.nextcloud.secret)
+        except tokencrypt.TokenDecryptError as exc:
+            return f"app password refused: {exc} (Nextcloud refuses it too)"
+        if stored is None:
+            t("app password", f"token id {row.id} stores no login password: nothing to re-check")
+            return ""
+        scheme = hashes.identify(user.password, self.config.nextcloud.limits)
+        good, _ = self._check_password(user, stored, scheme, t)
+        return "" if good else "app password invalidated: the login password it was made with has changed"
 
     def _login_password_refusal(self, user: UserRow, remote_ip: str, t: Trace) -> str:
         """Why *user* may not log in with the login password (two-factor or Nextcloud's

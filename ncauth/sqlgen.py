@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ncauth.config import PLACEHOLDER_RE, Config
+from ncauth.config import ANY_DOMAIN, PLACEHOLDER_RE, Config
 from ncauth.errors import ConfigError
 
 DIALECTS = ("mysql", "postgresql", "sqlite")
@@ -79,22 +79,27 @@ class QueryBuilder:
         return f"LOWER('{var}')"
 
     def domain_expr(self) -> str:
+        """The login's domain; the default domain only for a login without any ``@``
+        (Dovecot's user equals its username part), never for ``alice@``."""
         acc = self.config.accounts
         if acc.default_domain:
-            return f"COALESCE(NULLIF({self.login_var(self.v.domain)}, ''), {quote(acc.default_domain)})"
+            return (f"CASE WHEN '{self.v.user}' = '{self.v.local}' THEN {quote(acc.default_domain)} "
+                    f"ELSE {self.login_var(self.v.domain)} END")
         return self.login_var(self.v.domain)
 
+    def local_expr(self) -> str:
+        """The mailbox's local part: the account's stored uid_lower under match = "email",
+        else the login's username part, which the WHERE clause makes equal to it."""
+        return "u.uid_lower" if self.config.accounts.match == "email" else self.login_var(self.v.local)
+
     def user_expr(self) -> str:
-        """The canonical user: lower-case ``local@domain``, as the Python policy gives it."""
-        local = self.login_var(self.v.local)
-        with_domain = self.concat(local, "'@'", self.domain_expr())
-        if self.config.accounts.default_domain:
-            return with_domain
-        return f"CASE WHEN '{self.v.domain}' = '' THEN {local} ELSE {with_domain} END"
+        """The canonical user: ``local@domain`` with exactly one ``@``, as the Python
+        policy gives it (the domain is one of [accounts] domains, which hold none)."""
+        return self.concat(self.local_expr(), "'@'", self.domain_expr())
 
     def template(self, text: str) -> str:
         """A ``[userdb]`` value with ``{user}``/``{local}``/``{domain}``/``{uid}`` as SQL."""
-        exprs = {"user": self.user_expr(), "local": self.login_var(self.v.local),
+        exprs = {"user": self.user_expr(), "local": self.local_expr(),
                  "domain": self.domain_expr(), "uid": "u.uid"}
         parts: list[str] = []
         pos = 0
@@ -136,8 +141,15 @@ class QueryBuilder:
         else:
             source = f"{p}users u"
             where.append(f"u.uid_lower = {self.login_var(v.local)}")
-        if acc.domains:
-            where.append(f"{self.domain_expr()} IN ({', '.join(quote(d) for d in acc.domains)})")
+        if acc.domains == (ANY_DOMAIN,):
+            raise ConfigError('[accounts] domains = ["*"]: SQL mode needs the served domains named, so that '
+                              "Dovecot's split of the login and ncauth's agree")
+        where.append(f"{self.domain_expr()} IN ({', '.join(quote(d) for d in acc.domains)})")
+        # a row whose uid_lower is not a safe mailbox local part is nobody's mailbox (ncauth.names)
+        where.append("u.uid_lower NOT IN ('', '.', '..')")
+        where.append("REPLACE(u.uid_lower, '/', '') = u.uid_lower")
+        if acc.match == "email":
+            where.append("REPLACE(u.uid_lower, '@', '') = u.uid_lower")
         return source, where
 
     def _login_conditions(self) -> list[str]:

@@ -48,6 +48,9 @@ class TokenRow:
     type: int
     expires: int | None
     password_invalid: bool
+    #: the login password encrypted with the token (None: the token stores none)
+    stored_password: str | None = None
+    private_key: str | None = None
 
 
 class Tables:
@@ -71,7 +74,7 @@ class Tables:
             sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("uid", s(64)),
             sa.Column("login_name", s(255)), sa.Column("token", s(200)), sa.Column("type", sa.SmallInteger),
             sa.Column("expires", sa.Integer), sa.Column("password_invalid", sa.Boolean),
-            sa.Column("version", sa.SmallInteger),
+            sa.Column("version", sa.SmallInteger), sa.Column("password", sa.Text), sa.Column("private_key", sa.Text),
         )
         self.twofactor_providers = sa.Table(
             f"{prefix}twofactor_providers", md,
@@ -270,14 +273,16 @@ class Store:
         """Live-format (version 2) app-token rows whose ``token`` is one of the hashes."""
         a = self.tables.authtoken
         stmt = (
-            sa.select(a.c.id, a.c.uid, a.c.login_name, a.c.type, a.c.expires, a.c.password_invalid)
+            sa.select(a.c.id, a.c.uid, a.c.login_name, a.c.type, a.c.expires, a.c.password_invalid, a.c.password,
+                      a.c.private_key)
             .where(a.c.token.in_(list(token_hashes)), a.c.version == 2)
             .limit(5)
         )
         rows = self._run(lambda c: c.execute(stmt).all(), [])
         return [
             TokenRow(id=r.id, uid=r.uid, login_name=r.login_name or "", type=int(r.type or 0),
-                     expires=r.expires, password_invalid=bool(r.password_invalid))
+                     expires=r.expires, password_invalid=bool(r.password_invalid), stored_password=r.password,
+                     private_key=r.private_key)
             for r in rows
         ]
 

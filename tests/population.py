@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 import ncschema
+import nctokens
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "nextcloud_hashes.json").read_text())
 HASH = {case["name"]: case["stored"] for case in VECTORS["cases"]}
@@ -28,6 +29,7 @@ TRUSTED_NET = "192.0.2.0/24"
 P = "correct horse battery staple"
 UNICODE_P = "p\u00e4ssw\u00f6rd \u2713 \U0001F511"
 LONG_P = "L" * 72 + "tail-that-bcrypt-ignores"
+OLD_P = "the password before the admin reset it"
 
 USERS = {
     # uid: (vector, extra)
@@ -72,6 +74,9 @@ TOKENS = {
     "tina-valid": ("tina", "tina", "TinaApp-valid-00000000000000000013", {}),
     "dave-valid": ("dave", "dave", "DaveApp-valid-00000000000000000014", {}),
     "emma-email": ("Emma.Stone", "emma@example.org", "EmmaApp-email-00000000000000000015", {}),
+    # Session::checkTokenCredentials: the login password stored with the token must still verify
+    "alice-stale": ("Alice", "alice", "AliceApp-stale-000000000000000016", {"stored": OLD_P}),
+    "alice-passwordless": ("Alice", "alice", "AliceApp-nopw-0000000000000000017", {"stored": None}),
 }
 
 
@@ -109,7 +114,11 @@ def populate(conn: Connection, prefix: str) -> None:
     ncschema.set_preference(conn, prefix, "ldapuser", "core", "lang", "de")
     for uid, login_name, plain, options in TOKENS.values():
         opts = dict(options)
-        ncschema.add_app_token(conn, prefix, uid, login_name, plain, opts.pop("secret", SECRET), **opts)
+        secret = opts.pop("secret", SECRET)
+        # as PublicKeyTokenProvider::generateToken stores a token made at login: with the
+        # login password (every user of the population has P), encrypted
+        columns = nctokens.token_columns(plain, opts.pop("stored", P), secret)
+        ncschema.add_app_token(conn, prefix, uid, login_name, plain, secret, **columns, **opts)
 
 
 def config_text(url: str, prefix: str) -> str:
@@ -180,6 +189,7 @@ CASES = [
     _ok("app-password-login-name-address", A, token("alice-address"), "app password", A),
     _ok("app-password-no-secret-fallback", A, token("alice-nosecret"), "app password", A),
     _ok("app-password-session-token", A, token("alice-session"), "app password", A),
+    _ok("app-password-stores-no-password", A, token("alice-passwordless"), "app password", A),
     # User\Manager::checkPasswordNoLogging retries a failed login password urldecoded
     _ok("urlencoded-password", A, "correct+horse%20battery+staple", "password (argon2id)", A),
     _ok("app-password-login-name-email", f"emma.stone@{DOMAIN}", token("emma-email"), "app password", f"emma.stone@{DOMAIN}"),
@@ -198,6 +208,7 @@ CASES = [
     Case("app-password-invalidated", A, token("alice-invalid"), "refused", "invalidated"),
     Case("app-password-version-1", A, token("alice-v1"), "refused", "wrong password"),
     Case("app-password-other-login-name", A, token("alice-othername"), "refused", "made for login name"),
+    Case("app-password-stale-after-reset", A, token("alice-stale"), "refused", "invalidated"),
     Case("app-password-one-time-type", A, token("alice-onetime"), "refused", "type 3"),
     Case("app-password-shorter-than-22", A, token("alice-short"), "refused", "wrong password"),
     Case("app-password-of-another-user", A, token("bob-valid"), "refused", "wrong password"),
@@ -225,6 +236,6 @@ CASES = [
 #: What must never appear in any output: every password and app token of the
 #: population (short or generic strings excepted) and the Nextcloud secrets.
 SECRETS = sorted(
-    {P, UNICODE_P, LONG_P, SECRET, PASSWORD_SALT, "Tr0ub4dor&3-not-it"}
+    {P, UNICODE_P, LONG_P, OLD_P, SECRET, PASSWORD_SALT, "Tr0ub4dor&3-not-it"}
     | {plain for _, _, plain, _ in TOKENS.values()}
 )
