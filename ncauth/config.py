@@ -23,6 +23,8 @@ from ncauth.errors import ConfigError
 if TYPE_CHECKING:
     import ipaddress
 
+    from ncauth import phpconfig
+
     Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Imports of modules that only some configurations need (ipaddress, json, subprocess,
@@ -35,16 +37,6 @@ TWO_FACTOR_MODES = ("app-password-only", "allow-login-password")
 FORWARD_MODES = ("auto", "always", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 USERDB_PLACEHOLDERS = ("user", "local", "domain", "uid")
-
-#: Keys that ``config_php`` can supply, in Nextcloud's own config.php names.
-_PHP_KEYS = (
-    "dbtype", "dbhost", "dbport", "dbname", "dbuser", "dbpassword", "dbtableprefix",
-    "secret", "passwordsalt", "datadirectory", "hashingMemoryCost", "hashingTimeCost",
-    "hashingThreads", "twofactor_enforced", "twofactor_enforced_groups",
-    "twofactor_enforced_excluded_groups", "token_auth_enforced",
-    "allow_user_to_change_email", "allow_user_to_change_display_name",
-)
-
 
 class Hashing(NamedTuple):
     """Argon2 parameters for the decoy work done for unknown users, so that they
@@ -180,10 +172,10 @@ def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
     if mode is not None:  # before anything else: an unsafe file is the first thing to fix
         _check_mode(path, mode, holds_secret=_holds_secret(nc))
     config_php = r.string("nextcloud", nc, "config_php")
-    php = read_config_php(config_php) if config_php else {}
+    php = read_config_php(config_php) if config_php else None
     config = Config(
         path=path,
-        nextcloud=_nextcloud(r, nc, php, config_php),
+        nextcloud=_nextcloud(r, nc, php.settings if php else None, config_php),
         accounts=_accounts(r, accounts, php),
         userdb=_userdb(r, userdb),
         daemon=_daemon(r, daemon),
@@ -283,7 +275,8 @@ class _Reader:
         return value
 
 
-def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: str) -> NextcloudSection:
+def _nextcloud(r: _Reader, nc: dict[str, Any], php: "phpconfig.NextcloudSettings | None",
+               config_php: str) -> NextcloudSection:
     sec = "nextcloud"
     r.only_keys(sec, nc, (
         "database_url", "table_prefix", "secret", "password_salt", "config_php",
@@ -304,13 +297,9 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
         if "://" not in url:
             raise r.fail(sec, "database_url", "not a URL (e.g. mysql+pymysql://user:pw@host/nextcloud)")
 
-    prefix = r.string(sec, nc, "table_prefix", str(php.get("dbtableprefix", "oc_")))
+    prefix = r.string(sec, nc, "table_prefix", php.dbtableprefix if php else "oc_")
     if not re.fullmatch(r"[A-Za-z0-9_]*", prefix):
         raise r.fail(sec, "table_prefix", "may only contain letters, digits and '_'")
-
-    def php_int(key: str, default: int) -> int:
-        value = php.get(key, default)
-        return value if isinstance(value, int) and not isinstance(value, bool) else default
 
     d = HashLimits()
     limits = HashLimits(
@@ -320,17 +309,17 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
         bcrypt_cost=int(r.number(sec, nc, "max_bcrypt_cost", d.bcrypt_cost, lo=4, hi=31)),
     )
     hashing = Hashing(
-        memory_cost=int(r.number(sec, nc, "hashing_memory_cost", php_int("hashingMemoryCost", 65536),
+        memory_cost=int(r.number(sec, nc, "hashing_memory_cost", php.hashing_memory_cost if php else 65536,
                                  lo=8, hi=limits.argon2_memory_cost)),
-        time_cost=int(r.number(sec, nc, "hashing_time_cost", php_int("hashingTimeCost", 4),
+        time_cost=int(r.number(sec, nc, "hashing_time_cost", php.hashing_time_cost if php else 4,
                                lo=1, hi=limits.argon2_time_cost)),
-        threads=int(r.number(sec, nc, "hashing_threads", php_int("hashingThreads", 1), lo=1, hi=limits.argon2_threads)),
+        threads=int(r.number(sec, nc, "hashing_threads", php.hashing_threads if php else 1, lo=1, hi=limits.argon2_threads)),
     )
     return NextcloudSection(
         database_urls=urls,
         table_prefix=prefix,
-        secret=r.string(sec, nc, "secret", str(php.get("secret", ""))),
-        password_salt=r.string(sec, nc, "password_salt", str(php.get("passwordsalt", ""))),
+        secret=r.string(sec, nc, "secret", php.secret if php else ""),
+        password_salt=r.string(sec, nc, "password_salt", php.passwordsalt if php else ""),
         connect_timeout=r.number(sec, nc, "connect_timeout", 5, lo=0.1, hi=60),
         query_timeout=r.number(sec, nc, "query_timeout", 5, lo=0.1, hi=60),
         hashing=hashing,
@@ -343,7 +332,7 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: dict[str, Any], config_php: 
 ANY_DOMAIN = "*"
 
 
-def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsSection:
+def _accounts(r: _Reader, acc: dict[str, Any], php: NextcloudPhp | None) -> AccountsSection:
     sec = "accounts"
     r.only_keys(sec, acc, (
         "domains", "default_domain", "match", "two_factor", "trusted_networks", "app_passwords",
@@ -353,7 +342,7 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsS
     match = r.choice(sec, acc, "match", MATCH_MODES, "local-part")
     trust_user_emails = r.boolean(sec, acc, "trust_user_emails", False)
     if match == "email" and not trust_user_emails:
-        problem = emails_unlocked(php) if php else ("[nextcloud] config_php is not set, so ncauth cannot tell "
+        problem = emails_unlocked(php.data) if php else ("[nextcloud] config_php is not set, so ncauth cannot tell "
                                                     "whether users may change their own address")
         if problem:
             raise r.fail(sec, "match", f'"email" logs users in by the address Nextcloud has for them, but {problem}: '
@@ -387,12 +376,13 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: dict[str, Any]) -> AccountsS
         trusted_networks=_networks(r, sec, acc, "trusted_networks"),
         app_passwords=r.boolean(sec, acc, "app_passwords", True),
         trust_user_emails=trust_user_emails,
-        app_password_required=r.boolean(sec, acc, "app_password_required", php_bool(php.get("token_auth_enforced"))),
-        two_factor_enforced=r.boolean(sec, acc, "two_factor_enforced", php_bool(php.get("twofactor_enforced"))),
+        app_password_required=r.boolean(sec, acc, "app_password_required",
+                                        php.settings.token_auth_enforced if php else False),
+        two_factor_enforced=r.boolean(sec, acc, "two_factor_enforced", php.settings.twofactor_enforced if php else False),
         two_factor_enforced_groups=r.strings(sec, acc, "two_factor_enforced_groups")
-        if "two_factor_enforced_groups" in acc else _php_strings(php.get("twofactor_enforced_groups")),
+        if "two_factor_enforced_groups" in acc or not php else php.settings.twofactor_enforced_groups,
         two_factor_enforced_excluded_groups=r.strings(sec, acc, "two_factor_enforced_excluded_groups")
-        if "two_factor_enforced_excluded_groups" in acc else _php_strings(php.get("twofactor_enforced_excluded_groups")),
+        if "two_factor_enforced_excluded_groups" in acc or not php else php.settings.twofactor_enforced_excluded_groups,
     )
 
 
@@ -433,20 +423,6 @@ def emails_unlocked(php: dict[str, Any]) -> str:
     if php.get(key, True) is False:
         return ""
     return f"Nextcloud's config.php does not set {key} to false, so users may change their own address"
-
-
-def php_bool(value: Any) -> bool:
-    """PHP's ``(bool)`` of a config.php value as json_encode gives it: Nextcloud reads
-    these switches with ``getSystemValueBool()``, so ``'false'`` and ``'no'`` are true
-    there, and only false, null, 0, 0.0, '', '0' and an empty array are false."""
-    return value not in (None, False, 0, 0.0, "", "0") and value != [] and value != {}
-
-
-def _php_strings(value: Any) -> tuple[str, ...]:
-    """A PHP array of strings as json_encode gives it (list, or dict for sparse keys)."""
-    if isinstance(value, dict):
-        value = list(value.values())
-    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
@@ -510,80 +486,44 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
 
 # --- Nextcloud's config.php -------------------------------------------------------
 
-_PHP_READER = r"""
-$path = $argv[1];
-if (!is_readable($path)) { fwrite(STDERR, "cannot read $path\n"); exit(3); }
-$CONFIG = [];
-include $path;
-$merged = is_array($CONFIG) ? $CONFIG : [];
-$extra = glob(dirname($path) . '/*.' . basename($path)) ?: [];
-natsort($extra);  // lib/private/Config.php::readData() merges them in this order
-foreach ($extra as $file) {
-    $CONFIG = [];
-    include $file;
-    if (is_array($CONFIG)) { $merged = array_merge($merged, $CONFIG); }
-}
-$keys = json_decode($argv[2], true);
-echo json_encode(array_intersect_key($merged, array_flip($keys)));
-"""
+
+class NextcloudPhp(NamedTuple):
+    """Nextcloud's config.php, parsed as data (ncauth.phpconfig): every key as
+    Nextcloud's getter reads it, and the raw values for the rules that need them."""
+
+    settings: "phpconfig.NextcloudSettings"
+    data: dict[Any, Any]
 
 
-def read_config_php(path: str) -> dict[str, Any]:
-    """The database and hashing keys of Nextcloud's config.php (merged with the
-    ``*.config.php`` files beside it, as Nextcloud does), read through the php CLI
-    because config.php is PHP code, not data."""
-    import json
-    import shutil
-    import subprocess
+def read_config_php(path: str) -> NextcloudPhp:
+    """Nextcloud's config.php merged with the ``*.config.php`` files beside it, as
+    Nextcloud reads them, parsed and never executed (the folder is the web server's)."""
+    from ncauth import phpconfig
 
-    # Dovecot starts checkpassword without PATH: fall back to the default search path.
-    php = shutil.which("php", path=os.environ.get("PATH") or os.defpath)
-    if php is None:
-        raise ConfigError(
-            f"[nextcloud] config_php = {path!r} needs the php CLI, which is not installed "
-            "(apt install php-cli), or put database_url, table_prefix, secret and password_salt in the ncauth config"
-        )
     try:
-        proc = subprocess.run(
-            [php, "-n", "-d", "display_errors=stderr", "-r", _PHP_READER, "--", path, json.dumps(list(_PHP_KEYS))],
-            capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(f"[nextcloud] config_php: running {php} failed: {exc}") from None
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise ConfigError(
-            f"[nextcloud] config_php: {path}: php could not read it (uid {os.getuid()}): "
-            + (detail[-1] if detail else f"exit status {proc.returncode}")
-        )
-    try:
-        data = json.loads(proc.stdout or b"{}")
-    except ValueError:
-        raise ConfigError(f"[nextcloud] config_php: {path}: unexpected output from php") from None
-    if not isinstance(data, dict):  # json_encode([]) of an empty array
-        data = {}
-    return data
+        data = phpconfig.read_nextcloud_config(path).data
+        return NextcloudPhp(phpconfig.nextcloud_settings(data), data)
+    except ConfigError as exc:
+        raise ConfigError(f"[nextcloud] config_php = {path!r}: {exc}") from None
 
 
-def database_url_from_php(php: dict[str, Any], source: str) -> str:
-    """Turn config.php's db* keys into an SQLAlchemy URL (password percent-encoded)."""
-    dbtype = str(php.get("dbtype", "sqlite"))
-    name = str(php.get("dbname", "owncloud"))
-    if dbtype in ("sqlite", "sqlite3"):
-        datadir = str(php.get("datadirectory", ""))
-        if not datadir:
-            raise ConfigError(f"[nextcloud] config_php: {source}: dbtype sqlite3 but no datadirectory")
-        return f"sqlite:///{os.path.join(datadir, name + '.db')}"
-    if dbtype not in ("mysql", "pgsql"):
-        raise ConfigError(f"[nextcloud] config_php: {source}: dbtype {dbtype!r} is not supported (mysql, pgsql, sqlite3)")
-    user = quote(str(php.get("dbuser", "")), safe="")
-    password = quote(str(php.get("dbpassword", "")), safe="")
+def database_url_from_php(php: "phpconfig.NextcloudSettings", source: str) -> str:
+    """Turn config.php's db* keys into an SQLAlchemy URL (password percent-encoded), the
+    way Nextcloud's ConnectionFactory::createConnectionParams connects."""
+    if php.dbtype == "sqlite3":
+        if php.datadirectory is None:
+            raise ConfigError(f"[nextcloud] config_php: {source}: dbtype sqlite3 but no datadirectory: "
+                              "set [nextcloud] database_url")
+        return f"sqlite:///{os.path.join(php.datadirectory, php.dbname + '.db')}"
+    if php.dbtype not in ("mysql", "pgsql"):
+        raise ConfigError(f"[nextcloud] config_php: {source}: dbtype {php.dbtype!r} is not supported "
+                          "(mysql, pgsql, sqlite3)")
+    user = quote(php.dbuser, safe="")
+    password = quote(php.dbpassword, safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host, port, socket_path = _split_dbhost(str(php.get("dbhost", "localhost")))
-    if php.get("dbport"):
-        port = str(php["dbport"])
+    host, port, socket_path = php.db_host or "localhost", php.db_port, php.db_socket
     query = ""
-    if dbtype == "mysql":
+    if php.dbtype == "mysql":
         scheme = "mysql+pymysql"
         if socket_path:
             query = "?unix_socket=" + quote(socket_path, safe="/")
@@ -592,22 +532,13 @@ def database_url_from_php(php: dict[str, Any], source: str) -> str:
             query = "?unix_socket=/run/mysqld/mysqld.sock"
     else:
         scheme = "postgresql+psycopg"
+        if host.startswith("/"):
+            socket_path, host = host, ""
         if socket_path:
-            query = "?host=" + quote(socket_path if not socket_path.endswith(".s.PGSQL.5432") else os.path.dirname(socket_path), safe="/")
+            query = "?host=" + quote(socket_path if not socket_path.endswith(".s.PGSQL.5432")
+                                     else os.path.dirname(socket_path), safe="/")
             host = ""
+        elif ":" in host:
+            host = f"[{host}]"
     netloc = host + (f":{port}" if port else "")
-    return f"{scheme}://{auth}{netloc}/{quote(name, safe='')}{query}"
-
-
-def _split_dbhost(dbhost: str) -> tuple[str, str, str]:
-    """Nextcloud's dbhost is "host", "host:port", "host:/socket", "[v6]:port" or "/socket"."""
-    if dbhost.startswith("/"):
-        return "localhost", "", dbhost
-    if dbhost.startswith("["):
-        end = dbhost.find("]")
-        host, rest = dbhost[: end + 1], dbhost[end + 1:]
-        return host, rest[1:] if rest.startswith(":") else "", ""
-    host, _, rest = dbhost.partition(":")
-    if rest.startswith("/"):
-        return host or "localhost", "", rest
-    return host or "localhost", rest, ""
+    return f"{scheme}://{auth}{netloc}/{quote(php.dbname, safe='')}{query}"

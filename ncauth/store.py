@@ -25,9 +25,7 @@ from ncauth.errors import ConfigError, TemporaryFailure
 
 T = TypeVar("T")
 
-#: Rows read for one name before the exact comparison in Python. Nextcloud's keys
-#: make more than one a corrupt or hostile database; reading a few more than one
-#: lets ncauth see that and refuse, instead of trusting whichever came first.
+#: Distinct users a diagnostic query reads at most.
 _CANDIDATES = 50
 
 
@@ -231,9 +229,10 @@ class Store:
             .scalar_subquery()
         )
         stmt = (
+            # no LIMIT: every candidate row gets the exact comparison (one row per user at most
+            # can match, so this is bounded by the number of users, never by what a user sends)
             sa.select(u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second"))
             .where(condition)
-            .limit(_CANDIDATES)
         )
         rows = self._run(lambda c: c.execute(stmt).all(), [])
         return [
@@ -258,7 +257,6 @@ class Store:
         stmt = (
             sa.select(p.c.userid, p.c.configvalue)
             .where(p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == wanted)
-            .limit(_CANDIDATES)
         )
         rows = self._run(lambda c: c.execute(stmt).all(), [])
         return sorted({r.userid for r in rows if (r.configvalue or "").lower() == wanted})

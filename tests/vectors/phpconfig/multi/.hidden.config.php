@@ -1,0 +1,4 @@
+<?php
+$CONFIG = array (
+  'loglevel' => 'hidden files are not globbed',
+);

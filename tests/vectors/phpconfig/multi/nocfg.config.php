@@ -1,0 +1,2 @@
+<?php
+// no $CONFIG here: Nextcloud skips this file
