@@ -219,6 +219,8 @@ CASES = [
     Case("sql-or", f"' OR '1'='1@{DOMAIN}", P, "unknown", "no such Nextcloud user"),
     Case("sql-wildcard", f"%@{DOMAIN}", P, "unknown", "no such Nextcloud user"),
     Case("trailing-space", f"alice @{DOMAIN}", P, "unknown", "no such Nextcloud user"),
+    # MariaDB finds dave's preferences for 'dave ' (PAD SPACE): still no LDAP/SAML user
+    Case("trailing-space-user-with-preferences", f"dave @{DOMAIN}", P, "unknown", "no such Nextcloud user"),
     Case("accented-lookalike", f"al\u00efce@{DOMAIN}", P, "unknown", "no such Nextcloud user"),
     Case("path-traversal", f"../alice@{DOMAIN}", P, "unknown", "'/'"),
     # identity safety: a name Dovecot could split differently, or into a bad path, is nobody's
