@@ -137,12 +137,16 @@ def _url_parts(config: Config) -> tuple[str, dict[str, str]]:
     dialect = dialect_of(config.nextcloud.database_urls[0])
     if dialect == "sqlite":
         return dialect, {"path": url.database or ""}
+    def query(key: str) -> str:  # a key given twice is a tuple in SQLAlchemy's URL: the last one wins
+        value = url.query.get(key) or ""
+        return value if isinstance(value, str) else value[-1]
+
     parts = {
-        "host": url.query.get("unix_socket") or url.query.get("host") or url.host or "localhost",
+        "host": query("unix_socket") or query("host") or url.host or "localhost",
         "port": str(url.port or ""),
         "dbname": url.database or "",
         "user": url.username or "",
-        "password": url.password or "",
+        "password": url.password or query("password") or query("passwd"),
     }
     for key, value in parts.items():
         if any(c in str(value) for c in " \t\n\"'%$#\\"):

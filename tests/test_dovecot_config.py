@@ -60,3 +60,14 @@ def test_checkpassword_raises_the_auth_limit_only(tmp_path: Path, capsys: pytest
     code, out, _ = _run(capsys, config, "--mode", "checkpassword", "--dovecot", "2.3")
     assert code == cli.EX_OK
     assert "service auth {\n  vsz_limit = 512M\n}" in out and "auth-worker" not in out
+
+
+def test_sql_snippet_takes_the_password_from_the_query_too(tmp_path: Path) -> None:
+    """A database password given as ?password= reaches Dovecot's connect string."""
+    from ncauth import config as cfg, dovecot
+
+    path = tmp_path / "c.toml"
+    path.write_text('[nextcloud]\ndatabase_url = "mysql+pymysql://nc@db/nextcloud?password=s3cr3t-pw"\n'
+                    '[accounts]\ndomains = ["example.org"]\n')
+    path.chmod(0o600)
+    assert "password=s3cr3t-pw" in dovecot.sql_args_file(cfg.load(str(path)))
