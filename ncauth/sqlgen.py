@@ -207,10 +207,14 @@ SQL_MODE_COLUMNS = {
     "twofactor_providers": ("uid", "provider_id", "enabled"),
     "group_user": ("uid", "gid"),
 }
-NCAUTH_COLUMNS = {
-    **SQL_MODE_COLUMNS,
-    "authtoken": ("id", "uid", "login_name", "token", "type", "expires", "password_invalid", "version"),
-}
+
+
+def ncauth_columns() -> dict[str, tuple[str, ...]]:
+    """Columns ncauth's own store reads, per table (without prefix): derived from the
+    store's table definitions, so the grants can never fall behind a new query."""
+    from ncauth.store import Tables
+
+    return {table.name: tuple(column.name for column in table.columns) for table in Tables("").all}
 
 
 def grants(dialect: str, prefix: str, database: str, user: str, columns: dict[str, tuple[str, ...]],
@@ -252,5 +256,5 @@ def report(config: Config, dialect: str, dovecot: str, database: str, *, dovecot
         f"-- For Dovecot's SQL passdb ({dovecot_user}):\n"
         + grants(dialect, prefix, database, dovecot_user, SQL_MODE_COLUMNS, host)
         + f"\n-- For ncauth's checkpassword program and daemon ({ncauth_user}):\n"
-        + grants(dialect, prefix, database, ncauth_user, NCAUTH_COLUMNS, host)
+        + grants(dialect, prefix, database, ncauth_user, ncauth_columns(), host)
     )

@@ -83,6 +83,8 @@ class Tables:
             f"{prefix}group_user", md,
             sa.Column("gid", s(64), primary_key=True), sa.Column("uid", s(64), primary_key=True),
         )
+        #: every table, in the order `ncauth sql` grants them
+        self.all = (self.users, self.preferences, self.twofactor_providers, self.group_user, self.authtoken)
 
 
 def _connect_args(url: sa.URL, section: NextcloudSection) -> dict[str, object]:

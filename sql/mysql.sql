@@ -15,6 +15,6 @@ GRANT SELECT (uid, gid) ON `nextcloud`.`oc_group_user` TO 'dovecot_nc'@'localhos
 CREATE USER IF NOT EXISTS 'ncauth'@'localhost' IDENTIFIED BY 'CHANGE-ME';  -- choose a password
 GRANT SELECT (uid, uid_lower, password) ON `nextcloud`.`oc_users` TO 'ncauth'@'localhost';
 GRANT SELECT (userid, appid, configkey, configvalue) ON `nextcloud`.`oc_preferences` TO 'ncauth'@'localhost';
-GRANT SELECT (uid, provider_id, enabled) ON `nextcloud`.`oc_twofactor_providers` TO 'ncauth'@'localhost';
-GRANT SELECT (uid, gid) ON `nextcloud`.`oc_group_user` TO 'ncauth'@'localhost';
-GRANT SELECT (id, uid, login_name, token, type, expires, password_invalid, version) ON `nextcloud`.`oc_authtoken` TO 'ncauth'@'localhost';
+GRANT SELECT (provider_id, uid, enabled) ON `nextcloud`.`oc_twofactor_providers` TO 'ncauth'@'localhost';
+GRANT SELECT (gid, uid) ON `nextcloud`.`oc_group_user` TO 'ncauth'@'localhost';
+GRANT SELECT (id, uid, login_name, token, type, expires, password_invalid, version, password, private_key) ON `nextcloud`.`oc_authtoken` TO 'ncauth'@'localhost';
