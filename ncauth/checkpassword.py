@@ -164,6 +164,8 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
         else:
             # The daemon logged the decision; this process only relays it.
             if answer.verdict == "TEMPFAIL":
+                if not answer.from_daemon:
+                    log.logger.warning("temporary failure: %s", answer.fields.get("reason", ""))
                 return EXIT_TEMPFAIL
             if answer.verdict != "OK":
                 return EXIT_UNKNOWN if lookup else EXIT_REFUSED

@@ -1,9 +1,9 @@
 """A blocking client for the daemon's socket, for checkpassword and ``ncauth status``.
 
 Standard library only: on this path ``ncauth-checkpassword`` must not pay for
-SQLAlchemy or argon2 imports. Every wait is bounded; anything that is not a
-well-formed answer raises DaemonUnavailable, so the caller can fall back or
-temp-fail, never mistake it for a verdict.
+SQLAlchemy or argon2 imports. Every wait is bounded. Only a daemon that is not there
+raises DaemonUnavailable (the caller may then decide in-process); anything that is not a
+well-formed answer from a daemon that is there is a TEMPFAIL answer, never a verdict.
 """
 
 from __future__ import annotations
@@ -16,47 +16,77 @@ from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, VERDICTS, 
 
 
 class DaemonUnavailable(Exception):
-    """No usable answer from the daemon (not running, refused, timed out, garbled)."""
+    """Nobody serves the socket: it is missing, refuses connections, or the connection
+    closed before a single byte came back (a daemon shutting down). Only then may the
+    caller decide by itself."""
 
 
 class Answer(NamedTuple):
     verdict: str                       # OK | FAIL | UNKNOWN | TEMPFAIL
     fields: dict[str, str]
+    #: False when the client made up this TEMPFAIL (timeout, garbage): nobody logged it yet
+    from_daemon: bool = True
 
 
 def request(path: str, command: str, *args: str, connect_timeout: float = 0.5,
             reply_timeout: float = 10.0) -> Answer:
-    """Send one request (``AUTH``, ``LOOKUP``, ``STATS``) after the handshake; one answer."""
+    """Send one request (``AUTH``, ``LOOKUP``, ``STATS``) after the handshake; one answer.
+
+    A daemon that accepted the request is in charge of it: when it is busy, refuses the
+    connection by a TEMPFAIL line (too many connections), runs out of time or answers
+    garbage, the answer is TEMPFAIL, never DaemonUnavailable, because deciding elsewhere
+    would skip the daemon's failure throttle."""
     deadline = time.monotonic() + connect_timeout + reply_timeout
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
             sock.settimeout(connect_timeout)
             sock.connect(path)
+        except OSError as exc:
+            raise DaemonUnavailable(f"{path}: {exc.strerror or exc}") from None
+        buf, problem = b"", ""
+        try:
             sock.sendall(encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))
                          + encode_line(command, "1", *args))
-            lines = _read_lines(sock, 2, deadline)
-    except OSError as exc:
-        raise DaemonUnavailable(f"{path}: {exc.strerror or exc}") from None
-    version = decode_line(lines[0])
-    if version[:2] != ["VERSION", str(PROTOCOL_MAJOR)]:
-        raise DaemonUnavailable(f"{path}: unexpected handshake {lines[0][:40]!r}")
+            buf, problem = _read_lines(sock, 2, deadline)
+        except (ConnectionResetError, BrokenPipeError):
+            problem = _CLOSED  # an AF_UNIX peer that closes with our request unread resets
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    if not buf and problem == _CLOSED:
+        raise DaemonUnavailable(f"{path}: connection closed before any answer")
+    lines = buf.split(b"\n")
+    first = decode_line(lines[0]) if buf else []
+    if first[:1] == ["TEMPFAIL"]:  # refused before the handshake, e.g. too many connections
+        return Answer("TEMPFAIL", key_values(first[2:]))
+    if problem or first[:2] != ["VERSION", str(PROTOCOL_MAJOR)]:
+        return Answer("TEMPFAIL", {"reason": f"daemon at {path}: {problem or 'unexpected handshake'}"}, False)
     answer = decode_line(lines[1])
     if len(answer) < 2 or answer[0] not in VERDICTS or answer[1] != "1":
-        raise DaemonUnavailable(f"{path}: unexpected answer {lines[1][:40]!r}")
+        return Answer("TEMPFAIL", {"reason": f"daemon at {path}: unexpected answer"}, False)
     return Answer(answer[0], key_values(answer[2:]))
 
 
-def _read_lines(sock: socket.socket, count: int, deadline: float) -> list[bytes]:
+_CLOSED = "connection closed before the answer"
+
+
+def _read_lines(sock: socket.socket, count: int, deadline: float) -> tuple[bytes, str]:
+    """(what arrived, "" or why it is not *count* whole lines)."""
     buf = b""
     while buf.count(b"\n") < count:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise DaemonUnavailable("no answer in time")
+            return buf, "no answer in time"
         sock.settimeout(remaining)
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return buf, "no answer in time"
+        except ConnectionResetError:
+            chunk = b""
         if not chunk:
-            raise DaemonUnavailable("connection closed before the answer")
+            # a refusal line before the handshake is a whole answer on its own
+            return buf, "" if buf.startswith(b"TEMPFAIL") and buf.endswith(b"\n") else _CLOSED
         buf += chunk
         if len(buf) > count * MAX_LINE:
-            raise DaemonUnavailable("answer too long")
-    return buf.split(b"\n")[:count]
+            return buf, "answer too long"
+    return buf, ""

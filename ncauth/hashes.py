@@ -90,12 +90,18 @@ class Scheme:
     params: str = ""   # "m=65536,t=4,p=1", "cost=10"
     problem: str = ""  # why it can never verify, if it cannot
     engine: str = ""   # argon2: "libsodium" or "argon2-cffi"
+    argon2: tuple[int, int, int] | None = None  # (m, t, p) of an argon2 hash
 
-    @property
-    def slow(self) -> bool:
-        """Does checking a password against this hash run a slow hash (argon2, bcrypt)?
-        A refusal that ran none gets decoy work, so its cost tells nothing."""
-        return not self.problem and self.name in ("argon2id", "argon2i", "bcrypt", "legacy-bcrypt")
+    def covers(self, hashing: Hashing) -> bool:
+        """Does checking a password against this hash cost at least one decoy with
+        *hashing* (Nextcloud's current parameters)? Only an argon2 hash with at least
+        that memory and time and no more lanes does; every other check (bcrypt, legacy
+        hashes, older argon2 parameters, a hash refused unrun) needs decoy work beside
+        it, so that a refusal costs what an unknown user's does."""
+        if self.problem or self.argon2 is None:
+            return False
+        m, t, p = self.argon2
+        return m >= hashing.memory_cost and t >= hashing.time_cost and p <= hashing.threads
 
     def describe(self) -> str:
         prefix = f"{self.version}| " if self.version is not None else ""
@@ -147,7 +153,8 @@ def _inner_scheme(inner: str, version: int | None, limits: HashLimits) -> Scheme
     if m:
         name, v, mem, t, p = m.groups()
         return Scheme(name, version, f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""), too_much,
-                      engine="" if too_much else "libsodium" if _sodium_job(inner) else "argon2-cffi")
+                      engine="" if too_much else "libsodium" if _sodium_job(inner) else "argon2-cffi",
+                      argon2=(int(mem), int(t), int(p)))
     m = _BCRYPT_RE.fullmatch(inner)
     if m:
         if m.group(1) == "x":

@@ -14,13 +14,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
-from ncauth.config import Config
+from ncauth.config import Config, Hashing
 from ncauth.errors import TemporaryFailure
 from ncauth.store import Store, TokenRow, UserRow
 
@@ -75,6 +76,49 @@ class Account:
     name: str       # local@domain, exactly one '@'
     local: str
     domain: str
+
+
+class Cover:
+    """Decoy work for one refusal: argon2id with Nextcloud's parameters for each form
+    of *password*, run now (``finish``) or in a thread beside a cheaper real check
+    (``start``, then ``finish`` waits for it). ``done`` when no decoy is needed."""
+
+    def __init__(self, password: bytes, hashing: Hashing) -> None:
+        self.password, self.hashing = password, hashing
+        self.done = False
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _spend(self) -> None:
+        try:
+            for form in hashes.login_password_forms(self.password):
+                hashes.decoy(form, self.hashing)
+        except BaseException as exc:  # noqa: BLE001 - handed to finish(), in the deciding thread
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._spend, name="ncauth-decoy", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Let a decoy under way finish (and free its memory)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def finish(self) -> bool:
+        """Wait for (or do) the decoy work; whether any was needed. A decoy that could
+        not get its memory beside the real check runs again alone; one that cannot run
+        even then raises its TemporaryFailure here."""
+        if self.done:
+            return False
+        self.wait()
+        if self._thread is None or self._error is not None:
+            self._error = None
+            self._spend()
+        self.done = True
+        if self._error is not None:
+            raise self._error
+        return True
 
 
 def _no_trace(step: str, detail: str) -> None:
@@ -179,7 +223,7 @@ class Authenticator:
 
         scheme = hashes.identify(user.password, self.config.nextcloud.limits)
         t("hash", scheme.describe())
-        good, hashed = self._check_password(user, password, scheme, t)
+        good, cover = self._check_password(user, password, scheme, t)
         if not good:
             reason = token_problem or ("wrong password" if not scheme.problem else f"cannot verify: {scheme.problem}")
             verdict = Verdict(Outcome.REFUSED, reason, uid=user.uid)
@@ -189,23 +233,43 @@ class Authenticator:
             verdict = Verdict(Outcome.REFUSED, refusal, uid=user.uid)
         else:
             return self._ok(account, "password", f"password ({scheme.name})", t)
-        return verdict if hashed else self._refuse(verdict, password, t)
+        return self._refuse(verdict, password, t, cover)
 
-    def _check_password(self, user: UserRow, password: bytes, scheme: hashes.Scheme, t: Trace) -> tuple[bool, bool]:
-        """(matches, a slow hash ran now) for a login password against *user*'s hash,
-        answered from the verified-credentials cache when it holds this very match."""
+    def _check_password(self, user: UserRow, password: bytes, scheme: hashes.Scheme, t: Trace, *,
+                        cover: bool = True) -> tuple[bool, Cover]:
+        """(matches, the cover a refusal waits for) for a login password against *user*'s
+        hash, answered from the verified-credentials cache when it holds this very match.
+        A hash cheaper than Nextcloud's current parameters is checked beside a decoy, so
+        that a refusal costs the decoy's time whatever the hash (with *cover*)."""
+        nc = self.config.nextcloud
+        pending = Cover(password, nc.hashing)
         parts = (b"verify", user.password.encode(), password)
         if self.cache is not None and self.cache.verified(*parts):
             t("verify", "match (cached: same stored hash, same password)")
-            return True, False
+            return True, pending
+        if scheme.covers(nc.hashing) or not cover:
+            pending.done = True  # the real check costs what the decoy would
+        else:
+            pending.start()
         started = time.perf_counter()
-        nc = self.config.nextcloud
-        good = any(hashes.verify(form, user.password, nc.password_salt, nc.limits)
-                   for form in hashes.login_password_forms(password))
+
+        def check() -> bool:
+            return any(hashes.verify(form, user.password, nc.password_salt, nc.limits)
+                       for form in hashes.login_password_forms(password))
+
+        try:
+            good = check()
+        except TemporaryFailure:
+            if pending.done:
+                raise
+            # no memory for both at once (checkpassword runs under Dovecot's vsz_limit):
+            # the real check matters, so it runs again once the decoy is out of the way
+            pending.wait()
+            good = check()
         if good and self.cache is not None:
             self.cache.add(*parts)
         t("verify", f"{'match' if good else 'no match'} in {(time.perf_counter() - started) * 1000:.0f} ms")
-        return good, scheme.slow
+        return good, pending
 
     def _find(self, login: Login, t: Trace) -> Account | str:
         """The one Nextcloud account *login* names, with the mailbox name it owns, or
@@ -323,7 +387,7 @@ class Authenticator:
             t("app password", f"token id {row.id} stores no login password: nothing to re-check")
             return ""
         scheme = hashes.identify(user.password, self.config.nextcloud.limits)
-        good, _ = self._check_password(user, stored, scheme, t)
+        good, _ = self._check_password(user, stored, scheme, t, cover=False)
         return "" if good else "app password invalidated: the login password it was made with has changed"
 
     def _login_password_refusal(self, user: UserRow, remote_ip: str, t: Trace) -> str:
@@ -375,17 +439,19 @@ class Authenticator:
             return "uid:" + parsed.local
         return ("uid:" if match == "address" else "email:") + parsed.address
 
-    def _refuse(self, verdict: Verdict, password: bytes, t: Trace) -> Verdict:
-        """*verdict*, after the argon2 work a wrong password of this shape costs (Nextcloud's
-        parameters, the engine such a hash would use): every refusal costs the same,
-        whether the account exists, is disabled, has a second factor or has been tried
-        before, so neither timing nor repetition tells them apart."""
-        h = self.config.nextcloud.hashing
+    def _refuse(self, verdict: Verdict, password: bytes, t: Trace, cover: Cover | None = None) -> Verdict:
+        """*verdict*, once the argon2 work of a check with Nextcloud's current parameters is
+        spent (the decoy, on the engine such a hash would use, for every password form):
+        every refusal costs the same, whether the account exists, is disabled, has a
+        second factor, has an older or cheaper hash, or has been tried before, so neither
+        timing nor repetition tells them apart. *cover* is the decoy already under way
+        beside a cheaper real check, or the real check itself."""
         started = time.perf_counter()
-        for form in hashes.login_password_forms(password):
-            hashes.decoy(form, h)
-        t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
-          f"{(time.perf_counter() - started) * 1000:.0f} ms, as a real check costs")
+        ran = (cover or Cover(password, self.config.nextcloud.hashing)).finish()
+        if ran:
+            h = self.config.nextcloud.hashing
+            t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads}: waited "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms, so that this refusal costs what any other does")
         return verdict
 
     def _ok(self, account: Account, method: str, reason: str, t: Trace, *, disabled: bool = False) -> Verdict:

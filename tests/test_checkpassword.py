@@ -278,3 +278,14 @@ def test_python_module_entry_is_guarded_too(mariadb_nextcloud) -> None:
     r = checkpassword(mariadb_nextcloud.config_path, request(A, P),
                       argv=[str(ncauth), "checkpassword", "--config", str(mariadb_nextcloud.config_path), REPLY_HELPER])
     assert (r.code, r.reply) == (0, expected_reply(A))
+
+
+def test_a_package_that_cannot_be_imported_is_tempfail(tmp_path: Path) -> None:
+    """The console script itself must not turn an import failure (a half-upgraded or
+    shadowed package) into Python's exit 1, which Dovecot reads as "wrong password"."""
+    shadow = tmp_path / "shadow" / "ncauth"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('half-upgraded')\n")
+    r = checkpassword(tmp_path / "absent.toml", request(A, P), env={"PYTHONPATH": str(shadow.parent)})
+    assert (r.code, r.reply) == (111, b"")
+    assert "cannot load ncauth.checkpassword" in r.stderr and "half-upgraded" in r.stderr

@@ -288,8 +288,10 @@ def test_cache_hits_and_instant_revocation(daemon: Daemon, db: NextcloudDB) -> N
         ncschema.add_two_factor(conn, "oc_", "Alice", "totp")
     assert daemon.ask("AUTH", A, new).verdict == "FAIL"
 
-    # app password revoked: refused at once
-    token = population.token("alice-valid")
+    # the password reset above made every app password that stores the old one stale
+    assert daemon.ask("AUTH", A, population.token("alice-valid")).verdict == "FAIL"
+    # app password revoked: refused at once (one that stores no login password)
+    token = population.token("alice-passwordless")
     assert daemon.ask("AUTH", A, token).verdict == "OK"
     with db.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM oc_authtoken WHERE token = :t"),
@@ -307,12 +309,17 @@ def test_every_refusal_costs_one_slow_hash_first_time_and_again(daemon: Daemon) 
         assert daemon.ask("AUTH", login, password).verdict == expected
         return int(daemon.stats()["slow_hashes"]) - before
 
-    refusals = [(A, "not-it-123", "FAIL"), ("ghost@example.org", "not-it-123", "UNKNOWN"),
-                (f"dave@{population.DOMAIN}", P, "FAIL"),            # disabled, right password
-                (f"tina@{population.DOMAIN}", P, "FAIL"),            # second factor, right password
-                (f"bob@evil.com@{population.DOMAIN}", P, "UNKNOWN")]  # a name nobody owns
-    for login, password, expected in refusals:
-        assert [cost(login, password, expected) for _ in range(3)] == [1, 1, 1], login
+    # Alice's hash costs what Nextcloud's parameters cost: it is the refusal's cost. dave's
+    # and tina's (p=2) cost less, so the decoy runs beside it; repeated, their right
+    # password comes from the cache and the decoy alone runs.
+    refusals = [(A, "not-it-123", "FAIL", [1, 1, 1]), ("ghost@example.org", "not-it-123", "UNKNOWN", [1, 1, 1]),
+                (f"dave@{population.DOMAIN}", P, "FAIL", [2, 1, 1]),            # disabled, right password
+                # second factor, right password; tina's stored hash is dave's vector, so the
+                # match is in the cache already
+                (f"tina@{population.DOMAIN}", P, "FAIL", [1, 1, 1]),
+                (f"bob@evil.com@{population.DOMAIN}", P, "UNKNOWN", [1, 1, 1])]  # a name nobody owns
+    for login, password, expected, costs in refusals:
+        assert [cost(login, password, expected) for _ in range(3)] == costs, login
     assert cost(A, "correct+horse%20battery", "FAIL") == 2     # two forms: as typed, urldecoded
     assert cost("ghost@example.org", "correct+horse%20battery", "UNKNOWN") == 2
     assert cost(A, P, "OK") in (0, 1)

@@ -188,9 +188,23 @@ def test_hashes_above_the_limits_are_refused_without_running(stored: str, proble
     assert hashes.verify(b"pw", stored) is False
     assert time.perf_counter() - started < 1
     assert problem in hashes.identify(stored).problem
-    assert not hashes.identify(stored).slow
+    assert not hashes.identify(stored).covers(Hashing(8, 1, 1))   # a refusal gets the full decoy
     assert hashes.identify(stored, HashLimits(argon2_memory_cost=2 << 20, argon2_time_cost=10 ** 9,
                                               argon2_threads=255, bcrypt_cost=31)).problem == ""
+
+
+@pytest.mark.parametrize(("stored", "covers"), [
+    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, True),    # Nextcloud's default
+    ("3|$argon2id$v=19$m=131072,t=6,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, True),   # more than the decoy
+    ("3|$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),   # less time
+    ("3|$argon2id$v=19$m=32768,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),   # less memory
+    ("3|$argon2id$v=19$m=65536,t=4,p=2$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),   # two lanes: faster
+    ("1|$2y$10$" + "a" * 53, False), ("a" * 40, False), ("", False),
+])
+def test_only_hashes_at_nextclouds_cost_cover_a_refusal(stored: str, covers: bool) -> None:
+    """A refusal must cost a decoy with Nextcloud's parameters: which stored hashes cost
+    that on their own (the others get the decoy beside them)."""
+    assert hashes.identify(stored).covers(Hashing(65536, 4, 1)) is covers
 
 
 def test_decoy_uses_the_configured_parameters() -> None:

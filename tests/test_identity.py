@@ -383,3 +383,61 @@ def test_a_second_daemon_does_not_steal_a_live_socket(daemon) -> None:
                           timeout=30)
     assert proc.returncode == 78 and "another ncauth serve is answering" in proc.stderr
     assert daemon.ask("LOOKUP", f"alice@{D}").verdict == "OK"
+
+
+# --- 6. every refusal costs what an unknown user's does ---------------------------------------
+
+def test_a_refusal_waits_for_the_decoy_whatever_the_users_hash(db: NextcloudDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 6 (and the review after it): a user whose stored hash is cheaper than
+    Nextcloud's parameters (bcrypt, older argon2 settings) must not be refused faster than
+    an unknown user. The decoy runs beside the cheap check and the refusal waits for it;
+    a success does not. The decoy is slowed down here so that the difference is plain."""
+    import bcrypt
+
+    with db.engine.begin() as conn:
+        ncschema.add_user(conn, "oc_", "old", "1|" + bcrypt.hashpw(P.encode(), bcrypt.gensalt(4)).decode())
+        ncschema.add_user(conn, "oc_", "dis", "1|" + bcrypt.hashpw(P.encode(), bcrypt.gensalt(4)).decode())
+        ncschema.disable_user(conn, "oc_", "dis")
+    config = _config(db, f'domains = ["{D}"]')
+    real_decoy = hashes.decoy
+
+    def slow_decoy(*args):
+        time.sleep(0.4)
+        real_decoy(*args)
+
+    monkeypatch.setattr(hashes, "decoy", slow_decoy)
+    auth = Authenticator(config)
+
+    def seconds(login: str, password: str) -> tuple[float, Outcome]:
+        started = time.perf_counter()
+        verdict = auth.authenticate(login, password.encode())
+        return time.perf_counter() - started, verdict.outcome
+
+    try:
+        for login, password, outcome in ((f"ghost@{D}", P, Outcome.UNKNOWN), (f"old@{D}", "wrong", Outcome.REFUSED),
+                                         (f"dis@{D}", P, Outcome.REFUSED)):
+            took, got = seconds(login, password)
+            assert got is outcome and took >= 0.4, (login, took)
+        took, got = seconds(f"old@{D}", P)
+        assert got is Outcome.OK and took < 0.4
+    finally:
+        auth.store.close()
+
+
+def test_a_decoy_beside_a_big_cheaper_hash_fits_dovecots_256_mib(db: NextcloudDB) -> None:
+    """The decoy that runs beside a cheaper real check needs its own memory: with a 64 MiB
+    hash of older parameters (t=3) and Nextcloud's default decoy (64 MiB, t=4), both
+    verdicts still come out of checkpassword under Dovecot's 256 MiB address-space limit."""
+    from argon2 import PasswordHasher
+
+    from test_checkpassword import checkpassword, request
+
+    with db.engine.begin() as conn:
+        ncschema.add_user(conn, "oc_", "older", "3|" + PasswordHasher(time_cost=3, memory_cost=65536,
+                                                                         parallelism=1).hash(P))
+    text = population.config_text(db.url, db.prefix).replace("hashing_memory_cost = 8192\nhashing_time_cost = 1\n", "")
+    config = db.directory / "big.toml"
+    config.write_text(text + f'\n[accounts]\ndomains = ["{D}"]\n')
+    config.chmod(0o600)
+    assert checkpassword(config, request(f"older@{D}", P), address_space=256 << 20).code == 0
+    assert checkpassword(config, request(f"older@{D}", "wrong"), address_space=256 << 20).code == 1
