@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 EX_OK = 0
 EX_USAGE = 64
 EX_NOUSER = 67
+EX_CANTCREAT = 73
 EX_TEMPFAIL = 75
 EX_NOPERM = 77
 EX_CONFIG = 78
@@ -241,15 +242,18 @@ def dovecot_config(args: argparse.Namespace) -> int:
             sys.stderr.write(f"ncauth: this snippet reads {snip.sql_args_path or snip.lua_path}; write both files "
                              "with --output /etc/dovecot/conf.d/ncauth.conf.ext\n")
         return EX_OK
-    _write_private(output, snip.text, 0o600 if snip.has_secret else 0o644)
-    written = [str(output)]
+    files = [(output, snip.text, 0o600 if snip.has_secret else 0o644)]
     if snip.sql_args:  # holds the database password
-        _write_private(Path(snip.sql_args_path), snip.sql_args, 0o600)
-        written.append(snip.sql_args_path)
+        files.append((Path(snip.sql_args_path), snip.sql_args, 0o600))
     if snip.lua:
-        _write_private(Path(snip.lua_path), snip.lua, 0o644)
-        written.append(snip.lua_path)
-    sys.stderr.write("ncauth: wrote " + " and ".join(written) + "\n")
+        files.append((Path(snip.lua_path), snip.lua, 0o644))
+    for path, text, mode in files:
+        try:
+            _write_private(path, text, mode)
+        except OSError as exc:
+            sys.stderr.write(f"ncauth dovecot-config: cannot write {path}: {exc.strerror}\n")
+            return EX_CANTCREAT
+    sys.stderr.write("ncauth: wrote " + " and ".join(str(path) for path, _, _ in files) + "\n")
     return EX_OK
 
 

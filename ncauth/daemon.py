@@ -270,7 +270,7 @@ class Daemon:
         command = fields[0]
         rid = fields[1] if len(fields) > 1 else ""
         if any("\x00" in f for f in fields):  # nothing can carry it back (Dovecot's escaping has no NUL)
-            return encode_line("TEMPFAIL", "", "reason=malformed request: NUL byte")
+            return self._malformed(rid.replace("\x00", ""), "malformed request: NUL byte")
         if command == "STATS" and len(fields) >= 2:
             return encode_line("OK", rid, *(f"{k}={v}" for k, v in self.snapshot().items()))
         if command == "AUTH" and len(fields) >= 4:
@@ -278,7 +278,7 @@ class Daemon:
         elif command == "LOOKUP" and len(fields) >= 3:
             user, password, extra = fields[2], None, key_values(fields[3:])
         else:
-            return encode_line("TEMPFAIL", rid, f"reason=malformed or unknown request {command[:16]!r}")
+            return self._malformed(rid, f"malformed or unknown request {command[:16]!r}")
         rip, service = extra.get("rip", ""), extra.get("service", "")
         log.logger.debug("%s %s login=\"%s\" %s", command, log.printable(rid, 32), log.printable(user),
                          " ".join(f"{k}={log.printable(v, 64)}" for k, v in extra.items()))
@@ -296,6 +296,12 @@ class Daemon:
                      user=verdict.user, uid=verdict.uid, service=service, remote_ip=rip, method=verdict.method,
                      via="daemon")
         return reply
+
+    def _malformed(self, rid: str, reason: str) -> bytes:
+        """TEMPFAIL for a request that is not one, counted and logged like any answer."""
+        self.stats.record("TEMPFAIL", 0)
+        log.logger.warning("%s (request %s)", reason, log.printable(rid, 32))
+        return encode_line("TEMPFAIL", rid, f"reason={reason}")
 
     async def _verdict(self, user: str, password: bytes | None, rip: str) -> Verdict:
         """Throttle, admit, decide in a worker, learn from the outcome."""

@@ -87,15 +87,35 @@ class QueryBuilder:
                     f"ELSE {self.login_var(self.v.domain)} END")
         return self.login_var(self.v.domain)
 
+    def exact(self, expr: str) -> str:
+        """*expr* compared byte for byte: MySQL/MariaDB collations ignore trailing spaces
+        (PAD SPACE) and, in the _ci ones, case and accents, so 'alice ' would find alice."""
+        return f"BINARY {expr}" if self.dialect == "mysql" else expr
+
     def local_expr(self) -> str:
-        """The mailbox's local part: the account's stored uid_lower under match = "email",
-        else the login's username part, which the WHERE clause makes equal to it."""
-        return "u.uid_lower" if self.config.accounts.match == "email" else self.login_var(self.v.local)
+        """The mailbox's local part: the account's stored uid_lower (with match = "address",
+        the username part of the login, which the WHERE clause makes exactly that of it)."""
+        return self.login_var(self.v.local) if self.config.accounts.match == "address" else "u.uid_lower"
 
     def user_expr(self) -> str:
-        """The canonical user: ``local@domain`` with exactly one ``@``, as the Python
-        policy gives it (the domain is one of [accounts] domains, which hold none)."""
-        return self.concat(self.local_expr(), "'@'", self.domain_expr())
+        """The canonical user, as the Python policy gives it: the stored uid_lower at the
+        login's domain (one of [accounts] domains, which hold no '@'), or with match =
+        "address" the stored uid_lower itself."""
+        if self.config.accounts.match == "address":
+            return "u.uid_lower"
+        return self.concat("u.uid_lower", "'@'", self.domain_expr())
+
+    def _unsafe_free(self, column: str, extra: str = "") -> str:
+        """*column* holds none of the characters that cannot stand in a mail path or a
+        Dovecot field ('/', '\\', NUL, 0x01, TAB, LF, CR; and *extra*), as ncauth.names
+        requires of the Python path."""
+        chars = [quote("/")] + ([quote(extra)] if extra else [])
+        chars += [f"CHR({n})" if self.dialect == "postgresql" else f"CHAR({n})"
+                  for n in (92, 1, 9, 10, 13) + (() if self.dialect == "postgresql" else (0,))]
+        expr = column
+        for c in chars:
+            expr = f"REPLACE({expr}, {c}, '')"
+        return f"{self.exact(expr)} = {self.exact(column)}"
 
     def template(self, text: str) -> str:
         """A ``[userdb]`` value with ``{user}``/``{local}``/``{domain}``/``{uid}`` as SQL."""
@@ -127,29 +147,28 @@ class QueryBuilder:
     def _from_where(self) -> tuple[str, list[str]]:
         acc, p, v = self.config.accounts, self.p, self.v
         where: list[str] = []
+        x = self.exact
         if acc.match == "email":
             address = self.concat(self.login_var(v.local), "'@'", self.domain_expr())
             source = (f"{p}users u JOIN {p}preferences e ON e.userid = u.uid AND e.appid = 'settings'"
                       " AND e.configkey = 'email'")
-            where.append(f"LOWER(e.configvalue) = {address}")
+            where.append(f"{x('LOWER(e.configvalue)')} = {x(address)}")
             where.append(f"(SELECT COUNT(*) FROM {p}preferences e2 WHERE e2.appid = 'settings' AND e2.configkey = 'email'"
-                         f" AND LOWER(e2.configvalue) = {address}) = 1")
+                         f" AND {x('LOWER(e2.configvalue)')} = {x(address)}) = 1")
         elif acc.match == "address":
             source = f"{p}users u"
-            where.append(f"u.uid_lower = {self.concat(self.login_var(v.local), quote('@'), self.domain_expr())}"
-                         if acc.default_domain else f"u.uid_lower = {self.login_var(v.user)}")
+            where.append(f"{x('u.uid_lower')} = {x(self.concat(self.login_var(v.local), quote('@'), self.domain_expr()))}"
+                         if acc.default_domain else f"{x('u.uid_lower')} = {x(self.login_var(v.user))}")
         else:
             source = f"{p}users u"
-            where.append(f"u.uid_lower = {self.login_var(v.local)}")
+            where.append(f"{x('u.uid_lower')} = {x(self.login_var(v.local))}")
         if acc.domains == (ANY_DOMAIN,):
             raise ConfigError('[accounts] domains = ["*"]: SQL mode needs the served domains named, so that '
                               "Dovecot's split of the login and ncauth's agree")
-        where.append(f"{self.domain_expr()} IN ({', '.join(quote(d) for d in acc.domains)})")
+        where.append(f"{x(self.domain_expr())} IN ({', '.join(quote(d) for d in acc.domains)})")
         # a row whose uid_lower is not a safe mailbox local part is nobody's mailbox (ncauth.names)
-        where.append("u.uid_lower NOT IN ('', '.', '..')")
-        where.append("REPLACE(u.uid_lower, '/', '') = u.uid_lower")
-        if acc.match == "email":
-            where.append("REPLACE(u.uid_lower, '@', '') = u.uid_lower")
+        where.append(f"{x('u.uid_lower')} NOT IN ('', '.', '..')")
+        where.append(self._unsafe_free("u.uid_lower", "@" if acc.match == "email" else ""))
         return source, where
 
     def _login_conditions(self) -> list[str]:

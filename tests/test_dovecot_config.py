@@ -71,3 +71,17 @@ def test_sql_snippet_takes_the_password_from_the_query_too(tmp_path: Path) -> No
                     '[accounts]\ndomains = ["example.org"]\n')
     path.chmod(0o600)
     assert "password=s3cr3t-pw" in dovecot.sql_args_file(cfg.load(str(path)))
+
+
+@pytest.mark.parametrize("target", ["missing-dir/ncauth.conf.ext", "."])
+def test_output_that_cannot_be_written_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        target: str) -> None:
+    """--output into a missing directory, or onto a directory: a message naming the path, exit 73."""
+    config = tmp_path / "c.toml"
+    config.write_text('[nextcloud]\ndatabase_url = "sqlite:////x.db"\n[accounts]\ndomains = ["example.org"]\n')
+    config.chmod(0o600)
+    out = tmp_path / target
+    code = cli.main(["dovecot-config", "--config", str(config), "--mode", "checkpassword", "--dovecot", "2.3",
+                     "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == cli.EX_CANTCREAT and f"cannot write {out.resolve()}" in err and "Traceback" not in err

@@ -349,10 +349,12 @@ def test_a_request_that_cannot_be_answered_gets_tempfail_on_the_same_connection(
     and the connection serves the next request."""
     with _raw(daemon.socket) as s:
         s.sendall(f"AUTH\tid\x00x\talice@{D}\t{P}\n".encode())
-        assert _line(s).startswith(b"TEMPFAIL\t\treason=malformed request")
+        assert _line(s).startswith(b"TEMPFAIL\tidx\treason=malformed request")
         s.sendall(f"AUTH\t7\talice@{D}\t{P}\n".encode())
         assert _line(s).startswith(b"OK\t7\tuser=alice@")
     assert "verdict=ok" in daemon.log() and "Unhandled exception" not in daemon.log()
+    assert "malformed request: NUL byte (request idx)" in daemon.log()
+    assert int(daemon.stats()["verdict_tempfail"]) == 1
 
 
 def test_connections_per_peer_are_capped(daemon) -> None:
