@@ -443,3 +443,33 @@ def test_a_decoy_beside_a_big_cheaper_hash_fits_dovecots_256_mib(db: NextcloudDB
     config.chmod(0o600)
     assert checkpassword(config, request(f"older@{D}", P), address_space=256 << 20).code == 0
     assert checkpassword(config, request(f"older@{D}", "wrong"), address_space=256 << 20).code == 1
+
+
+def test_checkpassword_never_decides_past_a_daemon_that_is_there(daemon) -> None:
+    """Review finding: a daemon that refuses the connection (too many) or does not answer
+    in time used to count as "not there", and checkpassword then decided in-process,
+    without the daemon's throttle. Now only a missing daemon is; the rest is 111."""
+    from test_checkpassword import checkpassword, request
+
+    config = daemon.config
+    held = [_raw(daemon.socket) for _ in range(3)]          # peer_connections = 3
+    try:
+        r = checkpassword(config, request(f"alice@{D}", P))
+        assert r.code == 111 and "deciding in-process" not in r.stderr
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.2)
+    assert checkpassword(config, request(f"alice@{D}", P)).code == 0           # the daemon decides again
+    daemon.proc.send_signal(signal.SIGSTOP)                                     # there, but silent
+    try:
+        slow = config.with_name("slow.toml")
+        slow.write_text(config.read_text().replace("[daemon]\n", "[daemon]\nreply_timeout = 0.5\n"))
+        slow.chmod(0o600)
+        r = checkpassword(slow, request(f"alice@{D}", P))
+        assert r.code == 111 and "no answer in time" in r.stderr and "deciding in-process" not in r.stderr
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    daemon.stop()
+    r = checkpassword(config, request(f"alice@{D}", P))                         # gone: decide here
+    assert r.code == 0 and "deciding in-process" in r.stderr
