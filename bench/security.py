@@ -81,6 +81,13 @@ class Setup:
                 ncschema.add_user(conn, "oc_", uid, php_default_hash(P))
             for uid in ("bob",) + tuple(f"user{i}" for i in range(100)):
                 ncschema.add_user(conn, "oc_", uid, cheap)
+            # older or cheaper hashes than Nextcloud's current parameters (dormant accounts)
+            import bcrypt
+            from argon2 import PasswordHasher
+
+            ncschema.add_user(conn, "oc_", "olga", "1|" + bcrypt.hashpw(P.encode(), bcrypt.gensalt(10)).decode())
+            ncschema.add_user(conn, "oc_", "tom", "3|" + PasswordHasher(time_cost=2, memory_cost=16384,
+                                                                         parallelism=2).hash(P))
             for name, stored in HOSTILE.items():
                 ncschema.add_user(conn, "oc_", name.split()[0] + str(len(name)), stored)
             ncschema.disable_user(conn, "oc_", "dave")
@@ -138,6 +145,8 @@ def refusals(setup: Setup, repeats: int) -> list[tuple[str, float, float, str]]:
                  ("unknown user", f"ghost@{D}", "wrong-guess-1"),
                  ("disabled user, right password", f"dave@{D}", P),
                  ("two-factor user, right password", f"tina@{D}", P),
+                 ("wrong password, bcrypt cost 10 user", f"olga@{D}", "wrong-guess-1"),
+                 ("wrong password, argon2id m=16384,t=2,p=2 user", f"tom@{D}", "wrong-guess-1"),
                  ("right password, repeated: the cache (for scale)", f"alice@{D}", P)]
         for name, login, password in cases:
             times, verdict = [], ""

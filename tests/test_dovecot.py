@@ -36,6 +36,7 @@ SQL_MODE_REFUSES = {
     "2fa-trusted-network", "2fa-trusted-network-v4-mapped", "2fa-app-password",
     "app-password", "app-password-future-expiry", "app-password-login-name-address",
     "app-password-no-secret-fallback", "app-password-session-token", "app-password-login-name-email",
+    "app-password-stores-no-password",
     "urlencoded-password",
 }
 
