@@ -71,6 +71,7 @@ class Daemon:
     def __init__(self, config: config_mod.Config) -> None:
         self.config = config
         self.auth = self._authenticator(config)
+        self.throttle: Throttle | None = None
         self.throttle = self._throttle(config)
         d = config.daemon
         self.workers = d.workers or os.cpu_count() or 1
@@ -102,11 +103,10 @@ class Daemon:
         settings = dict(window=d.throttle_window, ip_failures=d.throttle_ip_failures,
                         user_failures=d.throttle_user_failures, ipv6_prefix=d.throttle_ipv6_prefix,
                         exempt=_network_test(d.throttle_exempt_networks))
-        current: Throttle | None = getattr(self, "throttle", None)
-        if current is None:
+        if self.throttle is None:
             return Throttle(**settings)  # type: ignore[arg-type]
-        current.configure(**settings)  # type: ignore[arg-type]
-        return current
+        self.throttle.configure(**settings)  # type: ignore[arg-type]
+        return self.throttle
 
     @staticmethod
     def _allowed_uids(names: tuple[str, ...]) -> set[int]:
