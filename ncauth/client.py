@@ -41,15 +41,18 @@ def request(path: str, command: str, *args: str, connect_timeout: float = 0.5,
         try:
             sock.settimeout(connect_timeout)
             sock.connect(path)
-        except OSError as exc:
+        except (FileNotFoundError, ConnectionRefusedError) as exc:  # no socket, or nobody listening
             raise DaemonUnavailable(f"{path}: {exc.strerror or exc}") from None
+        except OSError as exc:  # e.g. EAGAIN: a full listen backlog is a daemon that is there
+            return Answer("TEMPFAIL", {"reason": f"daemon at {path}: {exc.strerror or exc}"}, False)
         buf, problem = b"", ""
         try:
-            sock.sendall(encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))
-                         + encode_line(command, "1", *args))
+            try:
+                sock.sendall(encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))
+                             + encode_line(command, "1", *args))
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # it may have refused us with a line first: read what is there
             buf, problem = _read_lines(sock, 2, deadline)
-        except (ConnectionResetError, BrokenPipeError):
-            problem = _CLOSED  # an AF_UNIX peer that closes with our request unread resets
         except OSError as exc:
             problem = exc.strerror or str(exc)
     if not buf and problem == _CLOSED:

@@ -165,7 +165,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         sock = sock or self.listening_socket()
-        self.server = await asyncio.start_unix_server(self._connection, sock=sock, limit=MAX_LINE)
+        self.server = await asyncio.start_unix_server(self._connection, sock=sock, limit=MAX_LINE, backlog=128)
         _sd_notify("READY=1")
         log.logger.info("serving with %d workers, queue %d, cache %s", self.workers, self.config.daemon.queue,
                         "on" if self.auth.cache is not None else "off")

@@ -14,14 +14,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
-import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
-from ncauth.config import Config, Hashing
+from ncauth.config import Config
 from ncauth.errors import TemporaryFailure
 from ncauth.store import Store, TokenRow, UserRow
 
@@ -69,6 +69,15 @@ class Login:
 
 
 @dataclass(frozen=True)
+class Work:
+    """The real hash check a refusal already paid for: when it started (None: none ran,
+    e.g. a cached match), and whether it alone costs what a decoy does."""
+
+    since: float | None = None
+    covers: bool = False
+
+
+@dataclass(frozen=True)
 class Account:
     """A Nextcloud user row and the mailbox name (canonical user) it owns."""
 
@@ -76,49 +85,6 @@ class Account:
     name: str       # local@domain, exactly one '@'
     local: str
     domain: str
-
-
-class Cover:
-    """Decoy work for one refusal: argon2id with Nextcloud's parameters for each form
-    of *password*, run now (``finish``) or in a thread beside a cheaper real check
-    (``start``, then ``finish`` waits for it). ``done`` when no decoy is needed."""
-
-    def __init__(self, password: bytes, hashing: Hashing) -> None:
-        self.password, self.hashing = password, hashing
-        self.done = False
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def _spend(self) -> None:
-        try:
-            for form in hashes.login_password_forms(self.password):
-                hashes.decoy(form, self.hashing)
-        except BaseException as exc:  # noqa: BLE001 - handed to finish(), in the deciding thread
-            self._error = exc
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._spend, name="ncauth-decoy", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Let a decoy under way finish (and free its memory)."""
-        if self._thread is not None:
-            self._thread.join()
-
-    def finish(self) -> bool:
-        """Wait for (or do) the decoy work; whether any was needed. A decoy that could
-        not get its memory beside the real check runs again alone; one that cannot run
-        even then raises its TemporaryFailure here."""
-        if self.done:
-            return False
-        self.wait()
-        if self._thread is None or self._error is not None:
-            self._error = None
-            self._spend()
-        self.done = True
-        if self._error is not None:
-            raise self._error
-        return True
 
 
 def _no_trace(step: str, detail: str) -> None:
@@ -166,6 +132,8 @@ class Authenticator:
         self.clock = clock
         secret = config.nextcloud.secret.encode()
         self._token_suffixes = (secret, b"") if secret else (b"",)
+        #: seconds of recent decoy runs: what a cheaper check's refusal waits up to
+        self._decoy_times: deque[float] = deque(maxlen=16)
 
     # -- public ----------------------------------------------------------------------
 
@@ -223,7 +191,7 @@ class Authenticator:
 
         scheme = hashes.identify(user.password, self.config.nextcloud.limits)
         t("hash", scheme.describe())
-        good, cover = self._check_password(user, password, scheme, t)
+        good, work = self._check_password(user, password, scheme, t)
         if not good:
             reason = token_problem or ("wrong password" if not scheme.problem else f"cannot verify: {scheme.problem}")
             verdict = Verdict(Outcome.REFUSED, reason, uid=user.uid)
@@ -233,43 +201,24 @@ class Authenticator:
             verdict = Verdict(Outcome.REFUSED, refusal, uid=user.uid)
         else:
             return self._ok(account, "password", f"password ({scheme.name})", t)
-        return self._refuse(verdict, password, t, cover)
+        return self._refuse(verdict, password, t, work)
 
-    def _check_password(self, user: UserRow, password: bytes, scheme: hashes.Scheme, t: Trace, *,
-                        cover: bool = True) -> tuple[bool, Cover]:
-        """(matches, the cover a refusal waits for) for a login password against *user*'s
-        hash, answered from the verified-credentials cache when it holds this very match.
-        A hash cheaper than Nextcloud's current parameters is checked beside a decoy, so
-        that a refusal costs the decoy's time whatever the hash (with *cover*)."""
-        nc = self.config.nextcloud
-        pending = Cover(password, nc.hashing)
+    def _check_password(self, user: UserRow, password: bytes, scheme: hashes.Scheme, t: Trace) -> tuple[bool, Work]:
+        """(matches, the work it took, for a refusal's cost) for a login password against
+        *user*'s hash, answered from the verified-credentials cache when it holds this
+        very match."""
         parts = (b"verify", user.password.encode(), password)
         if self.cache is not None and self.cache.verified(*parts):
             t("verify", "match (cached: same stored hash, same password)")
-            return True, pending
-        if scheme.covers(nc.hashing) or not cover:
-            pending.done = True  # the real check costs what the decoy would
-        else:
-            pending.start()
-        started = time.perf_counter()
-
-        def check() -> bool:
-            return any(hashes.verify(form, user.password, nc.password_salt, nc.limits)
-                       for form in hashes.login_password_forms(password))
-
-        try:
-            good = check()
-        except TemporaryFailure:
-            if pending.done:
-                raise
-            # no memory for both at once (checkpassword runs under Dovecot's vsz_limit):
-            # the real check matters, so it runs again once the decoy is out of the way
-            pending.wait()
-            good = check()
+            return True, Work()
+        nc = self.config.nextcloud
+        work = Work(since=time.perf_counter(), covers=scheme.covers(nc.hashing))
+        good = any(hashes.verify(form, user.password, nc.password_salt, nc.limits)
+                   for form in hashes.login_password_forms(password))
         if good and self.cache is not None:
             self.cache.add(*parts)
-        t("verify", f"{'match' if good else 'no match'} in {(time.perf_counter() - started) * 1000:.0f} ms")
-        return good, pending
+        t("verify", f"{'match' if good else 'no match'} in {(time.perf_counter() - work.since) * 1000:.0f} ms")
+        return good, work
 
     def _find(self, login: Login, t: Trace) -> Account | str:
         """The one Nextcloud account *login* names, with the mailbox name it owns, or
@@ -387,7 +336,7 @@ class Authenticator:
             t("app password", f"token id {row.id} stores no login password: nothing to re-check")
             return ""
         scheme = hashes.identify(user.password, self.config.nextcloud.limits)
-        good, _ = self._check_password(user, stored, scheme, t, cover=False)
+        good, _ = self._check_password(user, stored, scheme, t)
         return "" if good else "app password invalidated: the login password it was made with has changed"
 
     def _login_password_refusal(self, user: UserRow, remote_ip: str, t: Trace) -> str:
@@ -439,20 +388,41 @@ class Authenticator:
             return "uid:" + parsed.local
         return ("uid:" if match == "address" else "email:") + parsed.address
 
-    def _refuse(self, verdict: Verdict, password: bytes, t: Trace, cover: Cover | None = None) -> Verdict:
-        """*verdict*, once the argon2 work of a check with Nextcloud's current parameters is
-        spent (the decoy, on the engine such a hash would use, for every password form):
-        every refusal costs the same, whether the account exists, is disabled, has a
-        second factor, has an older or cheaper hash, or has been tried before, so neither
-        timing nor repetition tells them apart. *cover* is the decoy already under way
-        beside a cheaper real check, or the real check itself."""
-        started = time.perf_counter()
-        ran = (cover or Cover(password, self.config.nextcloud.hashing)).finish()
-        if ran:
-            h = self.config.nextcloud.hashing
-            t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads}: waited "
-              f"{(time.perf_counter() - started) * 1000:.0f} ms, so that this refusal costs what any other does")
+    def _refuse(self, verdict: Verdict, password: bytes, t: Trace, work: Work | None = None) -> Verdict:
+        """*verdict*, once it has cost what a check with Nextcloud's current parameters
+        costs: every refusal costs the same, whether the account exists, is disabled, has
+        a second factor, an older or cheaper hash, or has been tried before, so neither
+        timing nor repetition tells them apart.
+
+        *work* is the real check that ran: one at Nextcloud's cost is enough on its own; a
+        cheaper one (bcrypt, older argon2 parameters) is topped up by waiting until the
+        decoy's measured time has passed; with no real check, or no decoy measured yet in
+        this process, the decoy runs (argon2id with Nextcloud's parameters, one run per
+        password form). Only ever after a refusal: a correct password never waits, and
+        no two hashes ever run at once (checkpassword lives in Dovecot's vsz_limit)."""
+        if work is not None and work.covers:
+            return verdict
+        forms = len(hashes.login_password_forms(password))
+        decoy = self._decoy_seconds()
+        if work is not None and work.since is not None and decoy is not None:
+            wait = decoy * forms - (time.perf_counter() - work.since)
+            if wait > 0:
+                time.sleep(wait)
+            t("decoy", f"waited {max(wait, 0) * 1000:.0f} ms, so that this refusal costs what any other does")
+            return verdict
+        h = self.config.nextcloud.hashing
+        for form in hashes.login_password_forms(password):
+            started = time.perf_counter()
+            hashes.decoy(form, h)
+            self._decoy_times.append(time.perf_counter() - started)
+        t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
+          f"{sum(list(self._decoy_times)[-forms:]) * 1000:.0f} ms, so that this refusal costs what any other does")
         return verdict
+
+    def _decoy_seconds(self) -> float | None:
+        """The median time of this process's recent decoy runs, if it made any."""
+        times = sorted(self._decoy_times)
+        return times[len(times) // 2] if times else None
 
     def _ok(self, account: Account, method: str, reason: str, t: Trace, *, disabled: bool = False) -> Verdict:
         values = {"user": account.name, "local": account.local, "domain": account.domain, "uid": account.row.uid}

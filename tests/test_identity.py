@@ -392,8 +392,9 @@ def test_a_second_daemon_does_not_steal_a_live_socket(daemon) -> None:
 def test_a_refusal_waits_for_the_decoy_whatever_the_users_hash(db: NextcloudDB, monkeypatch: pytest.MonkeyPatch) -> None:
     """Finding 6 (and the review after it): a user whose stored hash is cheaper than
     Nextcloud's parameters (bcrypt, older argon2 settings) must not be refused faster than
-    an unknown user. The decoy runs beside the cheap check and the refusal waits for it;
-    a success does not. The decoy is slowed down here so that the difference is plain."""
+    an unknown user: the refusal waits until the decoy's measured time has passed (or runs
+    the decoy when none was measured yet); a success does not. The decoy is slowed down
+    here so that the difference is plain."""
     import bcrypt
 
     with db.engine.begin() as conn:
@@ -426,10 +427,11 @@ def test_a_refusal_waits_for_the_decoy_whatever_the_users_hash(db: NextcloudDB, 
         auth.store.close()
 
 
-def test_a_decoy_beside_a_big_cheaper_hash_fits_dovecots_256_mib(db: NextcloudDB) -> None:
-    """The decoy that runs beside a cheaper real check needs its own memory: with a 64 MiB
-    hash of older parameters (t=3) and Nextcloud's default decoy (64 MiB, t=4), both
-    verdicts still come out of checkpassword under Dovecot's 256 MiB address-space limit."""
+def test_a_cheaper_hash_and_its_decoy_fit_dovecots_256_mib(db: NextcloudDB) -> None:
+    """A 64 MiB hash of older parameters (t=3) is cheaper than Nextcloud's default decoy
+    (64 MiB, t=4), so its refusal also spends the decoy: never at the same time as the
+    real check (a second review found a decoy thread beside it made the *correct*
+    password fail under Dovecot's 256 MiB address-space limit). Both verdicts hold."""
     from argon2 import PasswordHasher
 
     from test_checkpassword import checkpassword, request
