@@ -44,7 +44,7 @@ def request(path: str, command: str, *args: str, connect_timeout: float = 0.5,
         except (FileNotFoundError, ConnectionRefusedError) as exc:  # no socket, or nobody listening
             raise DaemonUnavailable(f"{path}: {exc.strerror or exc}") from None
         except OSError as exc:  # e.g. EAGAIN: a full listen backlog is a daemon that is there
-            return Answer("TEMPFAIL", {"reason": f"daemon at {path}: {exc.strerror or exc}"}, False)
+            return _tempfail(path, exc.strerror or str(exc))
         buf, problem = b"", ""
         try:
             try:
@@ -62,11 +62,16 @@ def request(path: str, command: str, *args: str, connect_timeout: float = 0.5,
     if first[:1] == ["TEMPFAIL"]:  # refused before the handshake, e.g. too many connections
         return Answer("TEMPFAIL", key_values(first[2:]))
     if problem or first[:2] != ["VERSION", str(PROTOCOL_MAJOR)]:
-        return Answer("TEMPFAIL", {"reason": f"daemon at {path}: {problem or 'unexpected handshake'}"}, False)
+        return _tempfail(path, problem or "unexpected handshake")
     answer = decode_line(lines[1])
     if len(answer) < 2 or answer[0] not in VERDICTS or answer[1] != "1":
-        return Answer("TEMPFAIL", {"reason": f"daemon at {path}: unexpected answer"}, False)
+        return _tempfail(path, "unexpected answer")
     return Answer(answer[0], key_values(answer[2:]))
+
+
+def _tempfail(path: str, why: str) -> Answer:
+    """A TEMPFAIL this client made up (nobody has logged it yet)."""
+    return Answer("TEMPFAIL", {"reason": f"daemon at {path}: {why}"}, False)
 
 
 _CLOSED = "connection closed before the answer"
