@@ -475,3 +475,21 @@ def test_checkpassword_never_decides_past_a_daemon_that_is_there(daemon) -> None
     daemon.stop()
     r = checkpassword(config, request(f"alice@{D}", P))                         # gone: decide here
     assert r.code == 0 and "deciding in-process" in r.stderr
+
+
+def test_email_match_through_checkpassword_never_reaches_another_mailbox(db: NextcloudDB) -> None:
+    """Finding 1 through a real checkpassword process: an address copied by another user
+    reaches nobody, and an address's owner gets the mailbox named by her account."""
+    from test_checkpassword import checkpassword, expected_reply, request
+
+    _users(db, ("Anna", P), ("eve", HOSTILE_P), ("boss", P))
+    _email(db, "Anna", f"anna.k@{D}")
+    _email(db, "boss", f"boss@{D}")
+    _email(db, "eve", f"BOSS@{D}")                    # eve copies the boss's address
+    config = db.write_config(f'\n[accounts]\ndomains = ["{D}"]\nmatch = "email"\ntrust_user_emails = true\n'
+                             '[userdb]\nuid = "vmail"\ngid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n')
+    for password in (P, HOSTILE_P):
+        assert checkpassword(config, request(f"boss@{D}", password)).code == 1
+    r = checkpassword(config, request(f"Anna.K@{D}", P))
+    assert (r.code, r.reply) == (0, expected_reply(f"anna@{D}"))
+    assert checkpassword(config, request(f"anna.k@{D}", HOSTILE_P)).code == 1
