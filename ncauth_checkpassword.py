@@ -15,10 +15,11 @@ import sys
 def main() -> int:
     try:
         from ncauth.checkpassword import main as checkpassword
-    except BaseException as exc:  # noqa: BLE001 - the point: nothing may exit 1
+    except BaseException as exc:
         try:
-            sys.stderr.write(f"ncauth: cannot load ncauth.checkpassword, temporary failure: "
-                             f"{type(exc).__name__}: {exc}\n")
+            sys.stderr.write(
+                f"ncauth: cannot load ncauth.checkpassword, temporary failure: {type(exc).__name__}: {exc}\n"
+            )
             sys.stderr.flush()
         finally:
             os._exit(111)

@@ -32,18 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import argon2.low_level  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
 import dbservers  # noqa: E402
+import ncschema  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 from dovecot_harness import make_dovecot_venv  # noqa: E402
 from test_checkpassword import checkpassword, request  # noqa: E402
-import ncschema  # noqa: E402
-from ncauth import client, config as config_mod, hashes  # noqa: E402
+
+from ncauth import client, hashes  # noqa: E402
+from ncauth import config as config_mod  # noqa: E402
 from ncauth.policy import Authenticator  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 PHP_HASHES = {
-    "argon2id": 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID);',   # PHP defaults: m=65536 t=4 p=1
+    "argon2id": 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID);',  # PHP defaults: m=65536 t=4 p=1
     "argon2i": 'echo "2|" . password_hash($argv[1], PASSWORD_ARGON2I, ["memory_cost" => 32768]);',
     "bcrypt": 'echo "1|" . password_hash($argv[1], PASSWORD_BCRYPT, ["cost" => 10]);',
 }
@@ -94,7 +95,9 @@ def timed(fn: Callable[[], object], n: int) -> list[float]:
     return out
 
 
-def paired(fn: Callable[[], object], floor_fn: Callable[[], object], n: int) -> tuple[list[float], list[float]]:
+def paired(
+    fn: Callable[[], object], floor_fn: Callable[[], object], n: int
+) -> tuple[list[float], list[float]]:
     """Samples of *fn* and of the floor, taken alternately."""
     samples: list[float] = []
     floor: list[float] = []
@@ -119,31 +122,59 @@ def concurrent(fn: Callable[[int], object], n: int, workers: int) -> tuple[list[
 def php_hash(kind: str) -> str:
     php = shutil.which("php")
     if php:
-        return subprocess.run([php, "-r", PHP_HASHES[kind], "--", PASSWORD], capture_output=True, text=True,
-                              check=True).stdout
-    params = {"argon2id": ("3|", argon2.low_level.Type.ID, 65536, 4), "argon2i": ("2|", argon2.low_level.Type.I, 32768, 4)}
+        return subprocess.run(
+            [php, "-r", PHP_HASHES[kind], "--", PASSWORD], capture_output=True, text=True, check=True
+        ).stdout
+    params = {
+        "argon2id": ("3|", argon2.low_level.Type.ID, 65536, 4),
+        "argon2i": ("2|", argon2.low_level.Type.I, 32768, 4),
+    }
     if kind in params:
         prefix, typ, m, t = params[kind]
-        return prefix + argon2.low_level.hash_secret(PASSWORD.encode(), os.urandom(16), t, m, 1, 32, typ).decode()
+        return (
+            prefix
+            + argon2.low_level.hash_secret(PASSWORD.encode(), os.urandom(16), t, m, 1, 32, typ).decode()
+        )
     import bcrypt
+
     return "1|" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode().replace("$2b$", "$2y$")
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
     from importlib.metadata import version
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": f"{int(mem) // 1024 // 1024} GiB",
-            "python": platform.python_version(), "argon2-cffi": version("argon2-cffi"), "pynacl": version("PyNaCl"),
-            "kernel": platform.release()}
+
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": f"{int(mem) // 1024 // 1024} GiB",
+        "python": platform.python_version(),
+        "argon2-cffi": version("argon2-cffi"),
+        "pynacl": version("PyNaCl"),
+        "kernel": platform.release(),
+    }
 
 
 class DaemonProcess:
     def __init__(self, config: Path, sock: Path) -> None:
         self.sock = sock
-        self.proc = subprocess.Popen([str(NCAUTH), "serve", "--config", str(config)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [str(NCAUTH), "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -176,7 +207,9 @@ def run_checkpassword(config: Path, user: str, password: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few samples (CI smoke run, well under two minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="few samples (CI smoke run, well under two minutes)"
+    )
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     n = 5 if args.quick else 30
@@ -198,8 +231,10 @@ def main() -> int:
             ncschema.add_user(conn, "oc_", "twofactor", php_hash("argon2id"))
             ncschema.add_two_factor(conn, "oc_", "twofactor", "totp")
         engine.dispose()
-        base = (f'[nextcloud]\ndatabase_url = "{url}"\n[accounts]\ndomains = ["example.org"]\n'
-                '[userdb]\nuid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n')
+        base = (
+            f'[nextcloud]\ndatabase_url = "{url}"\n[accounts]\ndomains = ["example.org"]\n'
+            '[userdb]\nuid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n'
+        )
         sock = work / "auth.sock"
 
         def write(name: str, text: str) -> Path:
@@ -226,22 +261,36 @@ def main() -> int:
         engine_samples, floor_samples = paired(engine, bare, n)
         floor = Row("argon2-cffi verify alone (floor)", floor_samples)
         rows.append(floor)
-        rows.append(Row("libsodium verify alone (ncauth's argon2 engine for this hash)", engine_samples,
-                        floor_ms=floor_samples))
+        rows.append(
+            Row(
+                "libsodium verify alone (ncauth's argon2 engine for this hash)",
+                engine_samples,
+                floor_ms=floor_samples,
+            )
+        )
         extra["engine_p50_ms"] = round(statistics.median(engine_samples), 1)
         for kind in ("argon2i", "bcrypt"):
             auth = Authenticator(config_mod.load(str(inproc)))
-            rows.append(Row(f"in-process decision, {kind} user", timed(
-                lambda k=kind: auth.authenticate(f"{k}@example.org", PASSWORD.encode()), n), note=stored[kind][:14]))
+            rows.append(
+                Row(
+                    f"in-process decision, {kind} user",
+                    timed(lambda k=kind: auth.authenticate(f"{k}@example.org", PASSWORD.encode()), n),
+                    note=stored[kind][:14],
+                )
+            )
             auth.store.close()
         auth = Authenticator(config_mod.load(str(inproc)))
         samples, floor_samples = paired(lambda: auth.authenticate(user, PASSWORD.encode()), bare, n)
         rows.append(Row("in-process decision (Authenticator, warm pool)", samples, floor_ms=floor_samples))
         # timing: every refusal costs what a wrong password costs (decoy argon2 with
         # Nextcloud's parameters for users that do not exist), interleaved to share noise
-        refusals = {"wrong password": (user, "wrong"), "unknown user": ("nobody@example.org", PASSWORD),
-                    "other domain": ("argon2id@other.tld", PASSWORD), "disabled user": ("disabled@example.org", PASSWORD),
-                    "two-factor user, login password": ("twofactor@example.org", PASSWORD)}
+        refusals = {
+            "wrong password": (user, "wrong"),
+            "unknown user": ("nobody@example.org", PASSWORD),
+            "other domain": ("argon2id@other.tld", PASSWORD),
+            "disabled user": ("disabled@example.org", PASSWORD),
+            "two-factor user, login password": ("twofactor@example.org", PASSWORD),
+        }
         timing: dict[str, list[float]] = {name: [] for name in refusals}
         for _ in range(n):
             for name, (login, password) in refusals.items():
@@ -251,12 +300,29 @@ def main() -> int:
         for name, samples in timing.items():
             rows.append(Row(f"refusal: {name}", samples))
         extra["refusal_medians_ms"] = {name: round(statistics.median(v), 1) for name, v in timing.items()}
-        extra["refusal_max_deviation"] = round(max(abs(statistics.median(v) / base_ms - 1) for v in timing.values()), 3)
-        rows.append(Row("`ncauth verify` (whole command)", timed(
-            lambda: subprocess.run([str(NCAUTH), "verify", "--config", str(inproc), user, "--password-stdin"],
-                                   input=PASSWORD.encode(), capture_output=True, check=True), max(3, n // 3))))
-        rows.append(Row("checkpassword, in-process", timed(
-            lambda: run_checkpassword(inproc, user, PASSWORD), max(3, n // 3))))
+        extra["refusal_max_deviation"] = round(
+            max(abs(statistics.median(v) / base_ms - 1) for v in timing.values()), 3
+        )
+        rows.append(
+            Row(
+                "`ncauth verify` (whole command)",
+                timed(
+                    lambda: subprocess.run(
+                        [str(NCAUTH), "verify", "--config", str(inproc), user, "--password-stdin"],
+                        input=PASSWORD.encode(),
+                        capture_output=True,
+                        check=True,
+                    ),
+                    max(3, n // 3),
+                ),
+            )
+        )
+        rows.append(
+            Row(
+                "checkpassword, in-process",
+                timed(lambda: run_checkpassword(inproc, user, PASSWORD), max(3, n // 3)),
+            )
+        )
 
         d = DaemonProcess(cold, sock)
         d.ask("AUTH", user, PASSWORD)
@@ -274,7 +340,9 @@ def main() -> int:
         for c in (1, 2, 8, 32):
             samples, wall = concurrent(lambda i: d.ask("AUTH", user, PASSWORD), max(4 * n, 8 * c), c)
             rows.append(Row(f"daemon, repeated, concurrency {c}", samples, concurrency=c, wall_s=wall))
-        relay = Row("checkpassword -> daemon, repeated", timed(lambda: run_checkpassword(cached, user, PASSWORD), n))
+        relay = Row(
+            "checkpassword -> daemon, repeated", timed(lambda: run_checkpassword(cached, user, PASSWORD), n)
+        )
         rows.append(relay)
         extra["checkpassword_relay_overhead_ms"] = round(relay.p50 - repeated.p50, 1)
         d.stop()
@@ -283,7 +351,9 @@ def main() -> int:
         d = DaemonProcess(cold, sock)
         workers = int(d.ask("STATS").fields["workers"])
         samples, wall = concurrent(lambda i: d.ask("AUTH", user, f"wrong-{i}"), storm, 32)
-        rows.append(Row(f"daemon storm: {storm} cold wrong-password logins", samples, concurrency=32, wall_s=wall))
+        rows.append(
+            Row(f"daemon storm: {storm} cold wrong-password logins", samples, concurrency=32, wall_s=wall)
+        )
         extra["storm_logins"] = storm
         extra["daemon_peak_rss_mib"] = round(d.peak_rss_mib(), 1)
         extra["daemon_rss_budget_mib"] = 100 + workers * 64
@@ -312,10 +382,18 @@ class RssSampler:
             total = 0
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
-                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    cmd = (
+                        Path(f"/proc/{pid}/cmdline")
+                        .read_bytes()
+                        .replace(b"\0", b" ")
+                        .decode(errors="replace")
+                    )
                     if self.match(cmd):
-                        total += next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                                      if line.startswith("VmRSS:"))
+                        total += next(
+                            int(line.split()[1])
+                            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                            if line.startswith("VmRSS:")
+                        )
                 except (OSError, StopIteration):
                     continue
             self.peak_kib = max(self.peak_kib, total)
@@ -327,13 +405,14 @@ class RssSampler:
         return round(self.peak_kib / 1024, 1)
 
 
-def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: list[Row],
-                  extra: dict[str, object]) -> None:
+def dovecot_paths(
+    server: dbservers.Server, url: str, n: int, storm: int, rows: list[Row], extra: dict[str, object]
+) -> None:
     """Logins through a real Dovecot 2.3 on its SASL socket (as Postfix authenticates), for
     every mode ncauth generates, cold (a user's first login) and repeated."""
+    import test_dovecot as e2e
     from conftest import NextcloudDB
     from dovecot_harness import dovecot_available
-    import test_dovecot as e2e
 
     if reason := dovecot_available():
         extra["dovecot"] = f"skipped: {reason}"
@@ -349,13 +428,16 @@ def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: 
     db = NextcloudDB.__new__(NextcloudDB)
     db.url, db.prefix = url, "oc_"
     user = "argon2id@example.org"
-    paths = [("checkpassword", False, "Dovecot -> checkpassword (in-process)"),
-             ("checkpassword", True, "Dovecot -> checkpassword -> daemon"),
-             ("lua", True, "Dovecot -> Lua -> daemon"),
-             ("sql", False, "Dovecot SQL passdb, auth_cache on")]
+    paths = [
+        ("checkpassword", False, "Dovecot -> checkpassword (in-process)"),
+        ("checkpassword", True, "Dovecot -> checkpassword -> daemon"),
+        ("lua", True, "Dovecot -> Lua -> daemon"),
+        ("sql", False, "Dovecot SQL passdb, auth_cache on"),
+    ]
     for mode, with_daemon, label in paths:
         dovecot, daemon = e2e._start(mode, "2.3", with_daemon, server, db, VENV)
         try:
+
             def login(who: str = user, password: str = PASSWORD) -> None:
                 verdict, fields = dovecot.sasl_plain(who, password, rip="198.51.100.1")
                 if verdict != "OK" and password == PASSWORD:
@@ -369,14 +451,25 @@ def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: 
                 rows.append(Row(f"{label}, repeated", timed(login, n * 2)))
                 for c in (1, 2, 8, 32):
                     samples, wall = concurrent(lambda i: login(), max(2 * n, 4 * c), c)
-                    rows.append(Row(f"{label}, repeated, concurrency {c}", samples, concurrency=c, wall_s=wall))
+                    rows.append(
+                        Row(f"{label}, repeated, concurrency {c}", samples, concurrency=c, wall_s=wall)
+                    )
             if mode == "lua":
                 sampler = RssSampler(lambda cmd: cmd.startswith("dovecot/auth"))
                 daemon_before = daemon.rss_peak_kib()
                 samples, wall = concurrent(lambda i: login(user, f"wrong-{i}"), storm, 32)
                 extra["dovecot_auth_tree_peak_rss_mib"] = sampler.stop()
-                extra["lua_storm_daemon_peak_rss_mib"] = round(max(daemon_before, daemon.rss_peak_kib()) / 1024, 1)
-                rows.append(Row(f"{label}: storm of {storm} wrong-password logins", samples, concurrency=32, wall_s=wall))
+                extra["lua_storm_daemon_peak_rss_mib"] = round(
+                    max(daemon_before, daemon.rss_peak_kib()) / 1024, 1
+                )
+                rows.append(
+                    Row(
+                        f"{label}: storm of {storm} wrong-password logins",
+                        samples,
+                        concurrency=32,
+                        wall_s=wall,
+                    )
+                )
         finally:
             dovecot.stop()
             if daemon is not None:
@@ -388,13 +481,24 @@ def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: 
     dovecot.auth_config = dovecot.auth_config.replace("auth_cache_size = 10M", "auth_cache_size = 0")
     dovecot.start()
     try:
-        rows.append(Row("Dovecot SQL passdb, auth_cache off", timed(
-            lambda: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"), n)))
+        rows.append(
+            Row(
+                "Dovecot SQL passdb, auth_cache off",
+                timed(lambda: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"), n),
+            )
+        )
         for c in (1, 2, 8, 32):
-            samples, wall = concurrent(lambda i: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"),
-                                       max(n, 2 * c), c)
-            rows.append(Row(f"Dovecot SQL passdb, auth_cache off, concurrency {c}", samples, concurrency=c,
-                            wall_s=wall))
+            samples, wall = concurrent(
+                lambda i: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"), max(n, 2 * c), c
+            )
+            rows.append(
+                Row(
+                    f"Dovecot SQL passdb, auth_cache off, concurrency {c}",
+                    samples,
+                    concurrency=c,
+                    wall_s=wall,
+                )
+            )
     finally:
         dovecot.stop()
         shutil.rmtree(dovecot.root, ignore_errors=True)
@@ -402,8 +506,10 @@ def dovecot_paths(server: dbservers.Server, url: str, n: int, storm: int, rows: 
 
 def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse.Namespace) -> None:
     m = machine()
-    print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, "
-          f"argon2-cffi {m['argon2-cffi']}, PyNaCl {m['pynacl']}, Linux {m['kernel']}\n")
+    print(
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, "
+        f"argon2-cffi {m['argon2-cffi']}, PyNaCl {m['pynacl']}, Linux {m['kernel']}\n"
+    )
     print("| path | p50 ms | p95 ms | logins/s | p50 / floor |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:
@@ -411,29 +517,52 @@ def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse
     cold = next(r for r in rows if r.path == "daemon, cold (cache off)")
     repeated = next(r for r in rows if r.path == "daemon, repeated (cache hit)")
     print("\nTargets (issue: daemon):")
-    print(f"- cold daemon login / floor = {cold.ratio(floor):.2f}, floor sampled alternately with it "
-          f"(target <= 1.10); ncauth's own share: {cold.p50 - extra['engine_p50_ms']:.1f} ms above libsodium alone")
+    print(
+        f"- cold daemon login / floor = {cold.ratio(floor):.2f}, floor sampled alternately with it "
+        f"(target <= 1.10); ncauth's own share: {cold.p50 - extra['engine_p50_ms']:.1f} ms above libsodium alone"
+    )
     print(f"- repeated daemon login / floor = {repeated.p50 / floor.p50:.3f} (target <= 0.15)")
-    print(f"- checkpassword -> daemon overhead = {extra['checkpassword_relay_overhead_ms']} ms (target <= 40 ms)")
-    print(f"- daemon peak RSS in a {extra['storm_logins']}-login storm = {extra['daemon_peak_rss_mib']} MiB "
-          f"(budget 100 + {extra['workers']} workers x 64 = {extra['daemon_rss_budget_mib']} MiB)")
-    print(f"- refusal medians {extra['refusal_medians_ms']} ms: largest deviation from the wrong-password "
-          f"median {extra['refusal_max_deviation'] * 100:.1f} % (target <= 10 %)")
+    print(
+        f"- checkpassword -> daemon overhead = {extra['checkpassword_relay_overhead_ms']} ms (target <= 40 ms)"
+    )
+    print(
+        f"- daemon peak RSS in a {extra['storm_logins']}-login storm = {extra['daemon_peak_rss_mib']} MiB "
+        f"(budget 100 + {extra['workers']} workers x 64 = {extra['daemon_rss_budget_mib']} MiB)"
+    )
+    print(
+        f"- refusal medians {extra['refusal_medians_ms']} ms: largest deviation from the wrong-password "
+        f"median {extra['refusal_max_deviation'] * 100:.1f} % (target <= 10 %)"
+    )
     by_path = {r.path: r for r in rows}
     lua = by_path.get("Dovecot -> Lua -> daemon, repeated")
     sql = by_path.get("Dovecot SQL passdb, auth_cache on, repeated")
     if lua and sql:
-        print(f"- Lua -> daemon repeated login p50 {lua.p50:.1f} ms vs Dovecot SQL passdb with auth_cache "
-              f"{sql.p50:.1f} ms (target: faster)")
+        print(
+            f"- Lua -> daemon repeated login p50 {lua.p50:.1f} ms vs Dovecot SQL passdb with auth_cache "
+            f"{sql.p50:.1f} ms (target: faster)"
+        )
     if "dovecot_auth_tree_peak_rss_mib" in extra:
-        print(f"- {extra['storm_logins']}-login storm through Lua: Dovecot auth processes peak "
-              f"{extra['dovecot_auth_tree_peak_rss_mib']} MiB, daemon peak {extra['lua_storm_daemon_peak_rss_mib']} MiB")
+        print(
+            f"- {extra['storm_logins']}-login storm through Lua: Dovecot auth processes peak "
+            f"{extra['dovecot_auth_tree_peak_rss_mib']} MiB, daemon peak {extra['lua_storm_daemon_peak_rss_mib']} MiB"
+        )
     if "dovecot" in extra:
         print(f"- Dovecot paths {extra['dovecot']}")
-    result = {"machine": m, "quick": args.quick, "rows": [
-        {**{k: v for k, v in asdict(r).items() if k not in ("samples_ms", "floor_ms")}, "p50_ms": round(r.p50, 2),
-         "p95_ms": round(r.p95, 2), "logins_per_s": round(r.per_second, 2), "ratio_to_floor": round(r.ratio(floor), 3)}
-        for r in rows], **extra}
+    result = {
+        "machine": m,
+        "quick": args.quick,
+        "rows": [
+            {
+                **{k: v for k, v in asdict(r).items() if k not in ("samples_ms", "floor_ms")},
+                "p50_ms": round(r.p50, 2),
+                "p95_ms": round(r.p95, 2),
+                "logins_per_s": round(r.per_second, 2),
+                "ratio_to_floor": round(r.ratio(floor), 3),
+            }
+            for r in rows
+        ],
+        **extra,
+    }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -34,9 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests")]
 
-import sqlalchemy as sa  # noqa: E402
-
 import ncschema  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 
 P = "correct horse battery staple"
 D = "example.org"
@@ -47,8 +46,12 @@ def php_default_hash(password: str) -> str:
     """Nextcloud's default: PHP's password_hash(PASSWORD_ARGON2ID), m=65536 t=4 p=1."""
     php = shutil.which("php")
     if php:
-        return subprocess.run([php, "-r", 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID);', "--",
-                               password], capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            [php, "-r", 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID);', "--", password],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     from argon2 import PasswordHasher
 
     return "3|" + PasswordHasher(time_cost=4, memory_cost=65536, parallelism=1).hash(password)
@@ -79,15 +82,21 @@ class Setup:
         with engine.begin() as conn:
             for uid in ("alice", "dave", "tina"):  # each its own salt, as in real life
                 ncschema.add_user(conn, "oc_", uid, php_default_hash(P))
-            for uid in ("bob",) + tuple(f"user{i}" for i in range(100)):
+            for uid in ("bob", *tuple(f"user{i}" for i in range(100))):
                 ncschema.add_user(conn, "oc_", uid, cheap)
             # older or cheaper hashes than Nextcloud's current parameters (dormant accounts)
             import bcrypt
             from argon2 import PasswordHasher
 
-            ncschema.add_user(conn, "oc_", "olga", "1|" + bcrypt.hashpw(P.encode(), bcrypt.gensalt(10)).decode())
-            ncschema.add_user(conn, "oc_", "tom", "3|" + PasswordHasher(time_cost=2, memory_cost=16384,
-                                                                         parallelism=2).hash(P))
+            ncschema.add_user(
+                conn, "oc_", "olga", "1|" + bcrypt.hashpw(P.encode(), bcrypt.gensalt(10)).decode()
+            )
+            ncschema.add_user(
+                conn,
+                "oc_",
+                "tom",
+                "3|" + PasswordHasher(time_cost=2, memory_cost=16384, parallelism=2).hash(P),
+            )
             for name, stored in HOSTILE.items():
                 ncschema.add_user(conn, "oc_", name.split()[0] + str(len(name)), stored)
             ncschema.disable_user(conn, "oc_", "dave")
@@ -96,23 +105,32 @@ class Setup:
 
     def config(self, name: str, daemon: str, hashing: str = "") -> Path:
         path = self.work / name
-        path.write_text(f'[nextcloud]\ndatabase_url = "{self.url}"\nsecret = "{SECRET}"\n{hashing}\n'
-                        f'[accounts]\ndomains = ["{D}", "other.org"]\ndefault_domain = "{D}"\n'
-                        f'[daemon]\nsocket = "{self.work / (name + ".sock")}"\n{daemon}\n')
+        path.write_text(
+            f'[nextcloud]\ndatabase_url = "{self.url}"\nsecret = "{SECRET}"\n{hashing}\n'
+            f'[accounts]\ndomains = ["{D}", "other.org"]\ndefault_domain = "{D}"\n'
+            f'[daemon]\nsocket = "{self.work / (name + ".sock")}"\n{daemon}\n'
+        )
         path.chmod(0o600)
         return path
 
     def python(self) -> list[str]:
-        return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(self.code)!r}); "
-                "from ncauth.cli import main; sys.exit(main(sys.argv[1:]))"]
+        return [
+            sys.executable,
+            "-c",
+            (
+                f"import sys; sys.path.insert(0, {str(self.code)!r}); "
+                "from ncauth.cli import main; sys.exit(main(sys.argv[1:]))"
+            ),
+        ]
 
 
 class Daemon:
     def __init__(self, setup: Setup, config: Path) -> None:
         self.sock = str(config) + ".sock"
         self.log = open(config.with_suffix(".log"), "wb")
-        self.proc = subprocess.Popen(setup.python() + ["serve", "--config", str(config)], stdout=self.log,
-                                     stderr=self.log)
+        self.proc = subprocess.Popen(
+            [*setup.python(), "serve", "--config", str(config)], stdout=self.log, stderr=self.log
+        )
         sys.path.insert(0, str(ROOT))
         from ncauth import client
 
@@ -141,13 +159,15 @@ def refusals(setup: Setup, repeats: int) -> list[tuple[str, float, float, str]]:
     d = Daemon(setup, setup.config("refusals.toml", "throttle = false"))
     rows = []
     try:
-        cases = [("wrong password, existing user", f"alice@{D}", "wrong-guess-1"),
-                 ("unknown user", f"ghost@{D}", "wrong-guess-1"),
-                 ("disabled user, right password", f"dave@{D}", P),
-                 ("two-factor user, right password", f"tina@{D}", P),
-                 ("wrong password, bcrypt cost 10 user", f"olga@{D}", "wrong-guess-1"),
-                 ("wrong password, argon2id m=16384,t=2,p=2 user", f"tom@{D}", "wrong-guess-1"),
-                 ("right password, repeated: the cache (for scale)", f"alice@{D}", P)]
+        cases = [
+            ("wrong password, existing user", f"alice@{D}", "wrong-guess-1"),
+            ("unknown user", f"ghost@{D}", "wrong-guess-1"),
+            ("disabled user, right password", f"dave@{D}", P),
+            ("two-factor user, right password", f"tina@{D}", P),
+            ("wrong password, bcrypt cost 10 user", f"olga@{D}", "wrong-guess-1"),
+            ("wrong password, argon2id m=16384,t=2,p=2 user", f"tom@{D}", "wrong-guess-1"),
+            ("right password, repeated: the cache (for scale)", f"alice@{D}", P),
+        ]
         for name, login, password in cases:
             times, verdict = [], ""
             for _ in range(repeats + 1):
@@ -166,23 +186,34 @@ def throttle(setup: Setup) -> list[tuple[str, int, int]]:
     d = Daemon(setup, setup.config("spell.toml", "throttle = true"))
     try:
         spellings = [f"bob@{D}", f"BOB@{D}", f"Bob@{D.upper()}", "bob@other.org", "bob"]
-        decided = sum(d.ask("AUTH", s, f"guess-{i}", f"rip=198.51.{i}.{j}") != "TEMPFAIL"
-                      for i, s in enumerate(spellings) for j in range(20))
+        decided = sum(
+            d.ask("AUTH", s, f"guess-{i}", f"rip=198.51.{i}.{j}") != "TEMPFAIL"
+            for i, s in enumerate(spellings)
+            for j in range(20)
+        )
         rows.append(("one account, 5 spellings x 20 guesses, 100 IPv4 sources", 100, decided))
     finally:
         d.stop()
     d = Daemon(setup, setup.config("v6.toml", "throttle = true"))
     try:
-        decided = sum(d.ask("AUTH", f"user{(i * 20 + j) % 100}@{D}", f"guess-{j}", f"rip=2001:db8:7:7::{i + 1:x}")
-                      != "TEMPFAIL" for i in range(40) for j in range(20))
+        decided = sum(
+            d.ask("AUTH", f"user{(i * 20 + j) % 100}@{D}", f"guess-{j}", f"rip=2001:db8:7:7::{i + 1:x}")
+            != "TEMPFAIL"
+            for i in range(40)
+            for j in range(20)
+        )
         rows.append(("40 addresses of one IPv6 /64 x 20 guesses, many accounts", 800, decided))
     finally:
         d.stop()
     d = Daemon(setup, setup.config("burst.toml", "throttle = true\nqueue = 200"))
     try:
         with ThreadPoolExecutor(80) as pool:
-            verdicts = list(pool.map(lambda i: d.ask("AUTH", f"user{i}@{D}", "guess", "rip=203.0.113.9"), range(80)))
-        rows.append(("80 parallel guesses from one address, 80 accounts", 80, sum(v != "TEMPFAIL" for v in verdicts)))
+            verdicts = list(
+                pool.map(lambda i: d.ask("AUTH", f"user{i}@{D}", "guess", "rip=203.0.113.9"), range(80))
+            )
+        rows.append(
+            ("80 parallel guesses from one address, 80 accounts", 80, sum(v != "TEMPFAIL" for v in verdicts))
+        )
     finally:
         d.stop()
     return rows
@@ -195,8 +226,12 @@ def hostile(setup: Setup, cutoff: float) -> list[tuple[str, str, str]]:
     for name in HOSTILE:
         login = f"{name.split()[0]}{len(name)}@{D}"
         started = time.perf_counter()
-        proc = subprocess.Popen(setup.python() + ["verify", "--config", str(config), "--password-stdin", login],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*setup.python(), "verify", "--config", str(config), "--password-stdin", login],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         assert proc.stdin is not None
         proc.stdin.write(P.encode())
         proc.stdin.close()
@@ -211,7 +246,13 @@ def hostile(setup: Setup, cutoff: float) -> list[tuple[str, str, str]]:
                 peak = _rss_kib(proc.pid)
                 proc.kill()
                 proc.wait()
-                rows.append((name, f"> {cutoff:.0f} s (killed, still hashing)", f"{peak / 1024:.0f} MiB at the cut-off"))
+                rows.append(
+                    (
+                        name,
+                        f"> {cutoff:.0f} s (killed, still hashing)",
+                        f"{peak / 1024:.0f} MiB at the cut-off",
+                    )
+                )
                 break
             time.sleep(0.02)
     return rows

@@ -27,8 +27,9 @@ from collections.abc import Callable
 class VerifiedCache:
     """A bounded (entries and age) set of HMAC keys of verified credentials; thread-safe."""
 
-    def __init__(self, max_entries: int = 10000, max_age: float = 3600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_entries: int = 10000, max_age: float = 3600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._key = os.urandom(32)
         self._entries: OrderedDict[bytes, float] = OrderedDict()
         self._lock = threading.Lock()

@@ -30,9 +30,9 @@ EXIT_FOUND = 2
 EXIT_UNKNOWN = 3
 EXIT_TEMPFAIL = 111
 
-MAX_REQUEST = 512       # CHECKPASSWORD_MAX_REQUEST_LEN in Dovecot
-READ_TIMEOUT = 10.0     # Dovecot writes fd 3 at once; waiting longer helps nobody
-DEADLINE = 25           # seconds for the whole run; Dovecot itself never kills us
+MAX_REQUEST = 512  # CHECKPASSWORD_MAX_REQUEST_LEN in Dovecot
+READ_TIMEOUT = 10.0  # Dovecot writes fd 3 at once; waiting longer helps nobody
+DEADLINE = 25  # seconds for the whole run; Dovecot itself never kills us
 
 
 NUL = b"\0"
@@ -71,7 +71,7 @@ def write_reply(fields: list[tuple[str, str]], fd: int = 4) -> None:
     data = encode_fields(fields).encode("utf-8", "surrogateescape")
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     os.close(fd)
 
 
@@ -115,7 +115,8 @@ def _watchdog(seconds: float) -> None:
 
 def run(argv: list[str], environ: Mapping[str, str]) -> int:
     """One checkpassword invocation; returns the exit status."""
-    from ncauth import config as config_mod, log
+    from ncauth import config as config_mod
+    from ncauth import log
 
     dovecot_log = "LOG_SERVICE" in environ
     log.setup("info", dovecot=dovecot_log)
@@ -134,15 +135,23 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
 
     lookup = environ.get("AUTHORIZED") == "1"
     if lookup and environ.get("CREDENTIALS_LOOKUP") == "1" and environ.get("SCHEME"):
-        log.logger.error("Dovecot asked for %s credentials: ncauth only checks plaintext passwords "
-                         "(set auth_mechanisms = plain login)", log.printable(environ["SCHEME"], 32))
+        log.logger.error(
+            "Dovecot asked for %s credentials: ncauth only checks plaintext passwords "
+            "(set auth_mechanisms = plain login)",
+            log.printable(environ["SCHEME"], 32),
+        )
         return EXIT_TEMPFAIL
 
     service = environ.get("SERVICE", "")
     remote_ip = environ.get("TCPREMOTEIP") or environ.get("REMOTE_IP", "")
-    log.logger.debug("request: login=\"%s\" password=%d bytes service=%s rip=%s%s", log.printable(
-        user_raw.decode("utf-8", "backslashreplace")), len(password), log.printable(service, 32),
-        log.printable(remote_ip, 64), " (lookup)" if lookup else "")
+    log.logger.debug(
+        "request: login=\"%s\" password=%d bytes service=%s rip=%s%s",
+        log.printable(user_raw.decode("utf-8", "backslashreplace")),
+        len(password),
+        log.printable(service, 32),
+        log.printable(remote_ip, 64),
+        " (lookup)" if lookup else "",
+    )
     # Undecodable bytes survive as surrogates, which parse_login refuses by name.
     login = user_raw.decode("utf-8", "surrogateescape")
     started = time.perf_counter()
@@ -153,12 +162,19 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
 
         args = (login,) if lookup else (login, password.decode("utf-8", "surrogateescape"))
         try:
-            answer = client.request(daemon.socket, "LOOKUP" if lookup else "AUTH", *args,
-                                    *(f"{k}={v}" for k, v in (("service", service), ("rip", remote_ip)) if v),
-                                    connect_timeout=daemon.connect_timeout, reply_timeout=daemon.reply_timeout)
+            answer = client.request(
+                daemon.socket,
+                "LOOKUP" if lookup else "AUTH",
+                *args,
+                *(f"{k}={v}" for k, v in (("service", service), ("rip", remote_ip)) if v),
+                connect_timeout=daemon.connect_timeout,
+                reply_timeout=daemon.reply_timeout,
+            )
         except client.DaemonUnavailable as exc:
             if daemon.forward == "always":
-                log.logger.error("daemon unavailable (%s); [daemon] forward = \"always\": temporary failure", exc)
+                log.logger.error(
+                    "daemon unavailable (%s); [daemon] forward = \"always\": temporary failure", exc
+                )
                 return EXIT_TEMPFAIL
             log.logger.warning("daemon unavailable (%s): deciding in-process", exc)
         else:
@@ -190,9 +206,16 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
         auth.store.close()
 
     log.decision(
-        verdict=verdict.outcome.value, login=login, reason=verdict.reason,
-        ms=(time.perf_counter() - started) * 1000, user=verdict.user, uid=verdict.uid,
-        service=service, remote_ip=remote_ip, method=verdict.method, via="checkpassword",
+        verdict=verdict.outcome.value,
+        login=login,
+        reason=verdict.reason,
+        ms=(time.perf_counter() - started) * 1000,
+        user=verdict.user,
+        uid=verdict.uid,
+        service=service,
+        remote_ip=remote_ip,
+        method=verdict.method,
+        via="checkpassword",
     )
     if verdict.outcome is Outcome.TEMPFAIL:
         return EXIT_TEMPFAIL
@@ -212,10 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGALRM, _deadline)
         signal.alarm(DEADLINE)
         code = run(list(sys.argv[1:] if argv is None else argv), os.environ)
-    except BaseException as exc:  # noqa: BLE001 - the point: nothing may exit 1
+    except BaseException as exc:
         try:
             sys.stderr.write(f"ncauth: internal error, temporary failure: {type(exc).__name__}: {exc}\n")
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: S110 - stderr itself may be gone; the exit code still tells Dovecot
             pass
         code = EXIT_TEMPFAIL
     finally:

@@ -11,8 +11,8 @@ import getpass
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ncauth import __version__
@@ -37,17 +37,26 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH",
-                        help="configuration file (default: $NCAUTH_CONFIG, else /etc/ncauth/ncauth.toml)")
-    p = _Parser(prog="ncauth", description="Dovecot logins checked against Nextcloud's user database.",
-                parents=[common])
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $NCAUTH_CONFIG, else /etc/ncauth/ncauth.toml)",
+    )
+    p = _Parser(
+        prog="ncauth",
+        description="Dovecot logins checked against Nextcloud's user database.",
+        parents=[common],
+    )
     p.add_argument("--version", action="version", version=f"ncauth {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     v = sub.add_parser("verify", parents=[common], help="one authentication, traced step by step on stderr")
     v.add_argument("user", help="the login as a mail client would send it")
-    v.add_argument("--password-stdin", action="store_true",
-                   help="read the password from standard input (also done when stdin is not a terminal)")
+    v.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (also done when stdin is not a terminal)",
+    )
     v.add_argument("--remote-ip", default="", help="client address, for accounts.trusted_networks")
 
     lk = sub.add_parser("lookup", parents=[common], help="userdb lookup without a password")
@@ -56,28 +65,40 @@ def _parser() -> argparse.ArgumentParser:
     dc = sub.add_parser("dovecot-config", parents=[common], help="print a Dovecot snippet to !include")
     dc.add_argument("--mode", required=True, choices=("checkpassword", "sql", "lua"))
     dc.add_argument("--dovecot", choices=("2.3", "2.4"), help="Dovecot version (default: the installed one)")
-    dc.add_argument("--output", "-o", metavar="FILE",
-                    help="write the snippet to FILE (mode 0600 when it holds a password) and the file it "
-                         "points to beside it (2.3 SQL mode: the SQL args file; Lua mode: ncauth.lua) "
-                         "instead of printing it")
+    dc.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the snippet to FILE (mode 0600 when it holds a password) and the file it "
+        "points to beside it (2.3 SQL mode: the SQL args file; Lua mode: ncauth.lua) "
+        "instead of printing it",
+    )
     dc.add_argument("--postfix-socket", default="/var/spool/postfix/private/auth", metavar="PATH")
     dc.add_argument("--postfix-user", default="postfix", metavar="USER")
     dc.add_argument("--postfix-group", default="postfix", metavar="GROUP")
 
     sq = sub.add_parser("sql", parents=[common], help="the SQL passdb queries and least-privilege grants")
-    sq.add_argument("--dialect", choices=("mysql", "postgresql", "sqlite"),
-                    help="SQL dialect (default: that of database_url)")
+    sq.add_argument(
+        "--dialect",
+        choices=("mysql", "postgresql", "sqlite"),
+        help="SQL dialect (default: that of database_url)",
+    )
     sq.add_argument("--dovecot", choices=("2.3", "2.4"), default="2.3", help="Dovecot variable syntax")
     sq.add_argument("--database", help="database name for the grants (default: from database_url)")
     sq.add_argument("--dovecot-user", default="dovecot_nc", help="database user for Dovecot's SQL passdb")
     sq.add_argument("--ncauth-user", default="ncauth", help="database user for ncauth itself")
-    sq.add_argument("--host", default="localhost", help="MySQL/MariaDB host part of the users (default: localhost)")
+    sq.add_argument(
+        "--host", default="localhost", help="MySQL/MariaDB host part of the users (default: localhost)"
+    )
 
     sub.add_parser("serve", parents=[common], help="run the daemon ([daemon] socket, or systemd's socket)")
     sub.add_parser("status", parents=[common], help="the running daemon's counters")
 
-    cp = sub.add_parser("checkpassword", help="Dovecot 2.3 checkpassword program (same as ncauth-checkpassword)",
-                        add_help=False)
+    cp = sub.add_parser(
+        "checkpassword",
+        help="Dovecot 2.3 checkpassword program (same as ncauth-checkpassword)",
+        add_help=False,
+    )
     cp.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
@@ -87,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["checkpassword"]:
         try:
             from ncauth import checkpassword
-        except BaseException as exc:  # noqa: BLE001 - must be 111, never Python's 1
-            sys.stderr.write(f"ncauth: cannot load checkpassword, temporary failure: {type(exc).__name__}: {exc}\n")
+        except BaseException as exc:
+            sys.stderr.write(
+                f"ncauth: cannot load checkpassword, temporary failure: {type(exc).__name__}: {exc}\n"
+            )
             return 111
         return checkpassword.main(args_list[1:])
     args = _parser().parse_args(args_list)
@@ -97,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "lookup":
         return lookup(args.config, args.user)
     if args.command == "serve":
-        from ncauth import config as config_mod, daemon
+        from ncauth import config as config_mod
+        from ncauth import daemon
 
         return daemon.serve(config_mod.config_path(args.config))
     if args.command == "status":
@@ -120,7 +144,7 @@ class _Tracer:
         self.out.flush()
 
 
-def _load(config_arg: str | None, trace: _Tracer) -> "Config":
+def _load(config_arg: str | None, trace: _Tracer) -> Config:
     from ncauth import config as config_mod
 
     path = config_mod.config_path(config_arg)
@@ -128,12 +152,18 @@ def _load(config_arg: str | None, trace: _Tracer) -> "Config":
     config = config_mod.load(path)
     from ncauth.store import parse_url, redact_url
 
-    trace("database", ", ".join(redact_url(u) for u in config.nextcloud.database_urls)
-          + f" (table prefix {config.nextcloud.table_prefix!r})")
+    trace(
+        "database",
+        ", ".join(redact_url(u) for u in config.nextcloud.database_urls)
+        + f" (table prefix {config.nextcloud.table_prefix!r})",
+    )
     acc = config.accounts
-    trace("accounts", f"match {acc.match}; domains {', '.join(acc.domains) or 'any'}"
-          + (f"; default domain {acc.default_domain}" if acc.default_domain else "")
-          + f"; two-factor {acc.two_factor}")
+    trace(
+        "accounts",
+        f"match {acc.match}; domains {', '.join(acc.domains) or 'any'}"
+        + (f"; default domain {acc.default_domain}" if acc.default_domain else "")
+        + f"; two-factor {acc.two_factor}",
+    )
     for url in config.nextcloud.database_urls:
         parse_url(url)
     return config
@@ -160,8 +190,14 @@ def lookup(config_arg: str | None, user: str) -> int:
     return _decide(config_arg, user, authenticate=False)
 
 
-def _decide(config_arg: str | None, user: str, *, authenticate: bool, password_stdin: bool = False,
-            remote_ip: str = "") -> int:
+def _decide(
+    config_arg: str | None,
+    user: str,
+    *,
+    authenticate: bool,
+    password_stdin: bool = False,
+    remote_ip: str = "",
+) -> int:
     """One traced decision (with a password when *authenticate*), fields on stdout."""
     from ncauth.errors import ConfigError
 
@@ -186,12 +222,20 @@ def _decide(config_arg: str | None, user: str, *, authenticate: bool, password_s
             verdict = auth.authenticate(user, password, remote_ip=remote_ip, trace=trace)
     finally:
         auth.store.close()
-    trace("verdict", f"{verdict.outcome.name}: {verdict.reason}" + (" (disabled in Nextcloud)" if verdict.disabled else ""))
+    trace(
+        "verdict",
+        f"{verdict.outcome.name}: {verdict.reason}"
+        + (" (disabled in Nextcloud)" if verdict.disabled else ""),
+    )
     trace("time", f"{(time.perf_counter() - started) * 1000:.0f} ms")
     if verdict.ok:
         _print_fields(verdict.user, verdict.fields)
-    return {Outcome.OK: EX_OK, Outcome.REFUSED: EX_NOPERM, Outcome.UNKNOWN: EX_NOUSER,
-            Outcome.TEMPFAIL: EX_TEMPFAIL}[verdict.outcome]
+    return {
+        Outcome.OK: EX_OK,
+        Outcome.REFUSED: EX_NOPERM,
+        Outcome.UNKNOWN: EX_NOUSER,
+        Outcome.TEMPFAIL: EX_TEMPFAIL,
+    }[verdict.outcome]
 
 
 def _print_fields(user: str, fields: dict[str, str]) -> None:
@@ -200,7 +244,7 @@ def _print_fields(user: str, fields: dict[str, str]) -> None:
         sys.stdout.write(f"{key}={value}\n")
 
 
-def _load_quiet(config_arg: str | None) -> "Config":
+def _load_quiet(config_arg: str | None) -> Config:
     from ncauth import config as config_mod
     from ncauth.store import parse_url
 
@@ -231,16 +275,24 @@ def dovecot_config(args: argparse.Namespace) -> int:
         postfix = dovecot.Postfix(args.postfix_socket, args.postfix_user, args.postfix_group)
         output = Path(args.output).resolve() if args.output else None
         directory = output.parent if output else Path("/etc/dovecot")
-        snip = dovecot.snippet(config, args.mode, version, postfix, str(directory / dovecot.SQL_ARGS_NAME),
-                               str(directory / dovecot.LUA_NAME))
+        snip = dovecot.snippet(
+            config,
+            args.mode,
+            version,
+            postfix,
+            str(directory / dovecot.SQL_ARGS_NAME),
+            str(directory / dovecot.LUA_NAME),
+        )
     except ConfigError as exc:
         sys.stderr.write(f"ncauth dovecot-config: {exc}\n")
         return EX_CONFIG
     if output is None:
         sys.stdout.write(snip.text)
         if snip.sql_args or snip.lua:
-            sys.stderr.write(f"ncauth: this snippet reads {snip.sql_args_path or snip.lua_path}; write both files "
-                             "with --output /etc/dovecot/conf.d/ncauth.conf.ext\n")
+            sys.stderr.write(
+                f"ncauth: this snippet reads {snip.sql_args_path or snip.lua_path}; write both files "
+                "with --output /etc/dovecot/conf.d/ncauth.conf.ext\n"
+            )
         return EX_OK
     files = [(output, snip.text, 0o600 if snip.has_secret else 0o644)]
     if snip.sql_args:  # holds the database password
@@ -269,8 +321,15 @@ def sql(args: argparse.Namespace) -> int:
         url = config.nextcloud.database_urls[0]
         dialect = args.dialect or sqlgen.dialect_of(url)
         database = args.database or sa.make_url(url).database or "nextcloud"
-        text = sqlgen.report(config, dialect, args.dovecot, database, dovecot_user=args.dovecot_user,
-                             ncauth_user=args.ncauth_user, host=args.host)
+        text = sqlgen.report(
+            config,
+            dialect,
+            args.dovecot,
+            database,
+            dovecot_user=args.dovecot_user,
+            ncauth_user=args.ncauth_user,
+            host=args.host,
+        )
     except ConfigError as exc:
         sys.stderr.write(f"ncauth sql: {exc}\n")
         return EX_CONFIG
@@ -292,8 +351,9 @@ def status(config_arg: str | None) -> int:
         sys.stderr.write(f"ncauth status: {config.path}: [daemon] socket is not set\n")
         return EX_CONFIG
     try:
-        answer = client.request(config.daemon.socket, "STATS", connect_timeout=config.daemon.connect_timeout,
-                                reply_timeout=5)
+        answer = client.request(
+            config.daemon.socket, "STATS", connect_timeout=config.daemon.connect_timeout, reply_timeout=5
+        )
     except client.DaemonUnavailable as exc:
         sys.stderr.write(f"ncauth status: daemon not answering: {exc}\n")
         return EX_TEMPFAIL

@@ -12,7 +12,15 @@ import socket
 import time
 from typing import NamedTuple
 
-from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, VERDICTS, decode_line, encode_line, key_values
+from ncauth.protocol import (
+    MAX_LINE,
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    VERDICTS,
+    decode_line,
+    encode_line,
+    key_values,
+)
 
 
 class DaemonUnavailable(Exception):
@@ -22,14 +30,15 @@ class DaemonUnavailable(Exception):
 
 
 class Answer(NamedTuple):
-    verdict: str                       # OK | FAIL | UNKNOWN | TEMPFAIL
+    verdict: str  # OK | FAIL | UNKNOWN | TEMPFAIL
     fields: dict[str, str]
     #: False when the client made up this TEMPFAIL (timeout, garbage): nobody logged it yet
     from_daemon: bool = True
 
 
-def request(path: str, command: str, *args: str, connect_timeout: float = 0.5,
-            reply_timeout: float = 10.0) -> Answer:
+def request(
+    path: str, command: str, *args: str, connect_timeout: float = 0.5, reply_timeout: float = 10.0
+) -> Answer:
     """Send one request (``AUTH``, ``LOOKUP``, ``STATS``) after the handshake; one answer.
 
     A daemon that accepted the request is in charge of it: when it is busy, refuses the
@@ -48,8 +57,10 @@ def request(path: str, command: str, *args: str, connect_timeout: float = 0.5,
         buf, problem = b"", ""
         try:
             try:
-                sock.sendall(encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))
-                             + encode_line(command, "1", *args))
+                sock.sendall(
+                    encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))
+                    + encode_line(command, "1", *args)
+                )
             except (ConnectionResetError, BrokenPipeError):
                 pass  # it may have refused us with a line first: read what is there
             buf, problem = _read_lines(sock, 2, deadline)

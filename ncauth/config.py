@@ -13,8 +13,9 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from ncauth import names
@@ -38,6 +39,7 @@ FORWARD_MODES = ("auto", "always", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 USERDB_PLACEHOLDERS = ("user", "local", "domain", "uid")
 
+
 class Hashing(NamedTuple):
     """Argon2 parameters for the decoy work done for unknown users, so that they
     cost what a real check costs (Nextcloud's hashingMemoryCost & co.)."""
@@ -54,7 +56,7 @@ class HashLimits(NamedTuple):
     well above Nextcloud's (m=65536 KiB, t=4, p=1; bcrypt cost 10): the worst hash
     they admit takes about 6 s in libsodium on one core here."""
 
-    argon2_memory_cost: int = 262144   # KiB (256 MiB)
+    argon2_memory_cost: int = 262144  # KiB (256 MiB)
     argon2_time_cost: int = 64
     argon2_threads: int = 8
     bcrypt_cost: int = 14
@@ -78,7 +80,7 @@ class AccountsSection(NamedTuple):
     default_domain: str = ""
     match: str = "local-part"
     two_factor: str = "app-password-only"
-    trusted_networks: tuple["Network", ...] = ()
+    trusted_networks: tuple[Network, ...] = ()
     app_passwords: bool = True
     #: match = "email": also trust addresses that users may have set for themselves
     trust_user_emails: bool = False
@@ -103,7 +105,7 @@ class DaemonSection(NamedTuple):
     reply_timeout: float = 10.0
     socket_group: str = ""
     allowed_users: tuple[str, ...] = ("root", "dovecot")
-    workers: int = 0            # 0 = one per CPU
+    workers: int = 0  # 0 = one per CPU
     queue: int = 64
     #: open connections one peer uid may hold (each Dovecot auth worker or checkpassword
     #: child holds one; a runaway or hostile local client cannot exhaust the daemon's fds)
@@ -121,7 +123,7 @@ class DaemonSection(NamedTuple):
     throttle_ipv6_prefix: int = 64
     #: sources spared the per-IP budget (never the per-account one): e.g. a webmail host that
     #: relays many users' logins. Empty by default: trusted_networks alone spares nothing here.
-    throttle_exempt_networks: tuple["Network", ...] = ()
+    throttle_exempt_networks: tuple[Network, ...] = ()
 
 
 class Config(NamedTuple):
@@ -209,7 +211,9 @@ def _check_mode(path: str, mode: int, *, holds_secret: bool) -> None:
     if mode & (stat.S_IWOTH | stat.S_IWGRP):
         # whoever may write it may point ncauth at a database of their own, and log in as anyone
         who = "every user" if mode & stat.S_IWOTH else "its group"
-        raise ConfigError(f"{path}: writable by {who} (mode {stat.S_IMODE(mode):04o}); run: chmod go-w {path}")
+        raise ConfigError(
+            f"{path}: writable by {who} (mode {stat.S_IMODE(mode):04o}); run: chmod go-w {path}"
+        )
     if holds_secret and mode & stat.S_IROTH:
         raise ConfigError(
             f"{path}: holds a database password or Nextcloud secret but is readable by every user "
@@ -248,7 +252,9 @@ class _Reader:
             raise self.fail(section, key, f"must be a string, not {type(value).__name__}")
         return value
 
-    def number(self, section: str, table: dict[str, Any], key: str, default: float, *, lo: float, hi: float) -> float:
+    def number(
+        self, section: str, table: dict[str, Any], key: str, default: float, *, lo: float, hi: float
+    ) -> float:
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(section, key, f"must be a number, not {type(value).__name__}")
@@ -268,22 +274,40 @@ class _Reader:
             raise self.fail(section, key, "must be a list of strings")
         return tuple(value)
 
-    def choice(self, section: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(
+        self, section: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str
+    ) -> str:
         value = self.string(section, table, key, default)
         if value not in choices:
             raise self.fail(section, key, f"{value!r} is not one of: {', '.join(choices)}")
         return value
 
 
-def _nextcloud(r: _Reader, nc: dict[str, Any], php: "phpconfig.NextcloudSettings | None",
-               config_php: str) -> NextcloudSection:
+def _nextcloud(
+    r: _Reader, nc: dict[str, Any], php: phpconfig.NextcloudSettings | None, config_php: str
+) -> NextcloudSection:
     sec = "nextcloud"
-    r.only_keys(sec, nc, (
-        "database_url", "table_prefix", "secret", "password_salt", "config_php",
-        "connect_timeout", "query_timeout", "hashing_memory_cost", "hashing_time_cost", "hashing_threads",
-        "failover_retry", "max_argon2_memory_cost", "max_argon2_time_cost", "max_argon2_threads",
-        "max_bcrypt_cost",
-    ))
+    r.only_keys(
+        sec,
+        nc,
+        (
+            "database_url",
+            "table_prefix",
+            "secret",
+            "password_salt",
+            "config_php",
+            "connect_timeout",
+            "query_timeout",
+            "hashing_memory_cost",
+            "hashing_time_cost",
+            "hashing_threads",
+            "failover_retry",
+            "max_argon2_memory_cost",
+            "max_argon2_time_cost",
+            "max_argon2_threads",
+            "max_bcrypt_cost",
+        ),
+    )
     if "database_url" in nc:
         urls_raw = nc["database_url"]
         urls = (urls_raw,) if isinstance(urls_raw, str) else r.strings(sec, nc, "database_url")
@@ -292,7 +316,9 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: "phpconfig.NextcloudSettings
     elif php:
         urls = (database_url_from_php(php, config_php),)
     else:
-        raise r.fail(sec, "database_url", "missing (or set config_php to read it from Nextcloud's config.php)")
+        raise r.fail(
+            sec, "database_url", "missing (or set config_php to read it from Nextcloud's config.php)"
+        )
     for url in urls:
         if "://" not in url:
             raise r.fail(sec, "database_url", "not a URL (e.g. mysql+pymysql://user:pw@host/nextcloud)")
@@ -303,17 +329,39 @@ def _nextcloud(r: _Reader, nc: dict[str, Any], php: "phpconfig.NextcloudSettings
 
     d = HashLimits()
     limits = HashLimits(
-        argon2_memory_cost=int(r.number(sec, nc, "max_argon2_memory_cost", d.argon2_memory_cost, lo=8, hi=4 * 1024 * 1024)),
+        argon2_memory_cost=int(
+            r.number(sec, nc, "max_argon2_memory_cost", d.argon2_memory_cost, lo=8, hi=4 * 1024 * 1024)
+        ),
         argon2_time_cost=int(r.number(sec, nc, "max_argon2_time_cost", d.argon2_time_cost, lo=1, hi=10000)),
         argon2_threads=int(r.number(sec, nc, "max_argon2_threads", d.argon2_threads, lo=1, hi=255)),
         bcrypt_cost=int(r.number(sec, nc, "max_bcrypt_cost", d.bcrypt_cost, lo=4, hi=31)),
     )
     hashing = Hashing(
-        memory_cost=int(r.number(sec, nc, "hashing_memory_cost", php.hashing_memory_cost if php else 65536,
-                                 lo=8, hi=limits.argon2_memory_cost)),
-        time_cost=int(r.number(sec, nc, "hashing_time_cost", php.hashing_time_cost if php else 4,
-                               lo=1, hi=limits.argon2_time_cost)),
-        threads=int(r.number(sec, nc, "hashing_threads", php.hashing_threads if php else 1, lo=1, hi=limits.argon2_threads)),
+        memory_cost=int(
+            r.number(
+                sec,
+                nc,
+                "hashing_memory_cost",
+                php.hashing_memory_cost if php else 65536,
+                lo=8,
+                hi=limits.argon2_memory_cost,
+            )
+        ),
+        time_cost=int(
+            r.number(
+                sec,
+                nc,
+                "hashing_time_cost",
+                php.hashing_time_cost if php else 4,
+                lo=1,
+                hi=limits.argon2_time_cost,
+            )
+        ),
+        threads=int(
+            r.number(
+                sec, nc, "hashing_threads", php.hashing_threads if php else 1, lo=1, hi=limits.argon2_threads
+            )
+        ),
     )
     return NextcloudSection(
         database_urls=urls,
@@ -334,35 +382,69 @@ ANY_DOMAIN = "*"
 
 def _accounts(r: _Reader, acc: dict[str, Any], php: NextcloudPhp | None) -> AccountsSection:
     sec = "accounts"
-    r.only_keys(sec, acc, (
-        "domains", "default_domain", "match", "two_factor", "trusted_networks", "app_passwords",
-        "app_password_required", "two_factor_enforced", "two_factor_enforced_groups",
-        "two_factor_enforced_excluded_groups", "trust_user_emails",
-    ))
+    r.only_keys(
+        sec,
+        acc,
+        (
+            "domains",
+            "default_domain",
+            "match",
+            "two_factor",
+            "trusted_networks",
+            "app_passwords",
+            "app_password_required",
+            "two_factor_enforced",
+            "two_factor_enforced_groups",
+            "two_factor_enforced_excluded_groups",
+            "trust_user_emails",
+        ),
+    )
     match = r.choice(sec, acc, "match", MATCH_MODES, "local-part")
     trust_user_emails = r.boolean(sec, acc, "trust_user_emails", False)
     if match == "email" and not trust_user_emails:
-        problem = emails_unlocked(php.data) if php else ("[nextcloud] config_php is not set, so ncauth cannot tell "
-                                                    "whether users may change their own address")
+        problem = (
+            emails_unlocked(php.data)
+            if php
+            else (
+                "[nextcloud] config_php is not set, so ncauth cannot tell "
+                "whether users may change their own address"
+            )
+        )
         if problem:
-            raise r.fail(sec, "match", f'"email" logs users in by the address Nextcloud has for them, but {problem}: '
-                         "one who sets hers to another person's address would get that person's mail. "
-                         "Lock it in Nextcloud (occ "
-                         "config:system:set allow_user_to_change_email --type=boolean --value=false) and set "
-                         "config_php, or accept the risk with trust_user_emails = true (see README)")
+            raise r.fail(
+                sec,
+                "match",
+                f'"email" logs users in by the address Nextcloud has for them, but {problem}: '
+                "one who sets hers to another person's address would get that person's mail. "
+                "Lock it in Nextcloud (occ "
+                "config:system:set allow_user_to_change_email --type=boolean --value=false) and set "
+                "config_php, or accept the risk with trust_user_emails = true (see README)",
+            )
     domains = tuple(d.lower() for d in r.strings(sec, acc, "domains"))
     if not domains:
-        raise r.fail(sec, "domains", "missing: list the mail domains this server serves, e.g. "
-                     'domains = ["example.org"] (logins in other domains are unknown users)')
+        raise r.fail(
+            sec,
+            "domains",
+            "missing: list the mail domains this server serves, e.g. "
+            'domains = ["example.org"] (logins in other domains are unknown users)',
+        )
     if ANY_DOMAIN in domains:
         if match != "address" or len(domains) > 1:
-            raise r.fail(sec, "domains", '"*" (any domain) is only for match = "address", alone: there the '
-                         "Nextcloud uid names its own domain")
+            raise r.fail(
+                sec,
+                "domains",
+                '"*" (any domain) is only for match = "address", alone: there the '
+                "Nextcloud uid names its own domain",
+            )
     else:
         for d in domains:
             if not names.is_domain(d):
-                raise r.fail(sec, "domains", f"{d!r} is not a domain name (ASCII letters, digits, '-' and dots; "
-                             "IDNA names in their xn-- form)")
+                raise r.fail(
+                    sec,
+                    "domains",
+                    f"{d!r} is not a domain name (ASCII letters, digits, '-' and dots; "
+                    "IDNA names in their xn-- form)",
+                )
     default_domain = r.string(sec, acc, "default_domain").lower()
     if default_domain and not names.is_domain(default_domain):
         raise r.fail(sec, "default_domain", f"{default_domain!r} is not a domain name")
@@ -376,17 +458,22 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: NextcloudPhp | None) -> Acco
         trusted_networks=_networks(r, sec, acc, "trusted_networks"),
         app_passwords=r.boolean(sec, acc, "app_passwords", True),
         trust_user_emails=trust_user_emails,
-        app_password_required=r.boolean(sec, acc, "app_password_required",
-                                        php.settings.token_auth_enforced if php else False),
-        two_factor_enforced=r.boolean(sec, acc, "two_factor_enforced", php.settings.twofactor_enforced if php else False),
+        app_password_required=r.boolean(
+            sec, acc, "app_password_required", php.settings.token_auth_enforced if php else False
+        ),
+        two_factor_enforced=r.boolean(
+            sec, acc, "two_factor_enforced", php.settings.twofactor_enforced if php else False
+        ),
         two_factor_enforced_groups=r.strings(sec, acc, "two_factor_enforced_groups")
-        if "two_factor_enforced_groups" in acc or not php else php.settings.twofactor_enforced_groups,
+        if "two_factor_enforced_groups" in acc or not php
+        else php.settings.twofactor_enforced_groups,
         two_factor_enforced_excluded_groups=r.strings(sec, acc, "two_factor_enforced_excluded_groups")
-        if "two_factor_enforced_excluded_groups" in acc or not php else php.settings.twofactor_enforced_excluded_groups,
+        if "two_factor_enforced_excluded_groups" in acc or not php
+        else php.settings.twofactor_enforced_excluded_groups,
     )
 
 
-def _networks(r: _Reader, sec: str, table: dict[str, Any], key: str) -> tuple["Network", ...]:
+def _networks(r: _Reader, sec: str, table: dict[str, Any], key: str) -> tuple[Network, ...]:
     """A list of CIDR networks, exactly as written: host bits set (``192.0.2.25/8``) are a
     mistake, not a wish to widen, and a network that covers every address is refused."""
     values = r.strings(sec, table, key)
@@ -419,7 +506,11 @@ def emails_unlocked(php: dict[str, Any]) -> str:
     locks the e-mail field too (apps/settings UsersController::setUserSettings,
     apps/provisioning_api UsersController::editUser). Only the literal PHP ``false``
     locks it in every reader (editUser compares ``!== false``), so nothing else counts."""
-    key = "allow_user_to_change_email" if "allow_user_to_change_email" in php else "allow_user_to_change_display_name"
+    key = (
+        "allow_user_to_change_email"
+        if "allow_user_to_change_email" in php
+        else "allow_user_to_change_display_name"
+    )
     if php.get(key, True) is False:
         return ""
     return f"Nextcloud's config.php does not set {key} to false, so users may change their own address"
@@ -439,8 +530,13 @@ def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
             raise r.fail("userdb", key, "must not contain control characters")
         for name in PLACEHOLDER_RE.findall(value):
             if name not in USERDB_PLACEHOLDERS:
-                raise r.fail("userdb", key, f"unknown placeholder {{{name}}} (known: "
-                             + " ".join("{%s}" % p for p in USERDB_PLACEHOLDERS) + ")")
+                raise r.fail(
+                    "userdb",
+                    key,
+                    f"unknown placeholder {{{name}}} (known: "
+                    + " ".join(f"{{{p}}}" for p in USERDB_PLACEHOLDERS)
+                    + ")",
+                )
         if any(c in PLACEHOLDER_RE.sub("", value) for c in "{}"):
             raise r.fail("userdb", key, "unbalanced '{' or '}'")
         fields[key] = value
@@ -449,12 +545,32 @@ def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
 
 def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
     sec = "daemon"
-    r.only_keys(sec, daemon, (
-        "socket", "forward", "connect_timeout", "reply_timeout", "socket_group", "allowed_users", "workers",
-        "queue", "peer_connections", "idle_timeout", "drain_timeout", "cache", "cache_size", "cache_max_age", "throttle",
-        "throttle_window", "throttle_ip_failures", "throttle_user_failures", "throttle_ipv6_prefix",
-        "throttle_exempt_networks",
-    ))
+    r.only_keys(
+        sec,
+        daemon,
+        (
+            "socket",
+            "forward",
+            "connect_timeout",
+            "reply_timeout",
+            "socket_group",
+            "allowed_users",
+            "workers",
+            "queue",
+            "peer_connections",
+            "idle_timeout",
+            "drain_timeout",
+            "cache",
+            "cache_size",
+            "cache_max_age",
+            "throttle",
+            "throttle_window",
+            "throttle_ip_failures",
+            "throttle_user_failures",
+            "throttle_ipv6_prefix",
+            "throttle_exempt_networks",
+        ),
+    )
     socket_path = r.string(sec, daemon, "socket")
     if socket_path and not socket_path.startswith("/"):
         raise r.fail(sec, "socket", "must be an absolute path")
@@ -465,7 +581,9 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
         connect_timeout=r.number(sec, daemon, "connect_timeout", d.connect_timeout, lo=0.01, hi=30),
         reply_timeout=r.number(sec, daemon, "reply_timeout", d.reply_timeout, lo=0.1, hi=120),
         socket_group=r.string(sec, daemon, "socket_group"),
-        allowed_users=r.strings(sec, daemon, "allowed_users") if "allowed_users" in daemon else d.allowed_users,
+        allowed_users=r.strings(sec, daemon, "allowed_users")
+        if "allowed_users" in daemon
+        else d.allowed_users,
         workers=int(r.number(sec, daemon, "workers", d.workers, lo=0, hi=256)),
         queue=int(r.number(sec, daemon, "queue", d.queue, lo=0, hi=100000)),
         peer_connections=int(r.number(sec, daemon, "peer_connections", d.peer_connections, lo=1, hi=100000)),
@@ -476,10 +594,15 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
         cache_max_age=r.number(sec, daemon, "cache_max_age", d.cache_max_age, lo=0, hi=7 * 86400),
         throttle=r.boolean(sec, daemon, "throttle", d.throttle),
         throttle_window=r.number(sec, daemon, "throttle_window", d.throttle_window, lo=1, hi=86400),
-        throttle_ip_failures=int(r.number(sec, daemon, "throttle_ip_failures", d.throttle_ip_failures, lo=1, hi=10**6)),
-        throttle_user_failures=int(r.number(sec, daemon, "throttle_user_failures", d.throttle_user_failures,
-                                            lo=1, hi=10**6)),
-        throttle_ipv6_prefix=int(r.number(sec, daemon, "throttle_ipv6_prefix", d.throttle_ipv6_prefix, lo=32, hi=128)),
+        throttle_ip_failures=int(
+            r.number(sec, daemon, "throttle_ip_failures", d.throttle_ip_failures, lo=1, hi=10**6)
+        ),
+        throttle_user_failures=int(
+            r.number(sec, daemon, "throttle_user_failures", d.throttle_user_failures, lo=1, hi=10**6)
+        ),
+        throttle_ipv6_prefix=int(
+            r.number(sec, daemon, "throttle_ipv6_prefix", d.throttle_ipv6_prefix, lo=32, hi=128)
+        ),
         throttle_exempt_networks=_networks(r, sec, daemon, "throttle_exempt_networks"),
     )
 
@@ -491,7 +614,7 @@ class NextcloudPhp(NamedTuple):
     """Nextcloud's config.php, parsed as data (ncauth.phpconfig): every key as
     Nextcloud's getter reads it, and the raw values for the rules that need them."""
 
-    settings: "phpconfig.NextcloudSettings"
+    settings: phpconfig.NextcloudSettings
     data: dict[Any, Any]
 
 
@@ -507,17 +630,21 @@ def read_config_php(path: str) -> NextcloudPhp:
         raise ConfigError(f"[nextcloud] config_php = {path!r}: {exc}") from None
 
 
-def database_url_from_php(php: "phpconfig.NextcloudSettings", source: str) -> str:
+def database_url_from_php(php: phpconfig.NextcloudSettings, source: str) -> str:
     """Turn config.php's db* keys into an SQLAlchemy URL (password percent-encoded), the
     way Nextcloud's ConnectionFactory::createConnectionParams connects."""
     if php.dbtype == "sqlite3":
         if php.datadirectory is None:
-            raise ConfigError(f"[nextcloud] config_php: {source}: dbtype sqlite3 but no datadirectory: "
-                              "set [nextcloud] database_url")
+            raise ConfigError(
+                f"[nextcloud] config_php: {source}: dbtype sqlite3 but no datadirectory: "
+                "set [nextcloud] database_url"
+            )
         return f"sqlite:///{os.path.join(php.datadirectory, php.dbname + '.db')}"
     if php.dbtype not in ("mysql", "pgsql"):
-        raise ConfigError(f"[nextcloud] config_php: {source}: dbtype {php.dbtype!r} is not supported "
-                          "(mysql, pgsql, sqlite3)")
+        raise ConfigError(
+            f"[nextcloud] config_php: {source}: dbtype {php.dbtype!r} is not supported "
+            "(mysql, pgsql, sqlite3)"
+        )
     user = quote(php.dbuser, safe="")
     password = quote(php.dbpassword, safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
@@ -535,8 +662,10 @@ def database_url_from_php(php: "phpconfig.NextcloudSettings", source: str) -> st
         if host.startswith("/"):
             socket_path, host = host, ""
         if socket_path:
-            query = "?host=" + quote(socket_path if not socket_path.endswith(".s.PGSQL.5432")
-                                     else os.path.dirname(socket_path), safe="/")
+            query = "?host=" + quote(
+                socket_path if not socket_path.endswith(".s.PGSQL.5432") else os.path.dirname(socket_path),
+                safe="/",
+            )
             host = ""
         elif ":" in host:
             host = f"[{host}]"

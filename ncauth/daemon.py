@@ -25,18 +25,24 @@ import stat
 import struct
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ncauth import config as config_mod, hashes, log
+from ncauth import config as config_mod
+from ncauth import hashes, log
 from ncauth.cache import VerifiedCache
 from ncauth.errors import ConfigError
 from ncauth.policy import Authenticator, Outcome, Verdict, in_networks
-from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, encode_line, decode_line, key_values
+from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, decode_line, encode_line, key_values
 from ncauth.throttle import Throttle
 
-_ANSWERS = {Outcome.OK: "OK", Outcome.REFUSED: "FAIL", Outcome.UNKNOWN: "UNKNOWN", Outcome.TEMPFAIL: "TEMPFAIL"}
+_ANSWERS = {
+    Outcome.OK: "OK",
+    Outcome.REFUSED: "FAIL",
+    Outcome.UNKNOWN: "UNKNOWN",
+    Outcome.TEMPFAIL: "TEMPFAIL",
+}
 
 
 class _LineTooLong(Exception):
@@ -100,9 +106,13 @@ class Daemon:
         d = config.daemon
         if not d.throttle:
             return None
-        settings = dict(window=d.throttle_window, ip_failures=d.throttle_ip_failures,
-                        user_failures=d.throttle_user_failures, ipv6_prefix=d.throttle_ipv6_prefix,
-                        exempt=_network_test(d.throttle_exempt_networks))
+        settings = {
+            "window": d.throttle_window,
+            "ip_failures": d.throttle_ip_failures,
+            "user_failures": d.throttle_user_failures,
+            "ipv6_prefix": d.throttle_ipv6_prefix,
+            "exempt": _network_test(d.throttle_exempt_networks),
+        }
         if self.throttle is None:
             return Throttle(**settings)  # type: ignore[arg-type]
         self.throttle.configure(**settings)  # type: ignore[arg-type]
@@ -134,8 +144,10 @@ class Daemon:
         try:
             if stat.S_ISSOCK(os.lstat(path).st_mode):
                 if _answers(path):
-                    raise ConfigError(f"{path}: another ncauth serve is answering there; stop it first "
-                                      "(or give this one another [daemon] socket)")
+                    raise ConfigError(
+                        f"{path}: another ncauth serve is answering there; stop it first "
+                        "(or give this one another [daemon] socket)"
+                    )
                 os.unlink(path)  # a stale socket from an earlier run
         except FileNotFoundError:
             pass
@@ -150,7 +162,9 @@ class Daemon:
             try:
                 os.chown(path, -1, grp.getgrnam(group).gr_gid)
             except KeyError:
-                raise ConfigError(f"{self.config.path}: [daemon] socket_group: no such group {group!r}") from None
+                raise ConfigError(
+                    f"{self.config.path}: [daemon] socket_group: no such group {group!r}"
+                ) from None
         os.chmod(path, 0o660)
         sock.listen(128)
         log.logger.info("listening on %s (mode 0660%s)", path, f", group {group}" if group else "")
@@ -165,10 +179,16 @@ class Daemon:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         sock = sock or self.listening_socket()
-        self.server = await asyncio.start_unix_server(self._connection, sock=sock, limit=MAX_LINE, backlog=128)
+        self.server = await asyncio.start_unix_server(
+            self._connection, sock=sock, limit=MAX_LINE, backlog=128
+        )
         _sd_notify("READY=1")
-        log.logger.info("serving with %d workers, queue %d, cache %s", self.workers, self.config.daemon.queue,
-                        "on" if self.auth.cache is not None else "off")
+        log.logger.info(
+            "serving with %d workers, queue %d, cache %s",
+            self.workers,
+            self.config.daemon.queue,
+            "on" if self.auth.cache is not None else "off",
+        )
         await self._stopping.wait()
         _sd_notify("STOPPING=1")
         log.logger.info("stopping: draining %d request(s)", self.inflight)
@@ -215,8 +235,11 @@ class Daemon:
                 return
             if self._peer_connections[uid] >= self.config.daemon.peer_connections:
                 self.stats.refused_peers += 1
-                log.logger.warning("refused a connection from uid %s: it holds %d already ([daemon] peer_connections)",
-                                   uid, self._peer_connections[uid])
+                log.logger.warning(
+                    "refused a connection from uid %s: it holds %d already ([daemon] peer_connections)",
+                    uid,
+                    self._peer_connections[uid],
+                )
                 writer.write(encode_line("TEMPFAIL", "0", "reason=too many connections from this user"))
                 return
             self._peer_connections[uid] += 1
@@ -240,7 +263,7 @@ class Daemon:
                 await asyncio.wait_for(writer.drain(), self.config.daemon.idle_timeout)
         except _LineTooLong:
             writer.write(encode_line("TEMPFAIL", "0", f"reason=line longer than {MAX_LINE} bytes"))
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             if counted is not None:
@@ -248,14 +271,14 @@ class Daemon:
             try:
                 writer.close()
                 await asyncio.wait_for(writer.wait_closed(), 1)
-            except (asyncio.TimeoutError, ConnectionError, OSError):
+            except (TimeoutError, ConnectionError, OSError):
                 pass
 
     async def _readline(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next complete line, or None at EOF or after idle_timeout."""
         try:
             line = await asyncio.wait_for(reader.readline(), self.config.daemon.idle_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         except (asyncio.LimitOverrunError, ValueError):
             raise _LineTooLong from None
@@ -274,27 +297,47 @@ class Daemon:
         if command == "STATS" and len(fields) >= 2:
             return encode_line("OK", rid, *(f"{k}={v}" for k, v in self.snapshot().items()))
         if command == "AUTH" and len(fields) >= 4:
-            user, password, extra = fields[2], fields[3].encode("utf-8", "surrogateescape"), key_values(fields[4:])
+            user, password, extra = (
+                fields[2],
+                fields[3].encode("utf-8", "surrogateescape"),
+                key_values(fields[4:]),
+            )
         elif command == "LOOKUP" and len(fields) >= 3:
             user, password, extra = fields[2], None, key_values(fields[3:])
         else:
             return self._malformed(rid, f"malformed or unknown request {command[:16]!r}")
         rip, service = extra.get("rip", ""), extra.get("service", "")
-        log.logger.debug("%s %s login=\"%s\" %s", command, log.printable(rid, 32), log.printable(user),
-                         " ".join(f"{k}={log.printable(v, 64)}" for k, v in extra.items()))
+        log.logger.debug(
+            "%s %s login=\"%s\" %s",
+            command,
+            log.printable(rid, 32),
+            log.printable(user),
+            " ".join(f"{k}={log.printable(v, 64)}" for k, v in extra.items()),
+        )
         started = time.perf_counter()
         try:
             verdict = await self._verdict(user, password, rip)
             reply = _reply(rid, verdict)
-        except Exception as exc:  # noqa: BLE001 - a bug must cost one TEMPFAIL, not the connection
-            log.logger.error("internal error answering request %s: %s", log.printable(rid, 32), type(exc).__name__)
+        except Exception as exc:
+            log.logger.error(
+                "internal error answering request %s: %s", log.printable(rid, 32), type(exc).__name__
+            )
             verdict = Verdict(Outcome.TEMPFAIL, f"internal error ({type(exc).__name__})")
             reply = _reply(rid, verdict)
         seconds = time.perf_counter() - started
         self.stats.record(_ANSWERS[verdict.outcome], seconds)
-        log.decision(verdict=verdict.outcome.value, login=user, reason=verdict.reason, ms=seconds * 1000,
-                     user=verdict.user, uid=verdict.uid, service=service, remote_ip=rip, method=verdict.method,
-                     via="daemon")
+        log.decision(
+            verdict=verdict.outcome.value,
+            login=user,
+            reason=verdict.reason,
+            ms=seconds * 1000,
+            user=verdict.user,
+            uid=verdict.uid,
+            service=service,
+            remote_ip=rip,
+            method=verdict.method,
+            via="daemon",
+        )
         return reply
 
     def _malformed(self, rid: str, reason: str) -> bytes:
@@ -323,7 +366,8 @@ class Daemon:
             self._using[auth] += 1
             try:
                 verdict = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, self._decide, auth, user, password, rip)
+                    self.pool, self._decide, auth, user, password, rip
+                )
             finally:
                 self.inflight -= 1
                 self._using[auth] -= 1
@@ -368,8 +412,10 @@ class Daemon:
 
 def _network_test(networks: tuple[Any, ...]) -> Callable[[str], bool]:
     """Is an address in *networks*? (IPv4-mapped IPv6 counts as IPv4.)"""
+
     def inside(remote_ip: str) -> bool:
         return bool(networks) and in_networks(remote_ip, networks)
+
     return inside
 
 
@@ -387,7 +433,9 @@ def _answers(path: str) -> bool:
 def _reply(rid: str, verdict: Verdict) -> bytes:
     """The protocol line for *verdict* (raises if a field cannot be carried)."""
     if verdict.outcome is Outcome.OK:
-        return encode_line("OK", rid, f"user={verdict.user}", *(f"userdb_{k}={v}" for k, v in verdict.fields.items()))
+        return encode_line(
+            "OK", rid, f"user={verdict.user}", *(f"userdb_{k}={v}" for k, v in verdict.fields.items())
+        )
     return encode_line(_ANSWERS[verdict.outcome], rid, f"reason={verdict.reason}")
 
 

@@ -55,7 +55,9 @@ def installed_program(name: str) -> str:
 def _dovecot_arg(value: str, what: str) -> str:
     """Dovecot splits checkpassword ``args`` on every space and expands ``%``."""
     if " " in value or "\t" in value:
-        raise ConfigError(f"{what} {value!r} contains a space, which Dovecot's checkpassword args cannot carry")
+        raise ConfigError(
+            f"{what} {value!r} contains a space, which Dovecot's checkpassword args cannot carry"
+        )
     return value.replace("%", "%%")
 
 
@@ -68,8 +70,10 @@ def _header(mode: str, version: str, config: Config, extra: str = "") -> str:
     ]
     missing = [k for k in ("uid", "gid", "home") if k not in config.userdb]
     if missing:
-        lines.append(f"# NOTE: [userdb] in {config.path} sets no {', '.join(missing)}: Dovecot then needs them "
-                     "from mail_uid/mail_gid/mail_home.")
+        lines.append(
+            f"# NOTE: [userdb] in {config.path} sets no {', '.join(missing)}: Dovecot then needs them "
+            "from mail_uid/mail_gid/mail_home."
+        )
     return "\n".join(lines) + ("\n" + extra if extra else "") + "\n"
 
 
@@ -93,8 +97,8 @@ def _vsz_limit(config: Config, services: tuple[str, ...] = ("auth",)) -> str:
     need_mib = config.nextcloud.hashing.memory_cost // 1024 * max(1, config.nextcloud.hashing.threads)
     if need_mib <= 96:
         return ""
-    text = "\n# argon2 with m=%d KiB needs more than the default 256M address space.\n" % config.nextcloud.hashing.memory_cost
-    return text + "".join("service %s {\n  vsz_limit = %dM\n}\n" % (name, need_mib + 256) for name in services)
+    text = f"\n# argon2 with m={config.nextcloud.hashing.memory_cost} KiB needs more than the default 256M address space.\n"
+    return text + "".join(f"service {name} {{\n  vsz_limit = {need_mib + 256}M\n}}\n" for name in services)
 
 
 def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Snippet:
@@ -106,9 +110,13 @@ def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Sni
         )
     program = _dovecot_arg(installed_program("ncauth-checkpassword"), "program path")
     args = f"{program} --config {_dovecot_arg(str(Path(config.path).resolve()), 'config path')}"
-    text = _header("checkpassword", version, config,
-                   "# Dovecot runs the program as user 'dovecot': the config must be readable by it\n"
-                   f"#   chown root:dovecot {config.path} && chmod 0640 {config.path}")
+    text = _header(
+        "checkpassword",
+        version,
+        config,
+        "# Dovecot runs the program as user 'dovecot': the config must be readable by it\n"
+        f"#   chown root:dovecot {config.path} && chmod 0640 {config.path}",
+    )
     text += (
         "\n# Only plaintext mechanisms can be checked against Nextcloud's hashes.\n"
         "auth_mechanisms = plain login\n"
@@ -137,6 +145,7 @@ def _url_parts(config: Config) -> tuple[str, dict[str, str]]:
     dialect = dialect_of(config.nextcloud.database_urls[0])
     if dialect == "sqlite":
         return dialect, {"path": url.database or ""}
+
     def query(key: str) -> str:  # a key given twice is a tuple in SQLAlchemy's URL: the last one wins
         value = url.query.get(key) or ""
         return value if isinstance(value, str) else value[-1]
@@ -150,9 +159,11 @@ def _url_parts(config: Config) -> tuple[str, dict[str, str]]:
     }
     for key, value in parts.items():
         if any(c in str(value) for c in " \t\n\"'%$#\\"):
-            raise ConfigError(f"[nextcloud] database_url: the {key} contains a space, quote, backslash, %, $ or #, "
-                              "which Dovecot's SQL settings cannot carry (# starts a comment there): choose another "
-                              "for the Dovecot SQL user")
+            raise ConfigError(
+                f"[nextcloud] database_url: the {key} contains a space, quote, backslash, %, $ or #, "
+                "which Dovecot's SQL settings cannot carry (# starts a comment there): choose another "
+                "for the Dovecot SQL user"
+            )
     return dialect, parts
 
 
@@ -192,8 +203,10 @@ def _cache() -> str:
 
 def sql_snippet(config: Config, version: str, postfix: Postfix, args_path: str) -> Snippet:
     dialect, parts = _url_parts(config)
-    note = ("# SQL mode: Dovecot reads Nextcloud's tables itself. It cannot check app passwords or legacy\n"
-            "# hashes, and two-factor users cannot log in (see README, \"Choose your Dovecot path\").")
+    note = (
+        "# SQL mode: Dovecot reads Nextcloud's tables itself. It cannot check app passwords or legacy\n"
+        "# hashes, and two-factor users cannot log in (see README, \"Choose your Dovecot path\")."
+    )
     text = _header("sql", version, config, note)
     text += "\nauth_mechanisms = plain login\n"
     if version == "2.3":
@@ -205,7 +218,9 @@ def sql_snippet(config: Config, version: str, postfix: Postfix, args_path: str) 
             f"  args = {args_path}\n}}\n"
         )
         text += _cache() + _vsz_limit(config, ("auth", "auth-worker")) + _postfix(postfix)
-        return Snippet(text, sql_args=sql_args_file(config, version), sql_args_path=args_path, has_secret=False)
+        return Snippet(
+            text, sql_args=sql_args_file(config, version), sql_args_path=args_path, has_secret=False
+        )
 
     q = QueryBuilder(config, dialect, version)
     if dialect == "sqlite":
@@ -245,11 +260,15 @@ def lua_script(socket_path: str) -> str:
 def lua_snippet(config: Config, version: str, postfix: Postfix, lua_path: str) -> Snippet:
     socket_path = config.daemon.socket
     if not socket_path:
-        raise ConfigError(f"{config.path}: [daemon] socket: Lua mode talks to the ncauth daemon: set the "
-                          "socket it listens on (with systemd: /run/ncauth/auth.sock)")
-    note = ("# Lua mode: a Lua passdb (packages dovecot-auth-lua, lua-socket) asks the ncauth daemon\n"
-            f"# (`ncauth serve`, socket {socket_path}), which must allow the auth-worker's user (root)\n"
-            "# and answers from its own cache. The script is " + lua_path + ".")
+        raise ConfigError(
+            f"{config.path}: [daemon] socket: Lua mode talks to the ncauth daemon: set the "
+            "socket it listens on (with systemd: /run/ncauth/auth.sock)"
+        )
+    note = (
+        "# Lua mode: a Lua passdb (packages dovecot-auth-lua, lua-socket) asks the ncauth daemon\n"
+        f"# (`ncauth serve`, socket {socket_path}), which must allow the auth-worker's user (root)\n"
+        "# and answers from its own cache. The script is " + lua_path + "."
+    )
     text = _header("lua", version, config, note) + "\nauth_mechanisms = plain login\n"
     if version == "2.3":
         args = f"file={_dovecot_arg(lua_path, 'Lua script path')} blocking=yes"
@@ -269,9 +288,14 @@ def lua_snippet(config: Config, version: str, postfix: Postfix, lua_path: str) -
     return Snippet(text, lua=lua_script(socket_path), lua_path=lua_path)
 
 
-def snippet(config: Config, mode: str, version: str, postfix: Postfix = Postfix(),
-            sql_args_path: str = f"/etc/dovecot/{SQL_ARGS_NAME}",
-            lua_path: str = f"/etc/dovecot/{LUA_NAME}") -> Snippet:
+def snippet(
+    config: Config,
+    mode: str,
+    version: str,
+    postfix: Postfix = Postfix(),
+    sql_args_path: str = f"/etc/dovecot/{SQL_ARGS_NAME}",
+    lua_path: str = f"/etc/dovecot/{LUA_NAME}",
+) -> Snippet:
     if mode == "checkpassword":
         return checkpassword_snippet(config, version, postfix)
     if mode == "sql":
@@ -290,4 +314,3 @@ def detect_version() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "2.3"
     return "2.4" if out.startswith("2.4") else "2.3"
-

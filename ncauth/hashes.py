@@ -47,21 +47,33 @@ _BCRYPT_RE = re.compile(r"\$2([abyx])\$(\d\d)\$[./A-Za-z0-9]{53}", re.ASCII)
 _PHP_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
 #: argon2 errors that say the machine could not run the check (memory, threads), not
 #: that the password or the stored hash is wrong: temporary failures, never cached.
-_RESOURCE_ERRORS = {_argon2.error_to_str(getattr(_argon2.lib, name)): what for name, what in (
-    ("ARGON2_MEMORY_ALLOCATION_ERROR", "could not allocate {m} KiB (memory limit?)"),
-    ("ARGON2_THREAD_FAIL", "could not start its {p} threads (process limit?)"),
-)}
+_RESOURCE_ERRORS = {
+    _argon2.error_to_str(getattr(_argon2.lib, name)): what
+    for name, what in (
+        ("ARGON2_MEMORY_ALLOCATION_ERROR", "could not allocate {m} KiB (memory limit?)"),
+        ("ARGON2_THREAD_FAIL", "could not start its {p} threads (process limit?)"),
+    )
+}
 _PERCENT_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 #: the argon2 form libsodium computes: what PHP's password_hash writes
 _SODIUM_FORM = re.compile(
     r"\$(argon2id|argon2i)\$v=19\$m=([1-9][0-9]{0,9}),t=([1-9][0-9]{0,9}),p=1\$([A-Za-z0-9+/]{22})\$([A-Za-z0-9+/]{43})",
-    re.ASCII)
-_SODIUM_LIMITS = {} if _sodium is None else {
-    kind: (getattr(_sodium, f"crypto_pwhash_ALG_{kind.upper()}13"),
-           *(getattr(_sodium, f"crypto_pwhash_{kind}_{limit}") for limit in
-             ("OPSLIMIT_MIN", "OPSLIMIT_MAX", "MEMLIMIT_MIN", "MEMLIMIT_MAX")))
-    for kind in ("argon2id", "argon2i")
-}
+    re.ASCII,
+)
+_SODIUM_LIMITS = (
+    {}
+    if _sodium is None
+    else {
+        kind: (
+            getattr(_sodium, f"crypto_pwhash_ALG_{kind.upper()}13"),
+            *(
+                getattr(_sodium, f"crypto_pwhash_{kind}_{limit}")
+                for limit in ("OPSLIMIT_MIN", "OPSLIMIT_MAX", "MEMLIMIT_MIN", "MEMLIMIT_MAX")
+            ),
+        )
+        for kind in ("argon2id", "argon2i")
+    }
+)
 
 
 class _Counter:
@@ -85,11 +97,11 @@ slow_hashes = _Counter()
 class Scheme:
     """What a stored hash is, for traces and logs (never the hash itself)."""
 
-    name: str          # argon2id | argon2i | bcrypt | legacy-sha1 | legacy-bcrypt | unsupported
+    name: str  # argon2id | argon2i | bcrypt | legacy-sha1 | legacy-bcrypt | unsupported
     version: int | None  # Nextcloud's prefix digit, None for legacy hashes
-    params: str = ""   # "m=65536,t=4,p=1", "cost=10"
+    params: str = ""  # "m=65536,t=4,p=1", "cost=10"
     problem: str = ""  # why it can never verify, if it cannot
-    engine: str = ""   # argon2: "libsodium" or "argon2-cffi"
+    engine: str = ""  # argon2: "libsodium" or "argon2-cffi"
     argon2: tuple[int, int, int] | None = None  # (m, t, p) of an argon2 hash
 
     def covers(self, hashing: Hashing) -> bool:
@@ -106,7 +118,11 @@ class Scheme:
     def describe(self) -> str:
         prefix = f"{self.version}| " if self.version is not None else ""
         text = f"{prefix}{self.name}" + (f" {self.params}" if self.params else "")
-        return text + (f" ({self.problem})" if self.problem else "") + (f" via {self.engine}" if self.engine else "")
+        return (
+            text
+            + (f" ({self.problem})" if self.problem else "")
+            + (f" via {self.engine}" if self.engine else "")
+        )
 
 
 def php_int(text: str) -> int:
@@ -131,13 +147,19 @@ def split(stored: str) -> tuple[int | None, str]:
     return None, stored
 
 
+DEFAULT_LIMITS = HashLimits()
+
+
 def _over_limits(inner: str, limits: HashLimits) -> str:
     """Why the work *inner* asks for is more than *limits* allow, or ""."""
     m = _ARGON2_RE.match(inner)
     if m:
         mem, t, p = (int(x) for x in m.groups()[2:])
-        for value, most, what in ((mem, limits.argon2_memory_cost, "memory_cost"),
-                                  (t, limits.argon2_time_cost, "time_cost"), (p, limits.argon2_threads, "threads")):
+        for value, most, what in (
+            (mem, limits.argon2_memory_cost, "memory_cost"),
+            (t, limits.argon2_time_cost, "time_cost"),
+            (p, limits.argon2_threads, "threads"),
+        ):
             if value > most:
                 return f"argon2 {what} {value} is above [nextcloud] max_argon2_{what} = {most}"
         return ""
@@ -152,13 +174,20 @@ def _inner_scheme(inner: str, version: int | None, limits: HashLimits) -> Scheme
     m = _ARGON2_RE.match(inner)
     if m:
         name, v, mem, t, p = m.groups()
-        return Scheme(name, version, f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""), too_much,
-                      engine="" if too_much else "libsodium" if _sodium_job(inner) else "argon2-cffi",
-                      argon2=(int(mem), int(t), int(p)))
+        return Scheme(
+            name,
+            version,
+            f"m={mem},t={t},p={p}" + (f",v={v}" if v and v != "19" else ""),
+            too_much,
+            engine="" if too_much else "libsodium" if _sodium_job(inner) else "argon2-cffi",
+            argon2=(int(mem), int(t), int(p)),
+        )
     m = _BCRYPT_RE.fullmatch(inner)
     if m:
         if m.group(1) == "x":
-            return Scheme("bcrypt", version, f"cost={int(m.group(2))}", "the buggy $2x$ variant is not supported")
+            return Scheme(
+                "bcrypt", version, f"cost={int(m.group(2))}", "the buggy $2x$ variant is not supported"
+            )
         return Scheme("bcrypt", version, f"cost={int(m.group(2))}", too_much)
     if inner.startswith("$2"):
         return Scheme("bcrypt", version, "", "malformed bcrypt hash")
@@ -167,7 +196,7 @@ def _inner_scheme(inner: str, version: int | None, limits: HashLimits) -> Scheme
     return Scheme("unsupported", version, "", f"inner hash {what} is not argon2 or bcrypt")
 
 
-def identify(stored: str, limits: HashLimits = HashLimits()) -> Scheme:
+def identify(stored: str, limits: HashLimits = DEFAULT_LIMITS) -> Scheme:
     """Describe *stored* without verifying anything."""
     version, inner = split(stored)
     if version is not None:
@@ -204,7 +233,9 @@ def login_password_forms(password: bytes) -> tuple[bytes, ...]:
     return (plain,) if decoded == plain else (plain, decoded)
 
 
-def verify(password: bytes, stored: str, password_salt: str = "", limits: HashLimits = HashLimits()) -> bool:
+def verify(
+    password: bytes, stored: str, password_salt: str = "", limits: HashLimits = DEFAULT_LIMITS
+) -> bool:
     """True if Nextcloud would accept *password* for the *stored* hash.
 
     A hash asking for more work than *limits* allow is refused without running it.
@@ -217,9 +248,12 @@ def verify(password: bytes, stored: str, password_salt: str = "", limits: HashLi
     if len(stored) == 60:
         if _over_limits(stored, limits):
             return False
-        return _password_verify(password + password_salt.encode(), stored) or _password_verify(password, stored)
-    if len(stored) == 40:
-        return hmac.compare_digest(stored.encode(errors="surrogateescape"), hashlib.sha1(password).hexdigest().encode())
+        return _password_verify(password + password_salt.encode(), stored) or _password_verify(
+            password, stored
+        )
+    if len(stored) == 40:  # Nextcloud's Hasher::legacyHashVerify: unsalted SHA1 of the bare password
+        digest = hashlib.sha1(password).hexdigest()  # noqa: S324
+        return hmac.compare_digest(stored.encode(errors="surrogateescape"), digest.encode())
     return False
 
 
@@ -304,13 +338,21 @@ def decoy(password: bytes, hashing: Hashing) -> None:
     result away, so unknown and refused users cost what a real check costs: by the
     engine that would check such a hash."""
     slow_hashes.add()
-    if hashing.threads == 1 and _sodium_argon2(
-            "argon2id", password, os.urandom(16), hashing.memory_cost, hashing.time_cost, 32) is not None:
+    if (
+        hashing.threads == 1
+        and _sodium_argon2("argon2id", password, os.urandom(16), hashing.memory_cost, hashing.time_cost, 32)
+        is not None
+    ):
         return
     try:
         _argon2.hash_secret_raw(
-            password, os.urandom(16), time_cost=hashing.time_cost, memory_cost=hashing.memory_cost,
-            parallelism=hashing.threads, hash_len=32, type=_argon2.Type.ID,
+            password,
+            os.urandom(16),
+            time_cost=hashing.time_cost,
+            memory_cost=hashing.memory_cost,
+            parallelism=hashing.threads,
+            hash_len=32,
+            type=_argon2.Type.ID,
         )
     except _argon2.HashingError as exc:
         raise TemporaryFailure(f"argon2 decoy failed: {exc}") from None

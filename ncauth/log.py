@@ -17,7 +17,13 @@ logger = logging.getLogger("ncauth")
 
 # Dovecot's enum log_type (src/lib/failures.h): DEBUG=0 … ERROR=3; the prefix is
 # 0x01, (type + 1), the pid and a space (src/lib/failures.c, i_failure_parse_line).
-_DOVECOT_TYPES = {logging.DEBUG: 0, logging.INFO: 1, logging.WARNING: 2, logging.ERROR: 3, logging.CRITICAL: 4}
+_DOVECOT_TYPES = {
+    logging.DEBUG: 0,
+    logging.INFO: 1,
+    logging.WARNING: 2,
+    logging.ERROR: 3,
+    logging.CRITICAL: 4,
+}
 
 
 class _DovecotFormatter(logging.Formatter):
@@ -50,8 +56,19 @@ def printable(text: str, limit: int = 128) -> str:
     return "".join(out) + ("…" if len(text) > limit else "")
 
 
-def decision(*, verdict: str, login: str, reason: str, ms: float, user: str = "", uid: str = "",
-             service: str = "", remote_ip: str = "", method: str = "", via: str = "") -> None:
+def decision(
+    *,
+    verdict: str,
+    login: str,
+    reason: str,
+    ms: float,
+    user: str = "",
+    uid: str = "",
+    service: str = "",
+    remote_ip: str = "",
+    method: str = "",
+    via: str = "",
+) -> None:
     """Log one authentication decision (the login as typed, never the password)."""
     quoted = {"login": login, "user": user, "uid": uid}
     bare = {"service": printable(service, 32), "rip": printable(remote_ip, 64), "method": method, "via": via}

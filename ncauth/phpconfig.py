@@ -103,10 +103,24 @@ from typing import Any, NamedTuple
 from ncauth.errors import ConfigError
 
 __all__ = [
-    "MAX_FILE_SIZE", "MAX_DEPTH", "PhpConfig", "NextcloudSettings", "parse_config_php",
-    "read_nextcloud_config", "system_value", "system_value_bool", "system_value_int",
-    "system_value_string", "nextcloud_settings", "split_dbhost", "php_bool", "php_int",
-    "php_string", "php_is_numeric", "php_array_merge", "natsort_key",
+    "MAX_DEPTH",
+    "MAX_FILE_SIZE",
+    "NextcloudSettings",
+    "PhpConfig",
+    "natsort_key",
+    "nextcloud_settings",
+    "parse_config_php",
+    "php_array_merge",
+    "php_bool",
+    "php_int",
+    "php_is_numeric",
+    "php_string",
+    "read_nextcloud_config",
+    "split_dbhost",
+    "system_value",
+    "system_value_bool",
+    "system_value_int",
+    "system_value_string",
 ]
 
 MAX_FILE_SIZE = 1 << 20
@@ -128,21 +142,48 @@ _NUMBER = re.compile(
     rb"|(?:(?:[0-9]+(?:_[0-9]+)*)?\.[0-9]+(?:_[0-9]+)*|[0-9]+(?:_[0-9]+)*\.(?:[0-9]+(?:_[0-9]+)*)?|[0-9]+(?:_[0-9]+)*)"
     rb"(?:[eE][+-]?[0-9]+(?:_[0-9]+)*)?"
 )
-_IDENT_CHAR = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") | frozenset(range(0x80, 0x100))
+_IDENT_CHAR = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") | frozenset(
+    range(0x80, 0x100)
+)
 _SQ_PLAIN = re.compile(rb"[^'\\]+")
 _DQ_PLAIN = re.compile(rb"[^\"\\${]+")
-_DQ_SIMPLE = {ord("n"): b"\n", ord("t"): b"\t", ord("r"): b"\r", ord("v"): b"\v", ord("e"): b"\x1b",
-              ord("f"): b"\f", ord("\\"): b"\\", ord("$"): b"$", ord('"'): b'"'}
+_DQ_SIMPLE = {
+    ord("n"): b"\n",
+    ord("t"): b"\t",
+    ord("r"): b"\r",
+    ord("v"): b"\v",
+    ord("e"): b"\x1b",
+    ord("f"): b"\f",
+    ord("\\"): b"\\",
+    ord("$"): b"$",
+    ord('"'): b'"',
+}
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _OCT = frozenset(b"01234567")
 _CANONICAL_INT = re.compile(r"(?:0|-?[1-9][0-9]{0,18})\Z")
 _OPERATOR_HINTS = {
-    ".": "string concatenation", "+": "arithmetic", "-": "arithmetic", "*": "arithmetic", "/": "arithmetic",
-    "%": "arithmetic", "|": "a bitwise operator", "&": "a reference or bitwise operator", "^": "a bitwise operator",
-    "~": "a bitwise operator", "?": "a ternary or null-coalescing operator", "(": "a call or parenthesised expression",
-    "[": "an array offset", ":": "a class constant (::)", "=": "an assignment or comparison", "!": "a negation",
-    "<": "a comparison or heredoc", ">": "a comparison", "@": "the error-suppression operator",
-    "`": "a backtick shell command", "$": "a variable", "\\": "a namespaced name",
+    ".": "string concatenation",
+    "+": "arithmetic",
+    "-": "arithmetic",
+    "*": "arithmetic",
+    "/": "arithmetic",
+    "%": "arithmetic",
+    "|": "a bitwise operator",
+    "&": "a reference or bitwise operator",
+    "^": "a bitwise operator",
+    "~": "a bitwise operator",
+    "?": "a ternary or null-coalescing operator",
+    "(": "a call or parenthesised expression",
+    "[": "an array offset",
+    ":": "a class constant (::)",
+    "=": "an assignment or comparison",
+    "!": "a negation",
+    "<": "a comparison or heredoc",
+    ">": "a comparison",
+    "@": "the error-suppression operator",
+    "`": "a backtick shell command",
+    "$": "a variable",
+    "\\": "a namespaced name",
 }
 
 
@@ -180,12 +221,14 @@ class _Parser:
         where = self.pos if pos is None else pos
         key = self._sensitive()
         if shows_text and key is not None:
-            what = (f"PHP code where a literal value belongs (details not shown: inside the sensitive key "
-                    f"{key!r}); config.php may only hold literal values and ncauth never runs PHP code")
+            what = (
+                f"PHP code where a literal value belongs (details not shown: inside the sensitive key "
+                f"{key!r}); config.php may only hold literal values and ncauth never runs PHP code"
+            )
         return ConfigError(f"{self.name}: line {self._line(where)}: {what}")
 
     def _snippet(self, pos: int, length: int = 24) -> str:
-        text = self.src[pos:pos + length].split(b"\n", 1)[0]
+        text = self.src[pos : pos + length].split(b"\n", 1)[0]
         return ascii(text.decode("utf-8", "replace"))[1:-1]
 
     def _found(self, pos: int) -> ConfigError:
@@ -205,28 +248,41 @@ class _Parser:
             elif low in ("eval", "exit", "die", "print", "echo", "new", "function", "fn", "static", "global"):
                 what = f"PHP code ({low!r})"
             elif low == "getenv" and after == b"(":
-                return self.fail("found getenv(): not supported, because it reads the web server's environment, "
-                                 "which ncauth does not share; put that value into ncauth's own configuration", pos)
+                return self.fail(
+                    "found getenv(): not supported, because it reads the web server's environment, "
+                    "which ncauth does not share; put that value into ncauth's own configuration",
+                    pos,
+                )
             elif after == b"(":
                 what, shows_text = f"a function call {name[:40]}()", True
             elif src.startswith(b"::", self._skip_ws_from(m.end())):
                 what, shows_text = f"a class constant {name[:40]}::...", True
             else:
                 what, shows_text = f"a constant {name[:40]!r}", True
-            return self.fail(f"found {what}; config.php may only hold literal values "
-                             "(strings, numbers, true/false/null, arrays) and ncauth never runs PHP code",
-                             pos, shows_text=shows_text)
+            return self.fail(
+                f"found {what}; config.php may only hold literal values "
+                "(strings, numbers, true/false/null, arrays) and ncauth never runs PHP code",
+                pos,
+                shows_text=shows_text,
+            )
         if src.startswith(b"<<<", pos):
-            return self.fail("found a heredoc/nowdoc string, which ncauth does not support; use a quoted string", pos)
+            return self.fail(
+                "found a heredoc/nowdoc string, which ncauth does not support; use a quoted string", pos
+            )
         if c == ord("$"):
             vm = _IDENT.match(src, pos + 1)
             var = "$" + vm.group().decode("utf-8", "replace")[:40] if vm else "$"
-            return self.fail(f"found the variable {var}; only assignments to $CONFIG are understood", pos,
-                             shows_text=True)
+            return self.fail(
+                f"found the variable {var}; only assignments to $CONFIG are understood", pos, shows_text=True
+            )
         hint = _OPERATOR_HINTS.get(chr(c)) if c < 128 else None
         if hint:
-            return self.fail(f"found {chr(c)!r} ({hint}); config.php may only hold literal values "
-                             "and ncauth never runs PHP code", pos, shows_text=True)
+            return self.fail(
+                f"found {chr(c)!r} ({hint}); config.php may only hold literal values "
+                "and ncauth never runs PHP code",
+                pos,
+                shows_text=True,
+            )
         return self.fail(f"unexpected character {self._snippet(pos, 1)!r}", pos, shows_text=True)
 
     # --- lexical helpers ----------------------------------------------------------
@@ -240,7 +296,9 @@ class _Parser:
                 pos = _WS.match(src, pos).end()
             elif c == ord("#") or (c == ord("/") and src.startswith(b"//", pos)):
                 if src.startswith(b"#[", pos):
-                    raise self.fail("'#[' starts a PHP 8 attribute, not a comment (PHP would refuse this file)", pos)
+                    raise self.fail(
+                        "'#[' starts a PHP 8 attribute, not a comment (PHP would refuse this file)", pos
+                    )
                 m = _LINE_COMMENT_END.search(src, pos)
                 pos = m.start() if m else n
             elif c == ord("/") and src.startswith(b"/*", pos):
@@ -260,17 +318,22 @@ class _Parser:
             p = self._skip_ws_from(pos)
         except ConfigError:
             return b""
-        return self.src[p:p + 1]
+        return self.src[p : p + 1]
 
     # --- file and statements ------------------------------------------------------
     def parse_file(self) -> Any:
         src = self.src
-        if not src[:5].lower() == b"<?php":
+        if src[:5].lower() != b"<?php":
             if src.startswith(b"\xef\xbb\xbf"):
-                raise self.fail("the file starts with a UTF-8 byte-order mark before <?php "
-                                "(Nextcloud refuses it too: 'Config file has leading content')", 0)
+                raise self.fail(
+                    "the file starts with a UTF-8 byte-order mark before <?php "
+                    "(Nextcloud refuses it too: 'Config file has leading content')",
+                    0,
+                )
             if src.lstrip()[:5].lower() == b"<?php":
-                raise self.fail("content before <?php (Nextcloud refuses it too: 'Config file has leading content')", 0)
+                raise self.fail(
+                    "content before <?php (Nextcloud refuses it too: 'Config file has leading content')", 0
+                )
             raise self.fail("not a PHP config file: it must start with <?php", 0)
         self.pos = 5
         if self.pos < self.n and src[self.pos] not in b" \t\r\n":
@@ -286,7 +349,9 @@ class _Parser:
             if src[self.pos] == ord(";"):
                 self.pos += 1
                 continue
-            if src.startswith(b"$CONFIG", self.pos) and (self.pos + 7 >= self.n or src[self.pos + 7] not in _IDENT_CHAR):
+            if src.startswith(b"$CONFIG", self.pos) and (
+                self.pos + 7 >= self.n or src[self.pos + 7] not in _IDENT_CHAR
+            ):
                 config = self._assignment(config)
                 continue
             raise self._found(self.pos)
@@ -298,10 +363,12 @@ class _Parser:
             self.pos += 2
         elif self.src.startswith(b"\n", self.pos):
             self.pos += 1
-        rest = self.src[self.pos:]
+        rest = self.src[self.pos :]
         if rest.strip(b" \t\r\n"):
             off = len(rest) - len(rest.lstrip(b" \t\r\n"))
-            raise self.fail("content after ?> (PHP would print it; only whitespace may follow ?>)", self.pos + off)
+            raise self.fail(
+                "content after ?> (PHP would print it; only whitespace may follow ?>)", self.pos + off
+            )
         self.pos = self.n
 
     def _assignment(self, config: Any) -> Any:
@@ -321,9 +388,16 @@ class _Parser:
                 self._expect(b"]")
                 continue
             break
-        if not (self.src.startswith(b"=", self.pos) and not self.src.startswith(b"==", self.pos)
-                and not self.src.startswith(b"=>", self.pos)):
-            raise self._found(self.pos) if self.pos < self.n else self.fail("unexpected end of file after $CONFIG")
+        if not (
+            self.src.startswith(b"=", self.pos)
+            and not self.src.startswith(b"==", self.pos)
+            and not self.src.startswith(b"=>", self.pos)
+        ):
+            raise (
+                self._found(self.pos)
+                if self.pos < self.n
+                else self.fail("unexpected end of file after $CONFIG")
+            )
         self.pos += 1
         self.keys = list(path)
         value = self._value(0)
@@ -378,7 +452,7 @@ class _Parser:
                 raise self.fail("a sign must be followed by a number (anything else is PHP code)", pos)
             value = self._number(m)
             return -value if c == ord("-") else value
-        if c in b"0123456789" or (c == ord(".") and src[pos + 1:pos + 2].isdigit()):
+        if c in b"0123456789" or (c == ord(".") and src[pos + 1 : pos + 2].isdigit()):
             m = _NUMBER.match(src, pos)
             assert m is not None
             return self._number(m)
@@ -402,13 +476,19 @@ class _Parser:
         while True:
             after = self._skip_ws_from(self.pos)
             src = self.src
-            if not (src.startswith(b".", after) and not src.startswith(b".=", after)
-                    and not src[after + 1:after + 2].isdigit()):
+            if not (
+                src.startswith(b".", after)
+                and not src.startswith(b".=", after)
+                and not src[after + 1 : after + 2].isdigit()
+            ):
                 return "".join(parts)
             operand = self._skip_ws_from(after + 1)
-            if src[operand:operand + 1] not in (b"'", b'"'):
-                raise self.fail("found '.' (string concatenation) with something that is not a quoted string; "
-                                "config.php may only hold literal values and ncauth never runs PHP code", after)
+            if src[operand : operand + 1] not in (b"'", b'"'):
+                raise self.fail(
+                    "found '.' (string concatenation) with something that is not a quoted string; "
+                    "config.php may only hold literal values and ncauth never runs PHP code",
+                    after,
+                )
             self.pos = operand
             parts.append(self._quoted())
 
@@ -419,7 +499,9 @@ class _Parser:
         text = m.group().replace(b"_", b"")
         end = m.end()
         if end < self.n and (self.src[end] in _IDENT_CHAR or self.src[end] == ord(".")):
-            raise self.fail(f"invalid numeric literal {self._snippet(m.start())!r}", m.start(), shows_text=True)
+            raise self.fail(
+                f"invalid numeric literal {self._snippet(m.start())!r}", m.start(), shows_text=True
+            )
         self.pos = end
         low = text.lower()
         if low.startswith((b"0x", b"0b", b"0o")):
@@ -429,8 +511,11 @@ class _Parser:
             return float(text)
         if len(text) > 1 and text[0] == ord("0"):
             if any(ch in text for ch in b"89"):
-                raise self.fail(f"invalid numeric literal {self._snippet(m.start())!r} (8 or 9 in an octal number)",
-                                m.start(), shows_text=True)
+                raise self.fail(
+                    f"invalid numeric literal {self._snippet(m.start())!r} (8 or 9 in an octal number)",
+                    m.start(),
+                    shows_text=True,
+                )
             return _int_or_float(text, 8)
         if len(text) > 19:
             return float(text)
@@ -458,7 +543,7 @@ class _Parser:
             if nxt in b"\\'":
                 out.append(nxt)
             else:
-                out += src[i:i + 2]
+                out += src[i : i + 2]
             i += 2
         self.pos = i + 1
         return self._decode(bytes(out), start)
@@ -478,16 +563,24 @@ class _Parser:
             if c == ord('"'):
                 break
             if c == ord("$"):
-                if i + 1 < n and (src[i + 1] in _IDENT_CHAR and not src[i + 1:i + 2].isdigit() or src[i + 1] == ord("{")):
-                    raise self.fail("a '$' followed by a name or '{' in a double-quoted string is PHP variable "
-                                    "interpolation; write \\$ or use single quotes", i)
+                if i + 1 < n and (
+                    (src[i + 1] in _IDENT_CHAR and not src[i + 1 : i + 2].isdigit()) or src[i + 1] == ord("{")
+                ):
+                    raise self.fail(
+                        "a '$' followed by a name or '{' in a double-quoted string is PHP variable "
+                        "interpolation; write \\$ or use single quotes",
+                        i,
+                    )
                 out.append(c)
                 i += 1
                 continue
             if c == ord("{"):
                 if src.startswith(b"{$", i):
-                    raise self.fail("'{$' in a double-quoted string is PHP variable interpolation; "
-                                    "write {\\$ or use single quotes", i)
+                    raise self.fail(
+                        "'{$' in a double-quoted string is PHP variable interpolation; "
+                        "write {\\$ or use single quotes",
+                        i,
+                    )
                 out.append(c)
                 i += 1
                 continue
@@ -503,17 +596,17 @@ class _Parser:
                 j = i + 1
                 while j < n and j < i + 4 and src[j] in _OCT:
                     j += 1
-                out.append(int(src[i + 1:j], 8) & 0xFF)
+                out.append(int(src[i + 1 : j], 8) & 0xFF)
                 i = j
             elif d == ord("x") and i + 2 < n and src[i + 2] in _HEX:
                 j = i + 2
                 while j < n and j < i + 4 and src[j] in _HEX:
                     j += 1
-                out.append(int(src[i + 2:j], 16))
+                out.append(int(src[i + 2 : j], 16))
                 i = j
             elif d == ord("u") and src.startswith(b"{", i + 2):
                 close = src.find(b"}", i + 3)
-                digits = src[i + 3:close] if close > 0 else b""
+                digits = src[i + 3 : close] if close > 0 else b""
                 if close < 0 or not digits or any(ch not in _HEX for ch in digits):
                     raise self.fail("invalid \\u{...} escape in a double-quoted string", i)
                 cp = int(digits, 16) if len(digits) <= 8 else 0x110000
@@ -565,8 +658,9 @@ class _Parser:
                 else:
                     key = next_free
                     if key in result:
-                        raise self.fail("cannot add element to the array: the next index is already occupied",
-                                        item_pos)
+                        raise self.fail(
+                            "cannot add element to the array: the next index is already occupied", item_pos
+                        )
                 value = first
             result[key] = value
             if isinstance(key, int) and (next_free is None or key >= next_free):
@@ -576,7 +670,9 @@ class _Parser:
                 self.pos += 1
             elif not self.src.startswith(close, self.pos):
                 if self.pos >= self.n:
-                    raise self.fail(f"unexpected end of file inside an array, expected ',' or {close.decode()!r}")
+                    raise self.fail(
+                        f"unexpected end of file inside an array, expected ',' or {close.decode()!r}"
+                    )
                 raise self._found(self.pos)
             self.keys.pop()
 
@@ -596,7 +692,7 @@ class _Parser:
         if value is None:
             return ""
         if isinstance(value, float):
-            if math.isfinite(value) and -(2.0 ** 63) <= value < 2.0 ** 63:
+            if math.isfinite(value) and -(2.0**63) <= value < 2.0**63:
                 return int(value)
             raise self.fail("a float array key that is not finite or out of integer range", pos)
         raise self.fail("an array used as an array key", pos)
@@ -631,6 +727,7 @@ def parse_config_php(source: bytes, name: str = "config.php") -> dict[int | str,
 
 # --- reading the files like Config::readData -----------------------------------------
 
+
 class PhpConfig(NamedTuple):
     """The merged system config and the files it came from, in merge order."""
 
@@ -641,12 +738,15 @@ class PhpConfig(NamedTuple):
 def _who(uid: int) -> str:
     try:
         import pwd
+
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (KeyError, ImportError):
         return f"uid {uid}"
 
 
-def _check_owner_mode(st: os.stat_result, path: str, kind: str, trusted: set[int], *, ancestor: bool = False) -> None:
+def _check_owner_mode(
+    st: os.stat_result, path: str, kind: str, trusted: set[int], *, ancestor: bool = False
+) -> None:
     """Refuse anything a user other than the trusted ones could write (see module doc)."""
     if st.st_uid not in trusted:
         names = ", ".join(_who(u) for u in sorted(trusted))
@@ -666,6 +766,7 @@ def _check_owner_mode(st: os.stat_result, path: str, kind: str, trusted: set[int
     if mode & stat.S_IWGRP and st.st_gid != 0:
         try:
             import grp
+
             group = f"{grp.getgrgid(st.st_gid).gr_name} (gid {st.st_gid})"
         except (KeyError, ImportError):
             group = f"gid {st.st_gid}"
@@ -693,7 +794,9 @@ def _open_dir(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError(f"cannot open Nextcloud's config folder {path} (uid {os.geteuid()}): {exc.strerror}") from None
+        raise ConfigError(
+            f"cannot open Nextcloud's config folder {path} (uid {os.geteuid()}): {exc.strerror}"
+        ) from None
 
 
 def _read_checked(path: str, trusted: set[int] | None) -> tuple[bytes, set[int]]:
@@ -705,10 +808,15 @@ def _read_checked(path: str, trusted: set[int] | None) -> tuple[bytes, set[int]]
     dfd = _open_dir(folder)
     try:
         try:
-            fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dfd)
+            fd = os.open(
+                base, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dfd
+            )
         except OSError as exc:
-            hint = " (add that user to the file's group, e.g. www-data, or give the file group dovecot)" \
-                if exc.errno == errno.EACCES else ""
+            hint = (
+                " (add that user to the file's group, e.g. www-data, or give the file group dovecot)"
+                if exc.errno == errno.EACCES
+                else ""
+            )
             raise ConfigError(f"cannot open {path} (uid {os.geteuid()}): {exc.strerror}{hint}") from None
         try:
             st = os.fstat(fd)
@@ -881,17 +989,25 @@ def read_nextcloud_config(path: str) -> PhpConfig:
         try:
             names = os.listdir(dfd)
         except OSError as exc:
-            raise ConfigError(f"cannot list {folder} (uid {os.geteuid()}) for the *.{base} files Nextcloud "
-                              f"also reads: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot list {folder} (uid {os.geteuid()}) for the *.{base} files Nextcloud "
+                f"also reads: {exc.strerror}"
+            ) from None
     finally:
         os.close(dfd)
     suffix = "." + base
     # glob('*.' . base): '*' never matches a leading dot; glob sorts by bytes; natsort
     # (stable since PHP 8) then orders the full paths, as Nextcloud sorts them.
-    extra = sorted((os.path.join(os.path.dirname(path), n) for n in names
-                    if n.endswith(suffix) and not n.startswith(".")), key=os.fsencode)
+    extra = sorted(
+        (
+            os.path.join(os.path.dirname(path), n)
+            for n in names
+            if n.endswith(suffix) and not n.startswith(".")
+        ),
+        key=os.fsencode,
+    )
     extra.sort(key=natsort_key)
-    files = [path] + extra
+    files = [path, *extra]
     merged: dict[int | str, Any] = {}
     for index, file in enumerate(files):
         source = main if index == 0 else _read_checked(file, trusted)[0]
@@ -902,6 +1018,7 @@ def read_nextcloud_config(path: str) -> PhpConfig:
 
 
 # --- PHP's casts and Nextcloud's getters ---------------------------------------------
+
 
 def php_bool(value: Any) -> bool:
     """PHP's (bool): false only for false, null, 0, 0.0, '', '0' and an empty array;
@@ -918,22 +1035,24 @@ def php_bool(value: Any) -> bool:
 
 
 _NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-_IS_NUMERIC = re.compile(r"[ \t\n\r\v\f]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\n\r\v\f]*\Z")
+_IS_NUMERIC = re.compile(
+    r"[ \t\n\r\v\f]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\n\r\v\f]*\Z"
+)
 
 
 def _dval_to_lval(d: float, cap: bool) -> int:
     """zend_dval_to_lval (modular, for (int)$float) / _cap (saturating, for strings)."""
     if not math.isfinite(d):
         return 0
-    if -(2.0 ** 63) <= d < 2.0 ** 63:
+    if -(2.0**63) <= d < 2.0**63:
         return int(d)
     if cap:
         return _INT_MAX if d > 0 else _INT_MIN
-    dmod = math.fmod(d, 2.0 ** 64)
+    dmod = math.fmod(d, 2.0**64)
     if dmod < 0:
-        dmod += 2.0 ** 64
+        dmod += 2.0**64
     if dmod > _INT_MAX:
-        dmod -= 2.0 ** 64
+        dmod -= 2.0**64
     return int(dmod)
 
 
@@ -1051,16 +1170,16 @@ class NextcloudSettings(NamedTuple):
     """The keys ncauth uses, interpreted as Nextcloud interprets them (see the table
     in the module docstring). ``dbport`` is absent on purpose: Nextcloud ignores it."""
 
-    dbtype: str                  # 'sqlite' already normalised to 'sqlite3'
-    dbhost: str                  # raw, as in config.php
-    db_host: str                 # after splitHostFromPortAndSocket (pgsql: [v6] brackets removed)
+    dbtype: str  # 'sqlite' already normalised to 'sqlite3'
+    dbhost: str  # raw, as in config.php
+    db_host: str  # after splitHostFromPortAndSocket (pgsql: [v6] brackets removed)
     db_port: int | None
     db_socket: str
     dbname: str
     dbuser: str
     dbpassword: str
     dbtableprefix: str
-    datadirectory: str | None    # None: unset (Nextcloud then uses <server root>/data)
+    datadirectory: str | None  # None: unset (Nextcloud then uses <server root>/data)
     secret: str
     passwordsalt: str
     hashing_memory_cost: int
@@ -1078,8 +1197,10 @@ def _groups(data: dict[int | str, Any], key: str) -> tuple[str, ...]:
     if isinstance(value, list):  # tolerate callers that converted arrays already
         value = dict(enumerate(value))
     if not isinstance(value, dict):
-        raise ConfigError(f"Nextcloud config: {key} must be an array of group names "
-                          f"(it is a {type(value).__name__}; Nextcloud's EnforcementState fails on that too)")
+        raise ConfigError(
+            f"Nextcloud config: {key} must be an array of group names "
+            f"(it is a {type(value).__name__}; Nextcloud's EnforcementState fails on that too)"
+        )
     groups = []
     for item in value.values():
         if isinstance(item, (dict, list)):
@@ -1093,7 +1214,7 @@ def _twofactor_enforced(value: Any) -> bool:
         return False
     if isinstance(value, str):
         return value == "true"  # older MandatoryTwoFactor::getState: === 'true'
-    return php_bool(value)      # newest: getSystemValueBool
+    return php_bool(value)  # newest: getSystemValueBool
 
 
 def nextcloud_settings(data: dict[int | str, Any]) -> NextcloudSettings:

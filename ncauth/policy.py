@@ -35,20 +35,20 @@ Trace = Callable[[str, str], None]
 
 class Outcome(enum.Enum):
     OK = "ok"
-    REFUSED = "refused"      # known user, wrong password or not allowed
-    UNKNOWN = "unknown"      # no such user (or not ours to answer for)
-    TEMPFAIL = "tempfail"    # no verdict possible now
+    REFUSED = "refused"  # known user, wrong password or not allowed
+    UNKNOWN = "unknown"  # no such user (or not ours to answer for)
+    TEMPFAIL = "tempfail"  # no verdict possible now
 
 
 @dataclass(frozen=True)
 class Verdict:
     outcome: Outcome
     reason: str
-    user: str = ""                     # canonical name for Dovecot
-    uid: str = ""                      # Nextcloud uid
+    user: str = ""  # canonical name for Dovecot
+    uid: str = ""  # Nextcloud uid
     fields: dict[str, str] = field(default_factory=dict)  # userdb fields, unprefixed
-    method: str = ""                   # "password" | "app-password" | "lookup"
-    disabled: bool = False             # lookups: the user exists but is disabled
+    method: str = ""  # "password" | "app-password" | "lookup"
+    disabled: bool = False  # lookups: the user exists but is disabled
 
     @property
     def ok(self) -> bool:
@@ -82,7 +82,7 @@ class Account:
     """A Nextcloud user row and the mailbox name (canonical user) it owns."""
 
     row: UserRow
-    name: str       # local@domain, exactly one '@'
+    name: str  # local@domain, exactly one '@'
     local: str
     domain: str
 
@@ -124,8 +124,14 @@ def parse_login(login: str, config: Config) -> Login | str:
 class Authenticator:
     """Decides logins for one configuration; safe to share between threads."""
 
-    def __init__(self, config: Config, store: Store | None = None, *, cache: VerifiedCache | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store | None = None,
+        *,
+        cache: VerifiedCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.store = store if store is not None else Store(config.nextcloud)
         self.cache = cache
@@ -137,7 +143,9 @@ class Authenticator:
 
     # -- public ----------------------------------------------------------------------
 
-    def authenticate(self, login: str, password: bytes, *, remote_ip: str = "", trace: Trace | None = None) -> Verdict:
+    def authenticate(
+        self, login: str, password: bytes, *, remote_ip: str = "", trace: Trace | None = None
+    ) -> Verdict:
         """Check *password* for *login*. Database problems become a TEMPFAIL verdict."""
         t = trace or _no_trace
         try:
@@ -185,15 +193,18 @@ class Authenticator:
             token, token_problem = self._app_password(login, parsed, user, password, t)
             if token is not None:
                 if not user.enabled:
-                    return self._refuse(Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid),
-                                        password, t)
+                    return self._refuse(
+                        Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid), password, t
+                    )
                 return self._ok(account, "app-password", f"app password (token id {token.id})", t)
 
         scheme = hashes.identify(user.password, self.config.nextcloud.limits)
         t("hash", scheme.describe())
         good, work = self._check_password(user, password, scheme, t)
         if not good:
-            reason = token_problem or ("wrong password" if not scheme.problem else f"cannot verify: {scheme.problem}")
+            reason = token_problem or (
+                "wrong password" if not scheme.problem else f"cannot verify: {scheme.problem}"
+            )
             verdict = Verdict(Outcome.REFUSED, reason, uid=user.uid)
         elif not user.enabled:
             verdict = Verdict(Outcome.REFUSED, "user is disabled in Nextcloud", uid=user.uid)
@@ -203,7 +214,9 @@ class Authenticator:
             return self._ok(account, "password", f"password ({scheme.name})", t)
         return self._refuse(verdict, password, t, work)
 
-    def _check_password(self, user: UserRow, password: bytes, scheme: hashes.Scheme, t: Trace) -> tuple[bool, Work]:
+    def _check_password(
+        self, user: UserRow, password: bytes, scheme: hashes.Scheme, t: Trace
+    ) -> tuple[bool, Work]:
         """(matches, the work it took, for a refusal's cost) for a login password against
         *user*'s hash, answered from the verified-credentials cache when it holds this
         very match."""
@@ -213,11 +226,16 @@ class Authenticator:
             return True, Work()
         nc = self.config.nextcloud
         work = Work(since=time.perf_counter(), covers=scheme.covers(nc.hashing))
-        good = any(hashes.verify(form, user.password, nc.password_salt, nc.limits)
-                   for form in hashes.login_password_forms(password))
+        good = any(
+            hashes.verify(form, user.password, nc.password_salt, nc.limits)
+            for form in hashes.login_password_forms(password)
+        )
         if good and self.cache is not None:
             self.cache.add(*parts)
-        t("verify", f"{'match' if good else 'no match'} in {(time.perf_counter() - work.since) * 1000:.0f} ms")
+        t(
+            "verify",
+            f"{'match' if good else 'no match'} in {(time.perf_counter() - work.since) * 1000:.0f} ms",
+        )
         return good, work
 
     def _find(self, login: Login, t: Trace) -> Account | str:
@@ -238,8 +256,11 @@ class Authenticator:
                 return f"{len(rows)} Nextcloud users share uid_lower {uid_lower!r}"
             if not rows:
                 if trace_wanted(t) and self.store.known_elsewhere(uid_lower):
-                    t("row", f"none in {self.store.tables.users.name}, but Nextcloud has preferences for {uid_lower!r}: "
-                      "a user of another backend (LDAP, SAML…), which ncauth cannot check")
+                    t(
+                        "row",
+                        f"none in {self.store.tables.users.name}, but Nextcloud has preferences for {uid_lower!r}: "
+                        "a user of another backend (LDAP, SAML…), which ncauth cannot check",
+                    )
                     return "not a database user (LDAP/SAML?)"
                 t("row", f"none: no Nextcloud user {uid_lower!r}")
                 return "no such Nextcloud user"
@@ -255,10 +276,16 @@ class Authenticator:
         sure these addresses are admin-controlled (or the admin chose to trust them);
         the row is then read by its exact uid, and its own ``uid_lower`` names the mailbox."""
         uids = self.store.uids_by_email(login.address)
-        t("email", f"{login.address!r} is the e-mail of {len(uids)} user(s)" + (f": {uids[0]!r}" if len(uids) == 1 else ""))
+        t(
+            "email",
+            f"{login.address!r} is the e-mail of {len(uids)} user(s)"
+            + (f": {uids[0]!r}" if len(uids) == 1 else ""),
+        )
         if len(uids) != 1:
             # Nextcloud's Session::logClientIn also logs in by e-mail only when it is unique
-            return "no user has this e-mail address" if not uids else "several users share this e-mail address"
+            return (
+                "no user has this e-mail address" if not uids else "several users share this e-mail address"
+            )
         row = self.store.user_by_uid(uids[0])
         if row is None:
             t("row", f"none: {uids[0]!r} is not a user of {self.store.tables.users.name}")
@@ -281,13 +308,16 @@ class Authenticator:
         if name is None:
             why = names.local_part_problem(local) or f"domain {domain!r} is not a domain name"
             return f"uid {row.uid!r} cannot name a mailbox: {why}" + (
-                " (use match = \"address\" for uids that are addresses)" if "@" in local else "")
+                " (use match = \"address\" for uids that are addresses)" if "@" in local else ""
+            )
         problem = names.path_problem(row.uid)
         if problem:
             return f"uid {row.uid!r} cannot be used in mail paths: {problem}"
         return Account(row, name, local, domain)
 
-    def _app_password(self, login: str, parsed: Login, user: UserRow, password: bytes, t: Trace) -> tuple[TokenRow | None, str]:
+    def _app_password(
+        self, login: str, parsed: Login, user: UserRow, password: bytes, t: Trace
+    ) -> tuple[TokenRow | None, str]:
         """The valid app-password token of *user* that *password* is, if any, else the
         reason the matching token (if there was one) may not be used."""
         candidates = [hashlib.sha512(password + suffix).hexdigest() for suffix in self._token_suffixes]
@@ -297,7 +327,9 @@ class Authenticator:
             return None, ""
         problem = ""
         for row in rows:
-            problem = self._token_problem(row, login, parsed, user) or self._stale_token(row, user, password, t)
+            problem = self._token_problem(row, login, parsed, user) or self._stale_token(
+                row, user, password, t
+            )
             t("app password", f"token id {row.id} (type {row.type}): {problem or 'valid'}")
             if not problem:
                 return row, ""
@@ -305,7 +337,11 @@ class Authenticator:
 
     def _token_problem(self, row: TokenRow, login: str, parsed: Login, user: UserRow) -> str:
         if row.type not in LOGIN_TOKEN_TYPES:
-            return "app password is a remote-wipe token" if row.type == 2 else f"app password of type {row.type} cannot log in"
+            return (
+                "app password is a remote-wipe token"
+                if row.type == 2
+                else f"app password of type {row.type} cannot log in"
+            )
         if row.expires and row.expires < self.clock():
             return "app password expired"
         if row.password_invalid:
@@ -328,8 +364,9 @@ class Authenticator:
         from ncauth import tokencrypt
 
         try:
-            stored = tokencrypt.stored_login_password(row.private_key, row.stored_password, app_password,
-                                                      self.config.nextcloud.secret)
+            stored = tokencrypt.stored_login_password(
+                row.private_key, row.stored_password, app_password, self.config.nextcloud.secret
+            )
         except tokencrypt.TokenDecryptError as exc:
             return f"app password refused: {exc} (Nextcloud refuses it too)"
         if stored is None:
@@ -346,17 +383,30 @@ class Authenticator:
         acc = self.config.accounts
         if acc.app_password_required:
             why = "app passwords required (token_auth_enforced)"
-        elif acc.two_factor == "app-password-only" and (user.second_factors or self._two_factor_enforced(user)):
-            why = (f"{user.second_factors} second factor(s) enabled" if user.second_factors
-                   else "two-factor authentication enforced by the admin")
+        elif acc.two_factor == "app-password-only" and (
+            user.second_factors or self._two_factor_enforced(user)
+        ):
+            why = (
+                f"{user.second_factors} second factor(s) enabled"
+                if user.second_factors
+                else "two-factor authentication enforced by the admin"
+            )
         else:
-            t("two-factor", "none" if acc.two_factor == "app-password-only" else "not checked (allow-login-password)")
+            t(
+                "two-factor",
+                "none" if acc.two_factor == "app-password-only" else "not checked (allow-login-password)",
+            )
             return ""
         if remote_ip and self.trusted(remote_ip):
             t("two-factor", f"{why}; {remote_ip} is in accounts.trusted_networks: login password allowed")
             return ""
-        t("two-factor", f"{why}: only app passwords may log in" + (f" ({remote_ip} is not trusted)" if remote_ip else ""))
-        return "app password required" if acc.app_password_required else "two-factor user: use an app password"
+        t(
+            "two-factor",
+            f"{why}: only app passwords may log in" + (f" ({remote_ip} is not trusted)" if remote_ip else ""),
+        )
+        return (
+            "app password required" if acc.app_password_required else "two-factor user: use an app password"
+        )
 
     def _two_factor_enforced(self, user: UserRow) -> bool:
         """Nextcloud's ``MandatoryTwoFactor::isEnforcedFor``: for everybody, for members
@@ -417,8 +467,11 @@ class Authenticator:
             hashes.decoy(form, h)
             spent += (one := time.perf_counter() - started)
             self._decoy_times.append(one)
-        t("decoy", f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
-          f"{spent * 1000:.0f} ms, so that this refusal costs what any other does")
+        t(
+            "decoy",
+            f"argon2id m={h.memory_cost},t={h.time_cost},p={h.threads} spent "
+            f"{spent * 1000:.0f} ms, so that this refusal costs what any other does",
+        )
         return verdict
 
     def _decoy_seconds(self) -> float | None:
@@ -427,13 +480,25 @@ class Authenticator:
         return times[len(times) // 2] if times else None
 
     def _ok(self, account: Account, method: str, reason: str, t: Trace, *, disabled: bool = False) -> Verdict:
-        values = {"user": account.name, "local": account.local, "domain": account.domain, "uid": account.row.uid}
+        values = {
+            "user": account.name,
+            "local": account.local,
+            "domain": account.domain,
+            "uid": account.row.uid,
+        }
         fields = {key: template.format_map(values) for key, template in self.config.userdb.items()}
         t("user", account.name)
         if fields:
             t("userdb", " ".join(f"{k}={v}" for k, v in fields.items()))
-        return Verdict(Outcome.OK, reason, user=account.name, uid=account.row.uid, fields=fields, method=method,
-                       disabled=disabled)
+        return Verdict(
+            Outcome.OK,
+            reason,
+            user=account.name,
+            uid=account.row.uid,
+            fields=fields,
+            method=method,
+            disabled=disabled,
+        )
 
 
 def in_networks(remote_ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:

@@ -44,7 +44,9 @@ def encode_fields(fields: Iterable[tuple[str, str]]) -> str:
     return "\t".join(f"{tab_escape(k)}={tab_escape(v)}" for k, v in fields)
 
 
-def reply_fields(user: str, userdb: Mapping[str, str], extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+def reply_fields(
+    user: str, userdb: Mapping[str, str], extra: Iterable[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
     """The checkpassword reply: the canonical user, then ``userdb_<key>`` fields."""
     fields = [("user", user)]
     fields += [(f"userdb_{k}", v) for k, v in userdb.items()]

@@ -41,15 +41,22 @@ VARS = {
 def dialect_of(url: str) -> str:
     """The SQL dialect of an SQLAlchemy URL ("mysql+pymysql://…" → "mysql")."""
     scheme = url.split(":", 1)[0].split("+", 1)[0]
-    return {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql", "postgres": "postgresql",
-            "sqlite": "sqlite"}.get(scheme, scheme)
+    return {
+        "mysql": "mysql",
+        "mariadb": "mysql",
+        "postgresql": "postgresql",
+        "postgres": "postgresql",
+        "sqlite": "sqlite",
+    }.get(scheme, scheme)
 
 
 def quote(value: str) -> str:
     """An SQL string literal. Refuses what cannot be carried safely through Dovecot's
     variable expansion (``%``; ``$`` for 2.4's ``$SET:``/``$ENV:``) or a config file."""
     if any(c in value for c in "%$\\\n\r\t\x00"):
-        raise ConfigError(f"cannot put {value!r} into Dovecot's SQL: it contains %, $, \\ or a control character")
+        raise ConfigError(
+            f"cannot put {value!r} into Dovecot's SQL: it contains %, $, \\ or a control character"
+        )
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -83,8 +90,10 @@ class QueryBuilder:
         (Dovecot's user equals its username part), never for ``alice@``."""
         acc = self.config.accounts
         if acc.default_domain:
-            return (f"CASE WHEN '{self.v.user}' = '{self.v.local}' THEN {quote(acc.default_domain)} "
-                    f"ELSE {self.login_var(self.v.domain)} END")
+            return (
+                f"CASE WHEN '{self.v.user}' = '{self.v.local}' THEN {quote(acc.default_domain)} "
+                f"ELSE {self.login_var(self.v.domain)} END"
+            )
         return self.login_var(self.v.domain)
 
     def exact(self, expr: str) -> str:
@@ -110,8 +119,10 @@ class QueryBuilder:
         Dovecot field ('/', '\\', NUL, 0x01, TAB, LF, CR; and *extra*), as ncauth.names
         requires of the Python path."""
         chars = [quote("/")] + ([quote(extra)] if extra else [])
-        chars += [f"CHR({n})" if self.dialect == "postgresql" else f"CHAR({n})"
-                  for n in (92, 1, 9, 10, 13) + (() if self.dialect == "postgresql" else (0,))]
+        chars += [
+            f"CHR({n})" if self.dialect == "postgresql" else f"CHAR({n})"
+            for n in (92, 1, 9, 10, 13) + (() if self.dialect == "postgresql" else (0,))
+        ]
         expr = column
         for c in chars:
             expr = f"REPLACE({expr}, {c}, '')"
@@ -119,13 +130,17 @@ class QueryBuilder:
 
     def template(self, text: str) -> str:
         """A ``[userdb]`` value with ``{user}``/``{local}``/``{domain}``/``{uid}`` as SQL."""
-        exprs = {"user": self.user_expr(), "local": self.local_expr(),
-                 "domain": self.domain_expr(), "uid": "u.uid"}
+        exprs = {
+            "user": self.user_expr(),
+            "local": self.local_expr(),
+            "domain": self.domain_expr(),
+            "uid": "u.uid",
+        }
         parts: list[str] = []
         pos = 0
         for m in PLACEHOLDER_RE.finditer(text):
             if m.start() > pos:
-                parts.append(quote(text[pos:m.start()]))
+                parts.append(quote(text[pos : m.start()]))
             parts.append(exprs[m.group(1)])
             pos = m.end()
         if pos < len(text) or not parts:
@@ -137,9 +152,13 @@ class QueryBuilder:
         character is 'a' for $argon2…$, '2' for $2y$) as PHP's password_verify does."""
         inner = "SUBSTR(u.password, 3)"
         return (
-            "CASE WHEN SUBSTR(u.password, 4, 8) = 'argon2id' THEN " + self.concat("'{ARGON2ID}'", inner)
-            + " WHEN SUBSTR(u.password, 4, 7) = 'argon2i' THEN " + self.concat("'{ARGON2I}'", inner)
-            + " ELSE " + self.concat("'{BLF-CRYPT}'", inner) + " END"
+            "CASE WHEN SUBSTR(u.password, 4, 8) = 'argon2id' THEN "
+            + self.concat("'{ARGON2ID}'", inner)
+            + " WHEN SUBSTR(u.password, 4, 7) = 'argon2i' THEN "
+            + self.concat("'{ARGON2I}'", inner)
+            + " ELSE "
+            + self.concat("'{BLF-CRYPT}'", inner)
+            + " END"
         )
 
     # -- queries ---------------------------------------------------------------------
@@ -150,21 +169,30 @@ class QueryBuilder:
         x = self.exact
         if acc.match == "email":
             address = self.concat(self.login_var(v.local), "'@'", self.domain_expr())
-            source = (f"{p}users u JOIN {p}preferences e ON e.userid = u.uid AND e.appid = 'settings'"
-                      " AND e.configkey = 'email'")
+            source = (
+                f"{p}users u JOIN {p}preferences e ON e.userid = u.uid AND e.appid = 'settings'"
+                " AND e.configkey = 'email'"
+            )
             where.append(f"{x('LOWER(e.configvalue)')} = {x(address)}")
-            where.append(f"(SELECT COUNT(*) FROM {p}preferences e2 WHERE e2.appid = 'settings' AND e2.configkey = 'email'"
-                         f" AND {x('LOWER(e2.configvalue)')} = {x(address)}) = 1")
+            where.append(
+                f"(SELECT COUNT(*) FROM {p}preferences e2 WHERE e2.appid = 'settings' AND e2.configkey = 'email'"
+                f" AND {x('LOWER(e2.configvalue)')} = {x(address)}) = 1"
+            )
         elif acc.match == "address":
             source = f"{p}users u"
-            where.append(f"{x('u.uid_lower')} = {x(self.concat(self.login_var(v.local), quote('@'), self.domain_expr()))}"
-                         if acc.default_domain else f"{x('u.uid_lower')} = {x(self.login_var(v.user))}")
+            where.append(
+                f"{x('u.uid_lower')} = {x(self.concat(self.login_var(v.local), quote('@'), self.domain_expr()))}"
+                if acc.default_domain
+                else f"{x('u.uid_lower')} = {x(self.login_var(v.user))}"
+            )
         else:
             source = f"{p}users u"
             where.append(f"{x('u.uid_lower')} = {x(self.login_var(v.local))}")
         if acc.domains == (ANY_DOMAIN,):
-            raise ConfigError('[accounts] domains = ["*"]: SQL mode needs the served domains named, so that '
-                              "Dovecot's split of the login and ncauth's agree")
+            raise ConfigError(
+                '[accounts] domains = ["*"]: SQL mode needs the served domains named, so that '
+                "Dovecot's split of the login and ncauth's agree"
+            )
         where.append(f"{x(self.domain_expr())} IN ({', '.join(quote(d) for d in acc.domains)})")
         # a row whose uid_lower is not a safe mailbox local part is nobody's mailbox (ncauth.names)
         where.append(f"{x('u.uid_lower')} NOT IN ('', '.', '..')")
@@ -176,26 +204,38 @@ class QueryBuilder:
         cond = [
             "SUBSTR(u.password, 1, 2) IN ('1|', '2|', '3|')",
             "(SUBSTR(u.password, 4, 7) = 'argon2i' OR SUBSTR(u.password, 4, 2) IN ('2y', '2a', '2b'))",
-            f"NOT EXISTS (SELECT 1 FROM {p}preferences d WHERE d.userid = u.uid AND d.appid = 'core'"
-            " AND d.configkey = 'enabled' AND d.configvalue <> 'true')",
+            (
+                f"NOT EXISTS (SELECT 1 FROM {p}preferences d WHERE d.userid = u.uid AND d.appid = 'core'"
+                " AND d.configkey = 'enabled' AND d.configvalue <> 'true')"
+            ),
         ]
         if acc.app_password_required:
-            raise ConfigError("[accounts] app_password_required: only app passwords may log in, and SQL mode "
-                              "cannot check app passwords: use checkpassword or the daemon")
+            raise ConfigError(
+                "[accounts] app_password_required: only app passwords may log in, and SQL mode "
+                "cannot check app passwords: use checkpassword or the daemon"
+            )
         if acc.two_factor == "app-password-only":
-            cond.append(f"NOT EXISTS (SELECT 1 FROM {p}twofactor_providers t WHERE t.uid = u.uid AND t.enabled = 1"
-                        " AND t.provider_id <> 'backup_codes')")
+            cond.append(
+                f"NOT EXISTS (SELECT 1 FROM {p}twofactor_providers t WHERE t.uid = u.uid AND t.enabled = 1"
+                " AND t.provider_id <> 'backup_codes')"
+            )
             if acc.two_factor_enforced:
                 if acc.two_factor_enforced_groups:
                     groups = ", ".join(quote(g) for g in acc.two_factor_enforced_groups)
-                    cond.append(f"NOT EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))")
+                    cond.append(
+                        f"NOT EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))"
+                    )
                 elif acc.two_factor_enforced_excluded_groups:
                     groups = ", ".join(quote(g) for g in acc.two_factor_enforced_excluded_groups)
-                    cond.append(f"EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))")
+                    cond.append(
+                        f"EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))"
+                    )
                 else:
-                    raise ConfigError("[accounts] two_factor_enforced for everybody: with two_factor = "
-                                      "\"app-password-only\" nobody could log in through SQL mode, which has no "
-                                      "app passwords: use checkpassword or the daemon")
+                    raise ConfigError(
+                        "[accounts] two_factor_enforced for everybody: with two_factor = "
+                        "\"app-password-only\" nobody could log in through SQL mode, which has no "
+                        "app passwords: use checkpassword or the daemon"
+                    )
         return cond
 
     def userdb_columns(self, prefix: str) -> list[str]:
@@ -203,7 +243,11 @@ class QueryBuilder:
 
     def password_query(self) -> str:
         source, where = self._from_where()
-        columns = [f"{self.user_expr()} AS user", f"{self.scheme_expr()} AS password"] + self.userdb_columns("userdb_")
+        columns = [
+            f"{self.user_expr()} AS user",
+            f"{self.scheme_expr()} AS password",
+            *self.userdb_columns("userdb_"),
+        ]
         return _statement(columns, source, where + self._login_conditions())
 
     def user_query(self) -> str:
@@ -236,15 +280,25 @@ def ncauth_columns() -> dict[str, tuple[str, ...]]:
     return {table.name: tuple(column.name for column in table.columns) for table in Tables("").all}
 
 
-def grants(dialect: str, prefix: str, database: str, user: str, columns: dict[str, tuple[str, ...]],
-           host: str = "localhost") -> str:
+def grants(
+    dialect: str,
+    prefix: str,
+    database: str,
+    user: str,
+    columns: dict[str, tuple[str, ...]],
+    host: str = "localhost",
+) -> str:
     """``CREATE USER`` and column-level ``GRANT SELECT`` statements for *user*."""
     if dialect == "sqlite":
-        return ("-- SQLite has no users or grants: give the reading user (dovecot for checkpassword, the\n"
-                "-- daemon's user) read access to the database file and nothing else, e.g.\n"
-                "--   setfacl -m u:dovecot:r /path/to/nextcloud/data/owncloud.db\n")
+        return (
+            "-- SQLite has no users or grants: give the reading user (dovecot for checkpassword, the\n"
+            "-- daemon's user) read access to the database file and nothing else, e.g.\n"
+            "--   setfacl -m u:dovecot:r /path/to/nextcloud/data/owncloud.db\n"
+        )
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", user) or not re.fullmatch(r"[A-Za-z0-9_$-]+", database):
-        raise ConfigError(f"database user {user!r} or database {database!r}: only letters, digits, '_', '.', '-'")
+        raise ConfigError(
+            f"database user {user!r} or database {database!r}: only letters, digits, '_', '.', '-'"
+        )
     lines: list[str] = []
     if dialect == "mysql":
         who = f"'{user}'@'{host}'"
@@ -260,8 +314,16 @@ def grants(dialect: str, prefix: str, database: str, user: str, columns: dict[st
     return "\n".join(lines) + "\n"
 
 
-def report(config: Config, dialect: str, dovecot: str, database: str, *, dovecot_user: str = "dovecot_nc",
-           ncauth_user: str = "ncauth", host: str = "localhost") -> str:
+def report(
+    config: Config,
+    dialect: str,
+    dovecot: str,
+    database: str,
+    *,
+    dovecot_user: str = "dovecot_nc",
+    ncauth_user: str = "ncauth",
+    host: str = "localhost",
+) -> str:
     """What ``ncauth sql`` prints: the queries (as comments: they hold Dovecot variables)
     and the grants of both database users."""
     q = QueryBuilder(config, dialect, dovecot)

@@ -58,30 +58,46 @@ class Tables:
         md = sa.MetaData()
         s = sa.String
         self.users = sa.Table(
-            f"{prefix}users", md,
-            sa.Column("uid", s(64), primary_key=True), sa.Column("uid_lower", s(64)),
+            f"{prefix}users",
+            md,
+            sa.Column("uid", s(64), primary_key=True),
+            sa.Column("uid_lower", s(64)),
             sa.Column("password", s(255)),
         )
         self.preferences = sa.Table(
-            f"{prefix}preferences", md,
-            sa.Column("userid", s(64), primary_key=True), sa.Column("appid", s(32), primary_key=True),
-            sa.Column("configkey", s(64), primary_key=True), sa.Column("configvalue", sa.Text),
+            f"{prefix}preferences",
+            md,
+            sa.Column("userid", s(64), primary_key=True),
+            sa.Column("appid", s(32), primary_key=True),
+            sa.Column("configkey", s(64), primary_key=True),
+            sa.Column("configvalue", sa.Text),
         )
         self.authtoken = sa.Table(
-            f"{prefix}authtoken", md,
-            sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("uid", s(64)),
-            sa.Column("login_name", s(255)), sa.Column("token", s(200)), sa.Column("type", sa.SmallInteger),
-            sa.Column("expires", sa.Integer), sa.Column("password_invalid", sa.Boolean),
-            sa.Column("version", sa.SmallInteger), sa.Column("password", sa.Text), sa.Column("private_key", sa.Text),
+            f"{prefix}authtoken",
+            md,
+            sa.Column("id", sa.BigInteger, primary_key=True),
+            sa.Column("uid", s(64)),
+            sa.Column("login_name", s(255)),
+            sa.Column("token", s(200)),
+            sa.Column("type", sa.SmallInteger),
+            sa.Column("expires", sa.Integer),
+            sa.Column("password_invalid", sa.Boolean),
+            sa.Column("version", sa.SmallInteger),
+            sa.Column("password", sa.Text),
+            sa.Column("private_key", sa.Text),
         )
         self.twofactor_providers = sa.Table(
-            f"{prefix}twofactor_providers", md,
-            sa.Column("provider_id", s(32), primary_key=True), sa.Column("uid", s(64), primary_key=True),
+            f"{prefix}twofactor_providers",
+            md,
+            sa.Column("provider_id", s(32), primary_key=True),
+            sa.Column("uid", s(64), primary_key=True),
             sa.Column("enabled", sa.SmallInteger),
         )
         self.group_user = sa.Table(
-            f"{prefix}group_user", md,
-            sa.Column("gid", s(64), primary_key=True), sa.Column("uid", s(64), primary_key=True),
+            f"{prefix}group_user",
+            md,
+            sa.Column("gid", s(64), primary_key=True),
+            sa.Column("uid", s(64), primary_key=True),
         )
         #: every table, in the order `ncauth sql` grants them
         self.all = (self.users, self.preferences, self.twofactor_providers, self.group_user, self.authtoken)
@@ -92,14 +108,25 @@ def _connect_args(url: sa.URL, section: NextcloudSection) -> dict[str, object]:
     query = max(1, math.ceil(section.query_timeout))
     backend = url.get_backend_name()
     if backend == "mysql":
-        return {"connect_timeout": connect, "read_timeout": query, "write_timeout": query, "charset": "utf8mb4"}
+        return {
+            "connect_timeout": connect,
+            "read_timeout": query,
+            "write_timeout": query,
+            "charset": "utf8mb4",
+        }
     if backend == "postgresql":
         # statement_timeout bounds the server's work; libpq has no read timeout of its
         # own, so TCP keepalives and tcp_user_timeout bound a server that vanished
         # mid-query (ignored on Unix sockets, where the kernel reports it at once).
-        return {"connect_timeout": connect, "options": f"-c statement_timeout={query * 1000}",
-                "keepalives": 1, "keepalives_idle": query, "keepalives_interval": 1, "keepalives_count": 3,
-                "tcp_user_timeout": (query + connect) * 1000}
+        return {
+            "connect_timeout": connect,
+            "options": f"-c statement_timeout={query * 1000}",
+            "keepalives": 1,
+            "keepalives_idle": query,
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
+            "tcp_user_timeout": (query + connect) * 1000,
+        }
     if backend == "sqlite":
         return {"timeout": section.query_timeout}
     return {}
@@ -111,9 +138,11 @@ def parse_url(text: str) -> sa.URL:
     try:
         return sa.make_url(text)
     except Exception:  # ArgumentError, ValueError for a bad IPv6 host, …
-        raise ConfigError(f"[nextcloud] database_url {redact_url(text)!r} is not a valid database URL "
-                          "(e.g. mysql+pymysql://user:pw@host/nextcloud); percent-encode special characters "
-                          "in the password") from None
+        raise ConfigError(
+            f"[nextcloud] database_url {redact_url(text)!r} is not a valid database URL "
+            "(e.g. mysql+pymysql://user:pw@host/nextcloud); percent-encode special characters "
+            "in the password"
+        ) from None
 
 
 def redact_url(text: str) -> str:
@@ -133,8 +162,13 @@ def make_engine(url_text: str, section: NextcloudSection) -> Engine:
     url = parse_url(url_text)
     kwargs: dict[str, object] = {"hide_parameters": True, "connect_args": _connect_args(url, section)}
     if url.get_backend_name() != "sqlite":
-        kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_timeout=section.connect_timeout,
-                      pool_size=8, max_overflow=8)
+        kwargs.update(
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            pool_timeout=section.connect_timeout,
+            pool_size=8,
+            max_overflow=8,
+        )
     try:
         return sa.create_engine(url, **kwargs)
     except Exception as exc:  # missing driver module, bad option
@@ -170,7 +204,9 @@ class Store:
         table) matches nothing: *nothing* is returned, and the database stays alive."""
         urls = self.section.database_urls
         now = time.monotonic()
-        order = [u for u in urls if self._dead_until.get(u, 0) <= now] + [u for u in urls if self._dead_until.get(u, 0) > now]
+        order = [u for u in urls if self._dead_until.get(u, 0) <= now] + [
+            u for u in urls if self._dead_until.get(u, 0) > now
+        ]
         last: Exception | None = None
         for url in order:
             engine = self._engine(url)
@@ -207,7 +243,9 @@ class Store:
     def users(self, uid_lower: str) -> list[UserRow]:
         """Rows whose ``uid_lower`` is exactly *uid_lower* (compared again in Python:
         MySQL collations ignore accents and trailing spaces)."""
-        return [r for r in self._user_rows(self.tables.users.c.uid_lower == uid_lower) if r.uid_lower == uid_lower]
+        return [
+            r for r in self._user_rows(self.tables.users.c.uid_lower == uid_lower) if r.uid_lower == uid_lower
+        ]
 
     def user_by_uid(self, uid: str) -> UserRow | None:
         """The row whose ``uid`` is exactly *uid* (the primary key), if any."""
@@ -233,13 +271,16 @@ class Store:
         stmt = (
             # no LIMIT: every candidate row gets the exact comparison (one row per user at most
             # can match, so this is bounded by the number of users, never by what a user sends)
-            sa.select(u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second"))
-            .where(condition)
+            sa.select(
+                u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second")
+            ).where(condition)
         )
         rows = self._run(lambda c: c.execute(stmt).all(), [])
         return [
             UserRow(
-                uid=r.uid, uid_lower=r.uid_lower or "", password=r.password or "",
+                uid=r.uid,
+                uid_lower=r.uid_lower or "",
+                password=r.password or "",
                 # OC\User\User::isEnabled(): enabled unless core/enabled holds anything but 'true'
                 enabled=r.enabled is None or r.enabled == "true",
                 second_factors=int(r.second or 0),
@@ -256,9 +297,8 @@ class Store:
         candidate, so a padded near-duplicate cannot hide a second owner."""
         p = self.tables.preferences
         wanted = email.lower()
-        stmt = (
-            sa.select(p.c.userid, p.c.configvalue)
-            .where(p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == wanted)
+        stmt = sa.select(p.c.userid, p.c.configvalue).where(
+            p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == wanted
         )
         rows = self._run(lambda c: c.execute(stmt).all(), [])
         return sorted({r.userid for r in rows if (r.configvalue or "").lower() == wanted})
@@ -266,23 +306,40 @@ class Store:
     def email_of(self, uid: str) -> str:
         """The e-mail address *uid* set in Nextcloud, or ""."""
         p = self.tables.preferences
-        stmt = sa.select(p.c.configvalue).where(p.c.userid == uid, p.c.appid == "settings", p.c.configkey == "email")
+        stmt = sa.select(p.c.configvalue).where(
+            p.c.userid == uid, p.c.appid == "settings", p.c.configkey == "email"
+        )
         return self._run(lambda c: c.execute(stmt).scalar(), None) or ""
 
     def tokens(self, token_hashes: Iterable[str]) -> list[TokenRow]:
         """Live-format (version 2) app-token rows whose ``token`` is one of the hashes."""
         a = self.tables.authtoken
         stmt = (
-            sa.select(a.c.id, a.c.uid, a.c.login_name, a.c.type, a.c.expires, a.c.password_invalid, a.c.password,
-                      a.c.private_key)
+            sa.select(
+                a.c.id,
+                a.c.uid,
+                a.c.login_name,
+                a.c.type,
+                a.c.expires,
+                a.c.password_invalid,
+                a.c.password,
+                a.c.private_key,
+            )
             .where(a.c.token.in_(list(token_hashes)), a.c.version == 2)
             .limit(5)
         )
         rows = self._run(lambda c: c.execute(stmt).all(), [])
         return [
-            TokenRow(id=r.id, uid=r.uid, login_name=r.login_name or "", type=int(r.type or 0),
-                     expires=r.expires, password_invalid=bool(r.password_invalid), stored_password=r.password,
-                     private_key=r.private_key)
+            TokenRow(
+                id=r.id,
+                uid=r.uid,
+                login_name=r.login_name or "",
+                type=int(r.type or 0),
+                expires=r.expires,
+                password_invalid=bool(r.password_invalid),
+                stored_password=r.password,
+                private_key=r.private_key,
+            )
             for r in rows
         ]
 

@@ -91,7 +91,7 @@ class _Windows:
         if failed_at is not None:
             e.append(failed_at)
             if len(e) - 1 > limit:
-                del e[1:len(e) - limit]
+                del e[1 : len(e) - limit]
         _expire(e, since)
         if len(e) == 1 and not e[0]:
             del self.entries[key]
@@ -132,7 +132,7 @@ class Attempt:
     (further calls are no-ops); as a context manager it settles ``None`` unless settled, and
     an attempt dropped unsettled is settled ``None`` too, so in-flight counts cannot leak."""
 
-    __slots__ = ("_throttle", "_account", "_source", "_settled")
+    __slots__ = ("_account", "_settled", "_source", "_throttle")
 
     def __init__(self, throttle: Throttle, account: bytes, source: bytes | None) -> None:
         self._throttle, self._account, self._source = throttle, account, source
@@ -164,10 +164,19 @@ class Throttle:
     """Decides whether a login attempt may go ahead, counting it in flight until its verdict.
     Thread-safe: admit and settle may run on any thread."""
 
-    def __init__(self, *, window: float = 300.0, ip_failures: int = 20, user_failures: int = 10,
-                 good_ip_days: float = 30.0, max_keys: int = DEFAULT_MAX_KEYS, ipv4_prefix: int = 32,
-                 ipv6_prefix: int = 64, exempt: Callable[[str], bool] = _never,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        window: float = 300.0,
+        ip_failures: int = 20,
+        user_failures: int = 10,
+        good_ip_days: float = 30.0,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        ipv4_prefix: int = 32,
+        ipv6_prefix: int = 64,
+        exempt: Callable[[str], bool] = _never,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.clock = clock
         self._secret = secrets.token_bytes(32)
         self._ips, self._accounts = _Windows(), _Windows()
@@ -181,14 +190,29 @@ class Throttle:
         self.max_keys = max_keys
         self.ipv4_prefix, self.ipv6_prefix = ipv4_prefix, ipv6_prefix
         self.exempt = exempt
-        self.configure(window=window, ip_failures=ip_failures, user_failures=user_failures,
-                       good_ip_days=good_ip_days, max_keys=max_keys, ipv4_prefix=ipv4_prefix,
-                       ipv6_prefix=ipv6_prefix, exempt=exempt)
+        self.configure(
+            window=window,
+            ip_failures=ip_failures,
+            user_failures=user_failures,
+            good_ip_days=good_ip_days,
+            max_keys=max_keys,
+            ipv4_prefix=ipv4_prefix,
+            ipv6_prefix=ipv6_prefix,
+            exempt=exempt,
+        )
 
-    def configure(self, *, window: float | None = None, ip_failures: int | None = None,
-                  user_failures: int | None = None, good_ip_days: float | None = None,
-                  max_keys: int | None = None, ipv4_prefix: int | None = None,
-                  ipv6_prefix: int | None = None, exempt: Callable[[str], bool] | None = None) -> None:
+    def configure(
+        self,
+        *,
+        window: float | None = None,
+        ip_failures: int | None = None,
+        user_failures: int | None = None,
+        good_ip_days: float | None = None,
+        max_keys: int | None = None,
+        ipv4_prefix: int | None = None,
+        ipv6_prefix: int | None = None,
+        exempt: Callable[[str], bool] | None = None,
+    ) -> None:
         """Apply new limits (SIGHUP) keeping every counter, so a reload does not hand
         attackers fresh budgets. ``None`` keeps a setting. Changing a prefix length starts
         new source keys; the old ones expire with the window."""
@@ -243,8 +267,11 @@ class Throttle:
     def sizes(self) -> dict[str, int]:
         """Keys held per table (for STATS and tests)."""
         with self._lock:
-            return {"sources": len(self._ips.entries), "accounts": len(self._accounts.entries),
-                    "known_good": len(self._good)}
+            return {
+                "sources": len(self._ips.entries),
+                "accounts": len(self._accounts.entries),
+                "known_good": len(self._good),
+            }
 
     # --- internals ------------------------------------------------------------------------
 

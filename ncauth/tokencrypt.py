@@ -47,8 +47,13 @@ import hashlib
 import hmac
 import re
 
-__all__ = ["TokenDecryptError", "crypto_decrypt", "decrypt_private_key", "decrypt_password",
-           "stored_login_password"]
+__all__ = [
+    "TokenDecryptError",
+    "crypto_decrypt",
+    "decrypt_password",
+    "decrypt_private_key",
+    "stored_login_password",
+]
 
 _PHPSECLIB_SALT = b"phpseclib"  # phpseclib 2 Crypt\Rijndael::$password_default_salt
 _PHPSECLIB_ROUNDS = 1000  # Crypt\Base::setPassword's default count
@@ -170,21 +175,30 @@ def decrypt_password(password_enc: str, private_key_pem: bytes) -> bytes:
     try:
         # The PEM came out of an HMAC-checked ciphertext keyed with app password + secret,
         # i.e. Nextcloud made it: the slow RSA consistency check adds nothing here.
-        key = serialization.load_pem_private_key(private_key_pem, password=None,
-                                                 unsafe_skip_rsa_key_validation=True)
+        key = serialization.load_pem_private_key(
+            private_key_pem, password=None, unsafe_skip_rsa_key_validation=True
+        )
     except Exception:  # ValueError, TypeError (encrypted PEM), UnsupportedAlgorithm, ...
         raise TokenDecryptError("token private key is not a PEM key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise TokenDecryptError("token private key is not an RSA key")
     try:
-        return key.decrypt(encrypted, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
-                                                   algorithm=hashes.SHA1(), label=None))
+        # OAEP with SHA-1 is what PHP's openssl_private_decrypt(..., OPENSSL_PKCS1_OAEP_PADDING) uses
+        return key.decrypt(
+            encrypted,
+            padding.OAEP(
+                mgf=padding.MGF1(hashes.SHA1()),  # noqa: S303
+                algorithm=hashes.SHA1(),  # noqa: S303
+                label=None,
+            ),
+        )
     except Exception:  # ValueError on any OAEP/length failure
         raise TokenDecryptError("stored password does not decrypt") from None
 
 
-def stored_login_password(private_key_enc: str | bytes | None, password_enc: str | bytes | None,
-                          app_password: bytes, secret: str) -> bytes | None:
+def stored_login_password(
+    private_key_enc: str | bytes | None, password_enc: str | bytes | None, app_password: bytes, secret: str
+) -> bytes | None:
     """The login password stored with an app-password token (``getPassword``), or None
     when the token stores none (``password`` NULL: Nextcloud's
     ``PasswordlessTokenException``, which ``checkTokenCredentials`` accepts).

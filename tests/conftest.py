@@ -12,12 +12,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
-
 import dbservers
 import ncschema
 import population
+import pytest
+import sqlalchemy as sa
 
 REQUIRE_REAL = bool(os.environ.get("CI") or os.environ.get("NCAUTH_REQUIRE_DB"))
 _counter = itertools.count()
@@ -45,7 +44,9 @@ def record_output(*texts: str) -> None:
 
 def leaked_secrets(texts: list[str]) -> list[str]:
     """The secrets of population.SECRETS that occur in *texts*, shortened for the report."""
-    return [s[:3] + "…" for s in sorted({*population.SECRETS, *_runtime_secrets}) if any(s in t for t in texts)]
+    return [
+        s[:3] + "…" for s in sorted({*population.SECRETS, *_runtime_secrets}) if any(s in t for t in texts)
+    ]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -99,7 +100,7 @@ class NextcloudDB:
         self.config_path: Path | None = None
         ncschema.create_schema(self.engine, prefix)
 
-    def populate(self) -> "NextcloudDB":
+    def populate(self) -> NextcloudDB:
         with self.engine.begin() as conn:
             population.populate(conn, self.prefix)
         return self
@@ -124,7 +125,9 @@ def _database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="session", params=["sqlite", "mariadb", "postgresql"])
-def standard_nextcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NextcloudDB]:
+def standard_nextcloud(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NextcloudDB]:
     """The standard population, shared read-only by the case-table tests of a backend,
     with the standard ncauth config written beside it."""
     tmp = tmp_path_factory.mktemp(f"nc-{request.param}")

@@ -244,8 +244,13 @@ class _LocalServer(Server):
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             with open(self.log_path, "ab") as log:
                 self._handle.popen = subprocess.Popen(
-                    self._command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=self.tmpdir, start_new_session=True, **self._popen_kwargs(),
+                    self._command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.tmpdir,
+                    start_new_session=True,
+                    **self._popen_kwargs(),
                 )
             if self._wait_ready(offset):
                 self._started_once = True
@@ -340,17 +345,26 @@ class LocalMariaDB(_LocalServer):
         user = pwd.getpwuid(os.geteuid()).pw_name
         # "normal" gives root@localhost an empty password instead of unix_socket, which PyMySQL lacks.
         command = [
-            self._install_db, *self._user_options(), f"--user={user}",
-            "--auth-root-authentication-method=normal", "--skip-test-db", *_MARIADB_OPTIONS,
+            self._install_db,
+            *self._user_options(),
+            f"--user={user}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            *_MARIADB_OPTIONS,
         ]
         _run_or_unavailable(command, self.tmpdir, {})
 
     def _command(self) -> list[str]:
         as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses root unless told
         return [
-            self._mariadbd, *self._user_options(), *as_root,
-            f"--socket={self.socket_path}", f"--pid-file={self.tmpdir / 'mysqld.pid'}",
-            "--bind-address=127.0.0.1", f"--port={self.port}", *_MARIADB_OPTIONS,
+            self._mariadbd,
+            *self._user_options(),
+            *as_root,
+            f"--socket={self.socket_path}",
+            f"--pid-file={self.tmpdir / 'mysqld.pid'}",
+            "--bind-address=127.0.0.1",
+            f"--port={self.port}",
+            *_MARIADB_OPTIONS,
         ]
 
     def _ping(self) -> None:
@@ -396,15 +410,32 @@ class LocalPostgres(_LocalServer):
 
     def _initialise(self) -> None:
         command = [
-            str(self._bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-locale", "--no-sync",
+            str(self._bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
         ]
         _run_or_unavailable(command, self.tmpdir, self._popen_kwargs())
 
     def _command(self) -> list[str]:
         return [
-            str(self._bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-            "-k", self.socket_dir, "-h", "127.0.0.1", *_POSTGRES_OPTIONS,
+            str(self._bindir / "postgres"),
+            "-D",
+            str(self.datadir),
+            "-p",
+            str(self.port),
+            "-k",
+            self.socket_dir,
+            "-h",
+            "127.0.0.1",
+            *_POSTGRES_OPTIONS,
         ]
 
     def _ping(self) -> None:

@@ -54,30 +54,30 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 __all__ = [
-    "nextcloud_metadata",
-    "create_schema",
-    "drop_schema",
-    "php_mb_strtolower",
-    "php_strtolower",
-    "hash_app_token",
-    "add_user",
-    "set_preference",
-    "disable_user",
-    "enable_user",
-    "set_email",
-    "add_app_token",
-    "add_two_factor",
-    "set_appconfig",
-    "add_group_member",
-    "TOKEN_TEMPORARY",
-    "TOKEN_PERMANENT",
-    "TOKEN_WIPE",
-    "TOKEN_ONETIME",
+    "APPCONFIG_TYPE_MIXED",
+    "PREF_FLAG_INDEXED",
+    "PREF_FLAG_SENSITIVE",
     "PREF_TYPE_MIXED",
     "PREF_TYPE_STRING",
-    "PREF_FLAG_SENSITIVE",
-    "PREF_FLAG_INDEXED",
-    "APPCONFIG_TYPE_MIXED",
+    "TOKEN_ONETIME",
+    "TOKEN_PERMANENT",
+    "TOKEN_TEMPORARY",
+    "TOKEN_WIPE",
+    "add_app_token",
+    "add_group_member",
+    "add_two_factor",
+    "add_user",
+    "create_schema",
+    "disable_user",
+    "drop_schema",
+    "enable_user",
+    "hash_app_token",
+    "nextcloud_metadata",
+    "php_mb_strtolower",
+    "php_strtolower",
+    "set_appconfig",
+    "set_email",
+    "set_preference",
 ]
 
 # OCP\Authentication\Token\IToken
@@ -131,9 +131,7 @@ def _d(value: int | str) -> Any:
     return value  # SQLAlchemy renders a str server_default as a quoted literal
 
 
-def nextcloud_metadata(
-    prefix: str = "oc_", *, version: int = 31, index_name_prefix: str = ""
-) -> sa.MetaData:
+def nextcloud_metadata(prefix: str = "oc_", *, version: int = 31, index_name_prefix: str = "") -> sa.MetaData:
     """Return a fresh MetaData with users, preferences, authtoken,
     twofactor_providers, appconfig, group_user, accounts and accounts_data."""
     md = sa.MetaData()
@@ -265,6 +263,7 @@ def drop_schema(
 
 # ---------------------------------------------------------------- PHP parity
 
+
 def php_mb_strtolower(s: str) -> str:
     """PHP ``mb_strtolower`` (full Unicode lower-casing since PHP 7.3).
 
@@ -290,7 +289,8 @@ def hash_app_token(token_plain: str, secret: str) -> str:
 
 # ------------------------------------------------------------------- helpers
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _tables(prefix: str) -> sa.MetaData:
     return nextcloud_metadata(prefix)
 
@@ -326,7 +326,9 @@ def add_user(
     """Insert an ``oc_users`` row as ``OC\\User\\Database::createUser`` does
     (``uid_lower = mb_strtolower(uid)``; displayname stays NULL unless set)."""
     conn.execute(
-        _t(conn, prefix, "users").insert().values(
+        _t(conn, prefix, "users")
+        .insert()
+        .values(
             uid=uid,
             displayname=displayname,
             password=password_hash,
@@ -393,8 +395,14 @@ def set_email(
     value = php_strtolower(email)
     if indexed:
         set_preference(
-            conn, prefix, uid, "settings", "email", value,
-            value_type=PREF_TYPE_STRING, flags=PREF_FLAG_INDEXED,
+            conn,
+            prefix,
+            uid,
+            "settings",
+            "email",
+            value,
+            value_type=PREF_TYPE_STRING,
+            flags=PREF_FLAG_INDEXED,
             indexed=value if len(value) <= 64 else "",
         )
     else:
@@ -438,32 +446,30 @@ def add_app_token(
     ``public_key``, ``scope`` and ``password_hash`` are left NULL (a
     passwordless token); override any column with keyword arguments."""
     now = int(time.time())
-    values: dict[str, Any] = dict(
-        uid=uid,
-        login_name=login_name,
-        password=None,
-        name=name,
-        token=hash_app_token(token_plain, secret),
-        type=type,
-        remember=0,
-        last_activity=now,
-        last_check=now,
-        scope=None,
-        expires=expires,
-        private_key=None,
-        public_key=None,
-        version=version,
-        password_invalid=password_invalid,
-        password_hash=None,
-    )
+    values: dict[str, Any] = {
+        "uid": uid,
+        "login_name": login_name,
+        "password": None,
+        "name": name,
+        "token": hash_app_token(token_plain, secret),
+        "type": type,
+        "remember": 0,
+        "last_activity": now,
+        "last_check": now,
+        "scope": None,
+        "expires": expires,
+        "private_key": None,
+        "public_key": None,
+        "version": version,
+        "password_invalid": password_invalid,
+        "password_hash": None,
+    }
     values.update(columns)
     result = conn.execute(_t(conn, prefix, "authtoken").insert().values(**values))
     return int(result.inserted_primary_key[0])
 
 
-def add_two_factor(
-    conn: Connection, prefix: str, uid: str, provider_id: str, enabled: bool = True
-) -> None:
+def add_two_factor(conn: Connection, prefix: str, uid: str, provider_id: str, enabled: bool = True) -> None:
     """Upsert ``oc_twofactor_providers`` (ProviderUserAssignmentDao::persist)."""
     _upsert(
         conn,

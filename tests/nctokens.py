@@ -19,15 +19,16 @@ import hashlib
 import hmac
 import os
 
-from cryptography.hazmat.primitives import hashes, padding as sympadding, serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import padding as sympadding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["token_columns", "nc_encrypt"]
+__all__ = ["nc_encrypt", "token_columns"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shared_key(bits: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
@@ -48,8 +49,9 @@ def nc_encrypt(plaintext: bytes, password: bytes, *, iv: bytes | None = None) ->
     return f"{ciphertext}|{iv.hex()}|{mac}|3"
 
 
-def token_columns(app_password: str, login_password: str | None, secret: str, *,
-                  fresh_key: bool = False) -> dict[str, str | None]:
+def token_columns(
+    app_password: str, login_password: str | None, secret: str, *, fresh_key: bool = False
+) -> dict[str, str | None]:
     """``public_key``, ``private_key`` and ``password`` as Nextcloud stores them for a
     token made from *app_password* under config.php's *secret*; ``password`` is None
     (NULL) when *login_password* is None.
@@ -61,14 +63,17 @@ def token_columns(app_password: str, login_password: str | None, secret: str, *,
     raw = None if login_password is None else login_password.encode()
     bits = 4096 if raw is not None and len(raw) > 250 else 2048
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits) if fresh_key else _shared_key(bits)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     password = None
     if raw is not None:
-        encrypted = key.public_key().encrypt(raw, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
-                                                               algorithm=hashes.SHA1(), label=None))
+        encrypted = key.public_key().encrypt(
+            raw, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+        )
         password = base64.b64encode(encrypted).decode()
     return {
         "public_key": public.decode(),

@@ -14,10 +14,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import Connection
-
 import ncschema
 import nctokens
+from sqlalchemy.engine import Connection
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "nextcloud_hashes.json").read_text())
 HASH = {case["name"]: case["stored"] for case in VECTORS["cases"]}
@@ -27,7 +26,7 @@ DOMAIN = "example.org"
 TRUSTED_NET = "192.0.2.0/24"
 
 P = "correct horse battery staple"
-UNICODE_P = "p\u00e4ssw\u00f6rd \u2713 \U0001F511"
+UNICODE_P = "p\u00e4ssw\u00f6rd \u2713 \U0001f511"
 LONG_P = "L" * 72 + "tail-that-bcrypt-ignores"
 OLD_P = "the password before the admin reset it"
 
@@ -67,8 +66,18 @@ TOKENS = {
     "alice-othername": ("Alice", "someone-else", "AliceApp-othername-00000000000007", {}),
     "alice-address": ("Alice", "Alice@Example.org", "AliceApp-address-0000000000000008", {}),
     "alice-nosecret": ("Alice", "alice", "AliceApp-nosecret-000000000000009", {"secret": ""}),
-    "alice-session": ("Alice", "alice", "AliceApp-session-0000000000000010", {"type": ncschema.TOKEN_TEMPORARY}),
-    "alice-onetime": ("Alice", "alice", "AliceApp-onetime-0000000000000011", {"type": ncschema.TOKEN_ONETIME}),
+    "alice-session": (
+        "Alice",
+        "alice",
+        "AliceApp-session-0000000000000010",
+        {"type": ncschema.TOKEN_TEMPORARY},
+    ),
+    "alice-onetime": (
+        "Alice",
+        "alice",
+        "AliceApp-onetime-0000000000000011",
+        {"type": ncschema.TOKEN_ONETIME},
+    ),
     "alice-short": ("Alice", "alice", "Alice-short-21-chars!", {}),
     "bob-valid": ("bob", "bob", "BobApp-valid-000000000000000000012", {}),
     "tina-valid": ("tina", "tina", "TinaApp-valid-00000000000000000013", {}),
@@ -86,8 +95,9 @@ def php_hash(password: str) -> str:
     php = shutil.which("php")
     if php:
         code = 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID, ["memory_cost" => 8192, "time_cost" => 1, "threads" => 1]);'
-        return subprocess.run([php, "-r", code, "--", password], capture_output=True, text=True, check=True,
-                              timeout=30).stdout
+        return subprocess.run(
+            [php, "-r", code, "--", password], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
     from argon2 import PasswordHasher
 
     return "3|" + PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(password)
@@ -101,10 +111,10 @@ def populate(conn: Connection, prefix: str) -> None:
     for uid, vector in USERS.items():
         ncschema.add_user(conn, prefix, uid, HASH[vector])
     ncschema.disable_user(conn, prefix, "dave")
-    ncschema.enable_user(conn, prefix, "bea")          # an explicit 'true' row
+    ncschema.enable_user(conn, prefix, "bea")  # an explicit 'true' row
     ncschema.add_two_factor(conn, prefix, "tina", "totp")
     ncschema.add_two_factor(conn, prefix, "tina", "backup_codes")
-    ncschema.add_two_factor(conn, prefix, "bea", "backup_codes")      # backup codes alone: no 2FA
+    ncschema.add_two_factor(conn, prefix, "bea", "backup_codes")  # backup codes alone: no 2FA
     ncschema.add_two_factor(conn, prefix, "bob", "totp", enabled=False)  # disabled provider: no 2FA
     ncschema.add_group_member(conn, prefix, "admin", "gus")
     ncschema.set_email(conn, prefix, "Emma.Stone", "Emma@Example.org")
@@ -153,10 +163,10 @@ class Case:
     id: str
     login: str
     password: str
-    outcome: str            # ok | refused | unknown
-    reason: str             # a substring of the verdict's reason
+    outcome: str  # ok | refused | unknown
+    reason: str  # a substring of the verdict's reason
     remote_ip: str = ""
-    user: str = ""          # canonical user on success
+    user: str = ""  # canonical user on success
 
     @property
     def password_bytes(self) -> bytes:
@@ -178,11 +188,24 @@ CASES = [
     _ok("legacy-bcrypt-unsalted", f"una@{DOMAIN}", P, "password (legacy-bcrypt)", f"una@{DOMAIN}"),
     _ok("unicode-password", f"uni@{DOMAIN}", UNICODE_P, "password (argon2id)", f"uni@{DOMAIN}"),
     _ok("digit-1-inner-argon2id", f"dig@{DOMAIN}", P, "password (argon2id)", f"dig@{DOMAIN}"),
-    _ok("bcrypt-72-byte-truncation", f"long@{DOMAIN}", "L" * 72 + "another tail", "password (bcrypt)", f"long@{DOMAIN}"),
+    _ok(
+        "bcrypt-72-byte-truncation",
+        f"long@{DOMAIN}",
+        "L" * 72 + "another tail",
+        "password (bcrypt)",
+        f"long@{DOMAIN}",
+    ),
     _ok("dotted-uid", f"emma.stone@{DOMAIN}", P, "password (argon2id)", f"emma.stone@{DOMAIN}"),
     _ok("backup-codes-only-is-no-2fa", f"bea@{DOMAIN}", P, "password", f"bea@{DOMAIN}"),
     _ok("2fa-trusted-network", f"tina@{DOMAIN}", P, "password", f"tina@{DOMAIN}", remote_ip="192.0.2.25"),
-    _ok("2fa-trusted-network-v4-mapped", f"tina@{DOMAIN}", P, "password", f"tina@{DOMAIN}", remote_ip="::ffff:192.0.2.25"),
+    _ok(
+        "2fa-trusted-network-v4-mapped",
+        f"tina@{DOMAIN}",
+        P,
+        "password",
+        f"tina@{DOMAIN}",
+        remote_ip="::ffff:192.0.2.25",
+    ),
     _ok("2fa-app-password", f"tina@{DOMAIN}", token("tina-valid"), "app password", f"tina@{DOMAIN}"),
     _ok("app-password", A, token("alice-valid"), "app password", A),
     _ok("app-password-future-expiry", A, token("alice-future"), "app password", A),
@@ -192,7 +215,13 @@ CASES = [
     _ok("app-password-stores-no-password", A, token("alice-passwordless"), "app password", A),
     # User\Manager::checkPasswordNoLogging retries a failed login password urldecoded
     _ok("urlencoded-password", A, "correct+horse%20battery+staple", "password (argon2id)", A),
-    _ok("app-password-login-name-email", f"emma.stone@{DOMAIN}", token("emma-email"), "app password", f"emma.stone@{DOMAIN}"),
+    _ok(
+        "app-password-login-name-email",
+        f"emma.stone@{DOMAIN}",
+        token("emma-email"),
+        "app password",
+        f"emma.stone@{DOMAIN}",
+    ),
     Case("wrong-password", A, "Tr0ub4dor&3-not-it", "refused", "wrong password"),
     Case("empty-password", A, "", "refused", "empty password"),
     Case("urlencoded-wrong-password", A, "correct+horse+battery%2Bstaple", "refused", "wrong password"),

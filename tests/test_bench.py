@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import record_output, unavailable
 from dovecot_harness import dovecot_available
 
@@ -21,16 +20,27 @@ def test_quick_benchmark_reports_every_path(tmp_path: Path) -> None:
     if reason := dovecot_available():
         unavailable(f"the benchmark drives a real Dovecot: {reason}")
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     record_output(proc.stdout, proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     paths = {row["path"] for row in result["rows"]}
-    for expected in ("argon2-cffi verify alone (floor)", "`ncauth verify` (whole command)", "daemon, cold (cache off)",
-                     "daemon, repeated (cache hit)", "checkpassword -> daemon, repeated",
-                     "Dovecot -> checkpassword (in-process)", "Dovecot -> Lua -> daemon, repeated",
-                     "Dovecot SQL passdb, auth_cache on, repeated", "Dovecot SQL passdb, auth_cache off"):
+    for expected in (
+        "argon2-cffi verify alone (floor)",
+        "`ncauth verify` (whole command)",
+        "daemon, cold (cache off)",
+        "daemon, repeated (cache hit)",
+        "checkpassword -> daemon, repeated",
+        "Dovecot -> checkpassword (in-process)",
+        "Dovecot -> Lua -> daemon, repeated",
+        "Dovecot SQL passdb, auth_cache on, repeated",
+        "Dovecot SQL passdb, auth_cache off",
+    ):
         assert expected in paths, expected
     assert all(row["ratio_to_floor"] > 0 for row in result["rows"])
     assert result["daemon_peak_rss_mib"] > 0 and result["dovecot_auth_tree_peak_rss_mib"] > 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,11 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import population
+import pytest
 from conftest import record_output
-from population import CASES, P, A
+from population import CASES, A, P
 
 PROGRAM = Path(sys.executable).parent / "ncauth-checkpassword"
 REPLY_HELPER = "/usr/lib/dovecot/checkpassword-reply"
@@ -33,9 +31,17 @@ class Result:
     seconds: float
 
 
-def checkpassword(config: Path | str, data: bytes, env: dict[str, str] | None = None, *, keep_open: bool = False,
-                  address_space: int | None = None, argv: list[str] | None = None,
-                  program: Path = PROGRAM, alarm_after: float | None = None) -> Result:
+def checkpassword(
+    config: Path | str,
+    data: bytes,
+    env: dict[str, str] | None = None,
+    *,
+    keep_open: bool = False,
+    address_space: int | None = None,
+    argv: list[str] | None = None,
+    program: Path = PROGRAM,
+    alarm_after: float | None = None,
+) -> Result:
     """Run the program with *data* on fd 3 and collect fd 4, exit status and stderr.
     ``keep_open`` keeps fd 3's write end open, as a sibling child of Dovecot would;
     ``alarm_after`` sends SIGALRM then, as the program's own deadline alarm would."""
@@ -57,8 +63,15 @@ def checkpassword(config: Path | str, data: bytes, env: dict[str, str] | None = 
 
     started = time.monotonic()
     args = argv or [str(program), "--config", str(config), REPLY_HELPER]
-    proc = subprocess.Popen(args, env={**DOVECOT_ENV, **(env or {})}, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=child, close_fds=False)
+    proc = subprocess.Popen(
+        args,
+        env={**DOVECOT_ENV, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=child,
+        close_fds=False,
+    )
     os.close(r3)
     os.close(w4)
     if alarm_after is not None:
@@ -82,7 +95,9 @@ def request(user: str | bytes, password: str | bytes) -> bytes:
 
 def expected_reply(user: str) -> bytes:
     local, _, domain = user.partition("@")
-    return f"user={user}\tuserdb_uid=vmail\tuserdb_gid=vmail\tuserdb_home=/var/vmail/{domain}/{local}".encode()
+    return (
+        f"user={user}\tuserdb_uid=vmail\tuserdb_gid=vmail\tuserdb_home=/var/vmail/{domain}/{local}".encode()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +122,23 @@ def test_case_table_on_mariadb(mariadb_nextcloud, case: population.Case) -> None
         assert (r.code, r.reply) == (0, expected_reply(case.user)), r.stderr
     else:
         assert (r.code, r.reply) == (1, b""), r.stderr
-    assert case.reason in r.stderr or case.outcome == "unknown" and "verdict=unknown" in r.stderr
+    assert case.reason in r.stderr or (case.outcome == "unknown" and "verdict=unknown" in r.stderr)
     assert len([line for line in r.stderr.splitlines() if "verdict=" in line]) == 1
 
 
-@pytest.mark.parametrize("case_id", ["argon2id", "wrong-password", "disabled", "unknown-user", "app-password",
-                                     "2fa-login-password", "2fa-trusted-network", "legacy-sha1"])
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        "argon2id",
+        "wrong-password",
+        "disabled",
+        "unknown-user",
+        "app-password",
+        "2fa-login-password",
+        "2fa-trusted-network",
+        "legacy-sha1",
+    ],
+)
 def test_cases_on_sqlite(nextcloud_sqlite, case_id: str) -> None:
     case = next(c for c in CASES if c.id == case_id)
     env = {"TCPREMOTEIP": case.remote_ip} if case.remote_ip else {}
@@ -122,6 +148,7 @@ def test_cases_on_sqlite(nextcloud_sqlite, case_id: str) -> None:
 
 
 # --- lookups (AUTHORIZED=1) ------------------------------------------------------
+
 
 def test_userdb_lookup(mariadb_nextcloud) -> None:
     r = checkpassword(mariadb_nextcloud.config_path, request(A, ""), {"AUTHORIZED": "1"})
@@ -151,24 +178,28 @@ def test_credentials_lookup_for_other_mechanisms_is_tempfail(mariadb_nextcloud) 
 
 # --- bad input ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("data", "code"), [
-    (b"alice@example.org\0" + P.encode(), 111),                         # EOF before three NULs
-    (b"alice@example.org" + b"x" * 600, 111),                           # 512 bytes and no NUL
-    (b"a" * 300 + b"\0" + b"b" * 300 + b"\0\0", 111),                   # over 512 bytes in all
-    (request(A, P) + request("carol@example.org", "x"), 0),            # a second request glued on is ignored
-    (request(A, P) + b"junk", 0),
-    (b"", 111),
-    (request(b"\xff\xfe@example.org", P), 1),                           # login not UTF-8
-    (request(A, b"\xff\xfe\xfd"), 1),                                   # password not UTF-8: just wrong
-    (request("", P), 1),
-    (request(A, ""), 1),
-    (request("", ""), 1),
-    (request("alice", P), 1),                                           # no @, no default_domain
-    (request("alice@other.tld", P), 1),
-    (request("alice'; DROP TABLE oc_users; --@example.org", P), 1),
-    (request("alice@example.org\tuserdb_uid=0", P), 1),                 # TAB would forge reply fields
-    (request("al\nice@example.org", P), 1),
-])
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"alice@example.org\0" + P.encode(), 111),  # EOF before three NULs
+        (b"alice@example.org" + b"x" * 600, 111),  # 512 bytes and no NUL
+        (b"a" * 300 + b"\0" + b"b" * 300 + b"\0\0", 111),  # over 512 bytes in all
+        (request(A, P) + request("carol@example.org", "x"), 0),  # a second request glued on is ignored
+        (request(A, P) + b"junk", 0),
+        (b"", 111),
+        (request(b"\xff\xfe@example.org", P), 1),  # login not UTF-8
+        (request(A, b"\xff\xfe\xfd"), 1),  # password not UTF-8: just wrong
+        (request("", P), 1),
+        (request(A, ""), 1),
+        (request("", ""), 1),
+        (request("alice", P), 1),  # no @, no default_domain
+        (request("alice@other.tld", P), 1),
+        (request("alice'; DROP TABLE oc_users; --@example.org", P), 1),
+        (request("alice@example.org\tuserdb_uid=0", P), 1),  # TAB would forge reply fields
+        (request("al\nice@example.org", P), 1),
+    ],
+)
 def test_bad_input(mariadb_nextcloud, data: bytes, code: int) -> None:
     r = checkpassword(mariadb_nextcloud.config_path, data)
     assert r.code == code, r.stderr
@@ -193,6 +224,7 @@ def test_answers_under_dovecots_256mib_address_space_limit(mariadb_nextcloud) ->
 
 # --- failures are temporary ----------------------------------------------------------
 
+
 def _config(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
     path = tmp_path / "ncauth.toml"
     path.write_text(text)
@@ -200,12 +232,15 @@ def _config(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("text", "mode", "message"), [
-    (None, 0o600, "no such file"),
-    ("[nextcloud\n", 0o600, "not valid TOML"),
-    ('[nextcloud]\ndatabase_url = "sqlite:////x.db"\nsecret = "s"\n', 0o644, "readable by every user"),
-    ('[nextcloud]\ndatabase_url = "sqlite:////x.db"\nsekret = "s"\n', 0o600, "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("text", "mode", "message"),
+    [
+        (None, 0o600, "no such file"),
+        ("[nextcloud\n", 0o600, "not valid TOML"),
+        ('[nextcloud]\ndatabase_url = "sqlite:////x.db"\nsecret = "s"\n', 0o644, "readable by every user"),
+        ('[nextcloud]\ndatabase_url = "sqlite:////x.db"\nsekret = "s"\n', 0o600, "unknown key"),
+    ],
+)
 def test_broken_config_is_tempfail(tmp_path: Path, text: str | None, mode: int, message: str) -> None:
     path = tmp_path / "absent.toml" if text is None else _config(tmp_path, text, mode)
     r = checkpassword(path, request(A, P))
@@ -219,8 +254,11 @@ def test_no_config_argument_uses_default_path_and_tempfails(tmp_path: Path) -> N
 
 
 def test_unreachable_database_is_tempfail_fast(tmp_path: Path) -> None:
-    path = _config(tmp_path, '[nextcloud]\ndatabase_url = "mysql+pymysql://nc:pw@127.0.0.1:1/nextcloud"\n'
-                   + population.STANDARD_CONFIG)
+    path = _config(
+        tmp_path,
+        '[nextcloud]\ndatabase_url = "mysql+pymysql://nc:pw@127.0.0.1:1/nextcloud"\n'
+        + population.STANDARD_CONFIG,
+    )
     r = checkpassword(path, request(A, P))
     assert (r.code, r.reply) == (111, b"")
     assert "verdict=tempfail" in r.stderr and ":***@" not in r.stderr and "pw@" not in r.stderr
@@ -228,7 +266,9 @@ def test_unreachable_database_is_tempfail_fast(tmp_path: Path) -> None:
 
 
 def test_wrong_table_prefix_is_tempfail(mariadb_nextcloud, tmp_path: Path) -> None:
-    path = _config(tmp_path, population.config_text(mariadb_nextcloud.url, "wrong_") + population.STANDARD_CONFIG)
+    path = _config(
+        tmp_path, population.config_text(mariadb_nextcloud.url, "wrong_") + population.STANDARD_CONFIG
+    )
     r = checkpassword(path, request(A, P))
     assert r.code == 111, r.stderr
 
@@ -275,8 +315,11 @@ def test_log_lines_use_dovecots_prefix_under_dovecot(mariadb_nextcloud) -> None:
 def test_python_module_entry_is_guarded_too(mariadb_nextcloud) -> None:
     """``ncauth checkpassword`` (the subcommand) answers like the dedicated program."""
     ncauth = Path(sys.executable).parent / "ncauth"
-    r = checkpassword(mariadb_nextcloud.config_path, request(A, P),
-                      argv=[str(ncauth), "checkpassword", "--config", str(mariadb_nextcloud.config_path), REPLY_HELPER])
+    r = checkpassword(
+        mariadb_nextcloud.config_path,
+        request(A, P),
+        argv=[str(ncauth), "checkpassword", "--config", str(mariadb_nextcloud.config_path), REPLY_HELPER],
+    )
     assert (r.code, r.reply) == (0, expected_reply(A))
 
 

@@ -16,16 +16,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
-
 import ncschema
 import population
+import pytest
+import sqlalchemy as sa
 from conftest import NextcloudDB, record_output
+from population import CASES, A, P
+from test_checkpassword import checkpassword, expected_reply, request
+
 from ncauth import client
 from ncauth.protocol import MAX_LINE, decode_line, encode_line
-from population import A, CASES, P
-from test_checkpassword import checkpassword, expected_reply, request
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:
@@ -35,19 +35,31 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
 
+
 NCAUTH = Path(sys.executable).parent / "ncauth"
 
 
 class Daemon:
     """A running ``ncauth serve`` and a few ways to talk to it."""
 
-    def __init__(self, config: Path, socket_path: Path, env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = (), argv: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        socket_path: Path,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+        argv: list[str] | None = None,
+    ) -> None:
         self.config, self.socket = config, socket_path
         self.log_path = config.parent / "daemon.log"
         self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv or [str(NCAUTH), "serve", "--config", str(config)], stdout=self.log_file,
-                                     stderr=self.log_file, env={**os.environ, **(env or {})}, pass_fds=pass_fds)
+        self.proc = subprocess.Popen(
+            argv or [str(NCAUTH), "serve", "--config", str(config)],
+            stdout=self.log_file,
+            stderr=self.log_file,
+            env={**os.environ, **(env or {})},
+            pass_fds=pass_fds,
+        )
         deadline = time.monotonic() + 20
         while not self.answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -91,15 +103,20 @@ def daemon_config(db: NextcloudDB, directory: Path, extra: str = "") -> tuple[Pa
     sock = directory / "auth.sock"
     config = directory / "ncauth.toml"
     throttle = "" if "throttle" in extra else "throttle = false\n"
-    config.write_text(population.config_text(db.url, db.prefix) + population.STANDARD_CONFIG
-                      + f'\n[daemon]\nsocket = "{sock}"\n{throttle}{extra}')
+    config.write_text(
+        population.config_text(db.url, db.prefix)
+        + population.STANDARD_CONFIG
+        + f'\n[daemon]\nsocket = "{sock}"\n{throttle}{extra}'
+    )
     config.chmod(0o600)
     return config, sock
 
 
 @pytest.fixture
 def db(mariadb, tmp_path: Path) -> Iterator[NextcloudDB]:
-    d = NextcloudDB(mariadb.create_database(f"nc_daemon_{os.getpid()}_{time.monotonic_ns()}"), "oc_", tmp_path)
+    d = NextcloudDB(
+        mariadb.create_database(f"nc_daemon_{os.getpid()}_{time.monotonic_ns()}"), "oc_", tmp_path
+    )
     yield d.populate()
     d.close()
 
@@ -132,23 +149,42 @@ HELLO = encode_line("VERSION", "1", "0")
 
 # --- protocol ---------------------------------------------------------------------
 
+
 def test_handshake_and_answers(daemon: Daemon) -> None:
-    lines = raw(daemon.socket, HELLO + encode_line("AUTH", "a1", A, P, "service=imap", "rip=198.51.100.1"), read_lines=2)
+    lines = raw(
+        daemon.socket,
+        HELLO + encode_line("AUTH", "a1", A, P, "service=imap", "rip=198.51.100.1"),
+        read_lines=2,
+    )
     assert lines[0] == ["VERSION", "1", "0"]
-    assert lines[1] == ["OK", "a1", "user=alice@example.org", "userdb_uid=vmail", "userdb_gid=vmail",
-                        "userdb_home=/var/vmail/example.org/alice"]
+    assert lines[1] == [
+        "OK",
+        "a1",
+        "user=alice@example.org",
+        "userdb_uid=vmail",
+        "userdb_gid=vmail",
+        "userdb_home=/var/vmail/example.org/alice",
+    ]
 
 
 def test_pipelined_requests_answer_in_order(daemon: Daemon) -> None:
-    data = HELLO + b"".join([
-        encode_line("AUTH", "1", A, "wrong-password"),
-        encode_line("LOOKUP", "2", "carol@example.org"),
-        encode_line("AUTH", "3", "bob@example.org", P),
-        encode_line("LOOKUP", "4", "dave@example.org"),
-        encode_line("STATS", "5"),
-    ])
+    data = HELLO + b"".join(
+        [
+            encode_line("AUTH", "1", A, "wrong-password"),
+            encode_line("LOOKUP", "2", "carol@example.org"),
+            encode_line("AUTH", "3", "bob@example.org", P),
+            encode_line("LOOKUP", "4", "dave@example.org"),
+            encode_line("STATS", "5"),
+        ]
+    )
     lines = raw(daemon.socket, data, read_lines=6)
-    assert [line[:2] for line in lines[1:]] == [["FAIL", "1"], ["UNKNOWN", "2"], ["OK", "3"], ["OK", "4"], ["OK", "5"]]
+    assert [line[:2] for line in lines[1:]] == [
+        ["FAIL", "1"],
+        ["UNKNOWN", "2"],
+        ["OK", "3"],
+        ["OK", "4"],
+        ["OK", "5"],
+    ]
     assert lines[1][2] == "reason=wrong password"
     assert "uptime" in " ".join(lines[5])
 
@@ -157,17 +193,21 @@ def test_escaped_fields(daemon: Daemon, db: NextcloudDB) -> None:
     """A password with TAB, LF and 0x01 travels escaped and verifies byte for byte."""
     weird = "tab\there\nnew\x01line ✓"
     with db.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE oc_users SET password = :h WHERE uid = 'bob'"),
-                     {"h": population.php_hash(weird)})
+        conn.execute(
+            sa.text("UPDATE oc_users SET password = :h WHERE uid = 'bob'"), {"h": population.php_hash(weird)}
+        )
     assert daemon.ask("AUTH", "bob@example.org", weird).verdict == "OK"
     assert daemon.ask("AUTH", "bob@example.org", weird.replace("\t", " ")).verdict == "FAIL"
 
 
-@pytest.mark.parametrize(("data", "first"), [
-    (encode_line("AUTH", "1", A, P), ["TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"]),
-    (encode_line("VERSION", "2", "0"), ["TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"]),
-    (HELLO + b"A" * (MAX_LINE + 10) + b"\n", ["VERSION", "1", "0"]),
-])
+@pytest.mark.parametrize(
+    ("data", "first"),
+    [
+        (encode_line("AUTH", "1", A, P), ["TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"]),
+        (encode_line("VERSION", "2", "0"), ["TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"]),
+        (HELLO + b"A" * (MAX_LINE + 10) + b"\n", ["VERSION", "1", "0"]),
+    ],
+)
 def test_malformed_input_is_answered_and_closed(daemon: Daemon, data: bytes, first: list[str]) -> None:
     lines = raw(daemon.socket, data, read_lines=3)
     assert lines[0] == first
@@ -177,9 +217,16 @@ def test_malformed_input_is_answered_and_closed(daemon: Daemon, data: bytes, fir
     assert daemon.answers()
 
 
-@pytest.mark.parametrize("request_line", [
-    encode_line("AUTH", "7", A), encode_line("FROB", "7"), encode_line("LOOKUP"), b"\xff\xfe\n", b"\n",
-])
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        encode_line("AUTH", "7", A),
+        encode_line("FROB", "7"),
+        encode_line("LOOKUP"),
+        b"\xff\xfe\n",
+        b"\n",
+    ],
+)
 def test_malformed_requests_get_tempfail(daemon: Daemon, request_line: bytes) -> None:
     lines = raw(daemon.socket, HELLO + request_line, read_lines=2)
     assert lines[1][0] == "TEMPFAIL"
@@ -201,7 +248,7 @@ def test_slow_client_holds_no_worker(db: NextcloudDB, tmp_path: Path) -> None:
         for s in silent:
             s.settimeout(5)
             assert s.recv(100).startswith(b"VERSION")  # the handshake answer ...
-            assert s.recv(100) == b""                  # ... then closed after idle_timeout
+            assert s.recv(100) == b""  # ... then closed after idle_timeout
             s.close()
     finally:
         assert d.stop() == 0
@@ -261,6 +308,7 @@ def test_busy_beyond_the_queue(db: NextcloudDB, tmp_path: Path) -> None:
 
 # --- the verified-credentials cache ---------------------------------------------------
 
+
 def test_cache_hits_and_instant_revocation(daemon: Daemon, db: NextcloudDB) -> None:
     assert daemon.ask("AUTH", A, P).verdict == "OK"
     hits = int(daemon.stats()["cache_hits"])
@@ -270,7 +318,9 @@ def test_cache_hits_and_instant_revocation(daemon: Daemon, db: NextcloudDB) -> N
     # password changed in Nextcloud: the old one fails at once, the new one works
     new = "a brand new password 2026"
     with db.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE oc_users SET password = :h WHERE uid = 'Alice'"), {"h": population.php_hash(new)})
+        conn.execute(
+            sa.text("UPDATE oc_users SET password = :h WHERE uid = 'Alice'"), {"h": population.php_hash(new)}
+        )
     assert daemon.ask("AUTH", A, P).verdict == "FAIL"
     assert daemon.ask("AUTH", A, new).verdict == "OK"
     assert daemon.ask("AUTH", A, new).verdict == "OK"
@@ -294,8 +344,10 @@ def test_cache_hits_and_instant_revocation(daemon: Daemon, db: NextcloudDB) -> N
     token = population.token("alice-passwordless")
     assert daemon.ask("AUTH", A, token).verdict == "OK"
     with db.engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM oc_authtoken WHERE token = :t"),
-                     {"t": ncschema.hash_app_token(token, population.SECRET)})
+        conn.execute(
+            sa.text("DELETE FROM oc_authtoken WHERE token = :t"),
+            {"t": ncschema.hash_app_token(token, population.SECRET)},
+        )
     assert daemon.ask("AUTH", A, token).verdict == "FAIL"
 
 
@@ -304,6 +356,7 @@ def test_every_refusal_costs_one_slow_hash_first_time_and_again(daemon: Daemon) 
     password form, whether the account exists, is unknown, is disabled, or has a second
     factor, on the first attempt and on every repetition; only a success may come from
     the cache. Counted by the daemon (STATS slow_hashes), not timed."""
+
     def cost(login: str, password: str, expected: str) -> int:
         before = int(daemon.stats()["slow_hashes"])
         assert daemon.ask("AUTH", login, password).verdict == expected
@@ -313,18 +366,21 @@ def test_every_refusal_costs_one_slow_hash_first_time_and_again(daemon: Daemon) 
     # and tina's (p=2) cost less: the refusal waits out the decoy time measured for ghost
     # (no second hash); repeated, their right password comes from the cache and the
     # decoy runs instead.
-    refusals = [(A, "not-it-123", "FAIL", [1, 1, 1]), ("ghost@example.org", "not-it-123", "UNKNOWN", [1, 1, 1]),
-                (f"dave@{population.DOMAIN}", P, "FAIL", [1, 1, 1]),            # disabled, right password
-                # second factor, right password; tina's stored hash is dave's vector, so the
-                # match is in the cache already
-                (f"tina@{population.DOMAIN}", P, "FAIL", [1, 1, 1]),
-                (f"bob@evil.com@{population.DOMAIN}", P, "UNKNOWN", [1, 1, 1])]  # a name nobody owns
+    refusals = [
+        (A, "not-it-123", "FAIL", [1, 1, 1]),
+        ("ghost@example.org", "not-it-123", "UNKNOWN", [1, 1, 1]),
+        (f"dave@{population.DOMAIN}", P, "FAIL", [1, 1, 1]),  # disabled, right password
+        # second factor, right password; tina's stored hash is dave's vector, so the
+        # match is in the cache already
+        (f"tina@{population.DOMAIN}", P, "FAIL", [1, 1, 1]),
+        (f"bob@evil.com@{population.DOMAIN}", P, "UNKNOWN", [1, 1, 1]),
+    ]  # a name nobody owns
     for login, password, expected, costs in refusals:
         assert [cost(login, password, expected) for _ in range(3)] == costs, login
-    assert cost(A, "correct+horse%20battery", "FAIL") == 2     # two forms: as typed, urldecoded
+    assert cost(A, "correct+horse%20battery", "FAIL") == 2  # two forms: as typed, urldecoded
     assert cost("ghost@example.org", "correct+horse%20battery", "UNKNOWN") == 2
     assert cost(A, P, "OK") in (0, 1)
-    assert cost(A, P, "OK") == 0                                # a repeated success: the cache
+    assert cost(A, P, "OK") == 0  # a repeated success: the cache
 
 
 def test_cache_can_be_turned_off(db: NextcloudDB, tmp_path: Path) -> None:
@@ -340,6 +396,7 @@ def test_cache_can_be_turned_off(db: NextcloudDB, tmp_path: Path) -> None:
 
 
 # --- failures ---------------------------------------------------------------------------
+
 
 def test_database_restart_tempfail_then_recovery(mariadb, daemon: Daemon) -> None:
     assert daemon.ask("AUTH", A, P).verdict == "OK"
@@ -359,7 +416,9 @@ def test_checkpassword_relays_to_the_daemon(daemon: Daemon, tmp_path: Path) -> N
     path does not matter, and the answers are the daemon's."""
     fake = tmp_path / "fake" / "sqlalchemy"
     fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('sqlalchemy must not be imported on the relay path')\n")
+    (fake / "__init__.py").write_text(
+        "raise ImportError('sqlalchemy must not be imported on the relay path')\n"
+    )
     env = {"PYTHONPATH": str(fake.parent), "TCPREMOTEIP": "198.51.100.9"}
     r = checkpassword(daemon.config, request(A, P), env)
     assert (r.code, r.reply) == (0, expected_reply(A)), r.stderr
@@ -367,7 +426,9 @@ def test_checkpassword_relays_to_the_daemon(daemon: Daemon, tmp_path: Path) -> N
     assert checkpassword(daemon.config, request("carol@example.org", "nope"), env).code == 1
     r = checkpassword(daemon.config, request(A, ""), {**env, "AUTHORIZED": "1"})
     assert (r.code, r.reply) == (2, expected_reply(A))
-    assert checkpassword(daemon.config, request("carol@example.org", ""), {**env, "AUTHORIZED": "1"}).code == 3
+    assert (
+        checkpassword(daemon.config, request("carol@example.org", ""), {**env, "AUTHORIZED": "1"}).code == 3
+    )
     assert 'rip=198.51.100.9' in daemon.log() and "via=daemon" in daemon.log()
 
 
@@ -419,6 +480,7 @@ def test_deadline_holds_while_waiting_for_a_silent_daemon(db: NextcloudDB, tmp_p
 
 
 # --- process behaviour ------------------------------------------------------------------
+
 
 def test_sigterm_drains_inflight_requests(db: NextcloudDB, tmp_path: Path) -> None:
     config, sock = daemon_config(db, tmp_path, "cache = false\n")
@@ -478,7 +540,9 @@ def test_sighup_reloads_and_keeps_a_broken_config_out(db: NextcloudDB, tmp_path:
     d = Daemon(config, sock)
     try:
         assert d.ask("AUTH", "alice@other.tld", P).verdict == "UNKNOWN"
-        config.write_text(config.read_text().replace('domains = ["example.org"]', 'domains = ["example.org", "other.tld"]'))
+        config.write_text(
+            config.read_text().replace('domains = ["example.org"]', 'domains = ["example.org", "other.tld"]')
+        )
         d.proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)
         assert d.ask("AUTH", "alice@other.tld", P).verdict == "OK"
@@ -499,11 +563,26 @@ def test_socket_mode_and_peer_allow_list(db: NextcloudDB) -> None:
     try:
         assert oct(sock.stat().st_mode & 0o777) == "0o660"
         sock.chmod(0o666)  # let nobody reach the socket, to prove the SO_PEERCRED check
-        probe = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
-                 "s.sendall(b'VERSION\\t1\\t0\\nSTATS\\t1\\n')\n"
-                 "try: print(repr(s.recv(100)))\nexcept ConnectionResetError: print(repr(b''))")
-        out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
-                              "-c", probe, str(sock)], capture_output=True, text=True, timeout=30)
+        probe = (
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+            "s.sendall(b'VERSION\\t1\\t0\\nSTATS\\t1\\n')\n"
+            "try: print(repr(s.recv(100)))\nexcept ConnectionResetError: print(repr(b''))"
+        )
+        out = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                probe,
+                str(sock),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.stdout.strip() == "b''", out
         assert "refused a connection from uid 65534" in d.log()
         assert d.stats()["refused_peers"] == "1"
@@ -519,10 +598,25 @@ def test_systemd_socket_activation(db: NextcloudDB, tmp_path: Path) -> None:
     listener.listen(16)
     os.set_inheritable(listener.fileno(), True)
     # As systemd does: the socket on fd 3, LISTEN_PID = the daemon's own pid (exec keeps it).
-    wrapper = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid());"
-               "os.environ['LISTEN_FDS'] = '1'; os.execv(sys.argv[2], sys.argv[2:])")
-    d = Daemon(config, sock, argv=[sys.executable, "-c", wrapper, str(listener.fileno()), str(NCAUTH), "serve",
-                                   "--config", str(config)], pass_fds=(listener.fileno(),))
+    wrapper = (
+        "import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid());"
+        "os.environ['LISTEN_FDS'] = '1'; os.execv(sys.argv[2], sys.argv[2:])"
+    )
+    d = Daemon(
+        config,
+        sock,
+        argv=[
+            sys.executable,
+            "-c",
+            wrapper,
+            str(listener.fileno()),
+            str(NCAUTH),
+            "serve",
+            "--config",
+            str(config),
+        ],
+        pass_fds=(listener.fileno(),),
+    )
     listener.close()
     try:
         assert d.ask("AUTH", A, P).verdict == "OK"
@@ -533,6 +627,7 @@ def test_systemd_socket_activation(db: NextcloudDB, tmp_path: Path) -> None:
 
 def test_no_fd_leak(daemon: Daemon) -> None:
     """10 000 requests, each on its own connection, some malformed: no descriptor stays."""
+
     def fds() -> int:
         return len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
 
@@ -558,13 +653,18 @@ def test_no_secret_in_the_process_list(daemon: Daemon, db: NextcloudDB) -> None:
 
 # --- brute force ------------------------------------------------------------------------
 
+
 def test_throttling_stops_spraying_and_spares_the_owner(db: NextcloudDB, tmp_path: Path) -> None:
     """A spraying IP is throttled after its failures, without a worker; a distributed guess
     at one account throttles that account, except from where its owner logged in before;
     other users and other IPs go on; only throttle_exempt_networks skip the per-IP budget
     (trusted_networks, the two-factor exemption, do not)."""
-    config, sock = daemon_config(db, tmp_path, "throttle_ip_failures = 5\nthrottle_user_failures = 4\n"
-                                 "throttle_exempt_networks = ['198.51.100.64/26']\n")
+    config, sock = daemon_config(
+        db,
+        tmp_path,
+        "throttle_ip_failures = 5\nthrottle_user_failures = 4\n"
+        "throttle_exempt_networks = ['198.51.100.64/26']\n",
+    )
     d = Daemon(config, sock)
     try:
         sprayer = "rip=203.0.113.66"
@@ -580,7 +680,7 @@ def test_throttling_stops_spraying_and_spares_the_owner(db: NextcloudDB, tmp_pat
             assert d.ask("AUTH", A, f"guess-{i}", f"rip=203.0.113.{i}").verdict == "FAIL"
         answer = d.ask("AUTH", A, P, "rip=203.0.113.99")
         assert answer.verdict == "TEMPFAIL" and "for this user" in answer.fields["reason"]
-        assert d.ask("AUTH", A, P, "rip=198.51.100.5").verdict == "OK"          # her known address
+        assert d.ask("AUTH", A, P, "rip=198.51.100.5").verdict == "OK"  # her known address
         assert d.ask("AUTH", "bob@example.org", P, "rip=203.0.113.99").verdict == "OK"
 
         # a host in trusted_networks relays any credentials: it keeps its per-IP budget ...
@@ -591,7 +691,7 @@ def test_throttling_stops_spraying_and_spares_the_owner(db: NextcloudDB, tmp_pat
         for i in range(8):
             d.ask("AUTH", f"typo{i}@example.org", "x" * 8, "rip=198.51.100.77")
         assert d.ask("AUTH", "bob@example.org", P, "rip=198.51.100.77").verdict == "OK"
-        assert d.ask("AUTH", A, P, "rip=198.51.100.77").verdict == "TEMPFAIL"   # Alice's budget is spent
+        assert d.ask("AUTH", A, P, "rip=198.51.100.77").verdict == "TEMPFAIL"  # Alice's budget is spent
         assert int(d.stats()["throttled"]) == 4
         assert 'reason="throttled: too many failed logins from 203.0.113.66"' in d.log()
     finally:
@@ -606,25 +706,30 @@ def test_throttle_counts_accounts_networks_and_bursts(db: NextcloudDB, tmp_path:
     d = Daemon(config, sock)
     try:
         spellings = [A, A.upper(), "Alice@EXAMPLE.org", "aLiCe@example.org", "alice@example.org"]
-        verdicts = [d.ask("AUTH", login, "wrong-guess", f"rip=198.51.100.{i}").verdict
-                    for i, login in enumerate(spellings)]
+        verdicts = [
+            d.ask("AUTH", login, "wrong-guess", f"rip=198.51.100.{i}").verdict
+            for i, login in enumerate(spellings)
+        ]
         assert verdicts == ["FAIL"] * 3 + ["TEMPFAIL"] * 2
 
-        v6 = [d.ask("AUTH", f"nobody{i}@example.org", "wrong-guess", f"rip=2001:db8:1:2::{i:x}").verdict
-              for i in range(1, 9)]
+        v6 = [
+            d.ask("AUTH", f"nobody{i}@example.org", "wrong-guess", f"rip=2001:db8:1:2::{i:x}").verdict
+            for i in range(1, 9)
+        ]
         assert v6 == ["UNKNOWN"] * 6 + ["TEMPFAIL"] * 2
-        assert d.ask("AUTH", "bob@example.org", P, "rip=2001:db8:1:3::1").verdict == "OK"   # another /64
+        assert d.ask("AUTH", "bob@example.org", P, "rip=2001:db8:1:3::1").verdict == "OK"  # another /64
 
         # a burst of 20 parallel guesses from one address, one account each: 6 are decided
         def guess(i: int) -> str:
             return d.ask("AUTH", f"burst{i}@example.org", "wrong-guess", "rip=203.0.113.50").verdict
+
         with ThreadPoolExecutor(20) as pool:
             burst = list(pool.map(guess, range(20)))
         assert burst.count("UNKNOWN") == 6 and burst.count("TEMPFAIL") == 14
 
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "configuration reloaded" in d.log())
-        assert d.ask("AUTH", A, P, "rip=198.51.100.200").verdict == "TEMPFAIL"   # still throttled
+        assert d.ask("AUTH", A, P, "rip=198.51.100.200").verdict == "TEMPFAIL"  # still throttled
         assert d.ask("AUTH", "x@example.org", "w", "rip=2001:db8:1:2::ff").verdict == "TEMPFAIL"
     finally:
         assert d.stop() == 0

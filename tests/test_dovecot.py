@@ -18,9 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import population
+import pytest
 from conftest import NextcloudDB, record_output, register_secret, unavailable
 from dovecot24 import Dovecot24, dovecot24_available
 from dovecot_harness import Dovecot, DovecotBase, dovecot_available, dovecot_tmpdir, make_dovecot_venv
@@ -32,10 +31,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: What SQL mode cannot do (README: "Choose your Dovecot path"): these logins are refused there.
 SQL_MODE_REFUSES = {
-    "legacy-sha1", "legacy-bcrypt-salted", "legacy-bcrypt-unsalted",
-    "2fa-trusted-network", "2fa-trusted-network-v4-mapped", "2fa-app-password",
-    "app-password", "app-password-future-expiry", "app-password-login-name-address",
-    "app-password-no-secret-fallback", "app-password-session-token", "app-password-login-name-email",
+    "legacy-sha1",
+    "legacy-bcrypt-salted",
+    "legacy-bcrypt-unsalted",
+    "2fa-trusted-network",
+    "2fa-trusted-network-v4-mapped",
+    "2fa-app-password",
+    "app-password",
+    "app-password-future-expiry",
+    "app-password-login-name-address",
+    "app-password-no-secret-fallback",
+    "app-password-session-token",
+    "app-password-login-name-email",
     "app-password-stores-no-password",
     "urlencoded-password",
 }
@@ -88,10 +95,11 @@ def _db_user(mariadb, db: NextcloudDB, venv: Path, config: Path, which: str, nam
     return a URL for it: the tests then run with exactly the generated grants."""
     password = register_secret("e2e-" + secrets.token_hex(12))
     mariadb.execute(f"DROP USER IF EXISTS '{name}'@'127.0.0.1'")
-    sql = _ncauth(venv, "sql", "--config", str(config), "--host", "127.0.0.1",
-                  f"--{which}-user", name)
+    sql = _ncauth(venv, "sql", "--config", str(config), "--host", "127.0.0.1", f"--{which}-user", name)
     section = sql.split(f"({name}):\n", 1)[1].split("\n\n", 1)[0]
-    code = "\n".join(line.split("--", 1)[0] for line in section.replace("'CHANGE-ME'", f"'{password}'").splitlines())
+    code = "\n".join(
+        line.split("--", 1)[0] for line in section.replace("'CHANGE-ME'", f"'{password}'").splitlines()
+    )
     statements = [s.strip() for s in code.split(";") if s.strip()]
     assert len(statements) == len(section.splitlines())  # one statement a line, none lost
     for statement in statements:
@@ -100,14 +108,18 @@ def _db_user(mariadb, db: NextcloudDB, venv: Path, config: Path, which: str, nam
     return f"mysql+pymysql://{name}:{password}@{host}:{port}/{db.url.rsplit('/', 1)[1]}"
 
 
-def _start(mode: str, version: str, daemon: bool, mariadb, db: NextcloudDB, venv: Path) -> tuple[DovecotBase, Daemon | None]:
+def _start(
+    mode: str, version: str, daemon: bool, mariadb, db: NextcloudDB, venv: Path
+) -> tuple[DovecotBase, Daemon | None]:
     root = dovecot_tmpdir()
     config = root / "ncauth.toml"
     userdb = f'\n[userdb]\nuid = "nobody"\ngid = "nogroup"\nhome = "{root}/mail/{{domain}}/{{local}}"\n'
     accounts = population.STANDARD_CONFIG.split("[userdb]")[0]
     sock = root / "ncauth.sock"
     # the case table fails on purpose from one address: no failure throttling here
-    daemon_section = f'\n[daemon]\nsocket = "{sock}"\nsocket_group = "dovecot"\nthrottle = false\n' if daemon else ""
+    daemon_section = (
+        f'\n[daemon]\nsocket = "{sock}"\nsocket_group = "dovecot"\nthrottle = false\n' if daemon else ""
+    )
     config.write_text(population.config_text(db.url, db.prefix) + accounts + userdb)
     config.chmod(0o600)
     which = "dovecot" if mode == "sql" else "ncauth"
@@ -115,11 +127,30 @@ def _start(mode: str, version: str, daemon: bool, mariadb, db: NextcloudDB, venv
     config.write_text(population.config_text(url, db.prefix) + accounts + userdb + daemon_section)
     os.chown(config, 0, grp.getgrnam("dovecot").gr_gid)
     config.chmod(0o640)
-    server = Daemon(config, sock, argv=[str(venv / "bin" / "ncauth"), "serve", "--config", str(config)]) if daemon else None
+    server = (
+        Daemon(config, sock, argv=[str(venv / "bin" / "ncauth"), "serve", "--config", str(config)])
+        if daemon
+        else None
+    )
     snippet = root / "ncauth.conf.ext"
-    _ncauth(venv, "dovecot-config", "--config", str(config), "--mode", mode, "--dovecot", version,
-            "--output", str(snippet), "--postfix-socket", f"{root}/postfix-auth",
-            "--postfix-user", "root", "--postfix-group", "root")
+    _ncauth(
+        venv,
+        "dovecot-config",
+        "--config",
+        str(config),
+        "--mode",
+        mode,
+        "--dovecot",
+        version,
+        "--output",
+        str(snippet),
+        "--postfix-socket",
+        f"{root}/postfix-auth",
+        "--postfix-user",
+        "root",
+        "--postfix-group",
+        "root",
+    )
     cls = E2EDovecot23 if version == "2.3" else E2EDovecot24
     dovecot = cls(root, snippet.read_text())
     dovecot.postfix_socket = root / "postfix-auth"
@@ -139,7 +170,9 @@ MATRIX = [
 
 
 @pytest.fixture(scope="module", params=MATRIX, ids=[f"{m}{'+daemon' if d else ''}-{v}" for m, v, d in MATRIX])
-def dovecot(request: pytest.FixtureRequest, mariadb, e2e_db: NextcloudDB, dovecot_venv: Path) -> Iterator[E2E]:
+def dovecot(
+    request: pytest.FixtureRequest, mariadb, e2e_db: NextcloudDB, dovecot_venv: Path
+) -> Iterator[E2E]:
     mode, version, with_daemon = request.param
     if version == "2.4" and (reason := dovecot24_available()):
         unavailable(f"no Dovecot 2.4 chroot: {reason}")
@@ -171,7 +204,9 @@ def test_login(dovecot, case: Case) -> None:
     mark = dovecot.log_mark()
     if not case.remote_ip:  # IMAP connects from 127.0.0.1, which is not a trusted network here
         # LOGIN cannot carry a non-ASCII user name; clients use AUTHENTICATE PLAIN for that.
-        status, text = dovecot.imap_login(case.login, case.password, mech="login" if case.login.isascii() else "plain")
+        status, text = dovecot.imap_login(
+            case.login, case.password, mech="login" if case.login.isascii() else "plain"
+        )
         if ok:
             assert status == "OK", text
         elif len(case.password) > 1000:  # imap-login itself drops the connection: "Input buffer full"
@@ -198,8 +233,8 @@ LOOKUPS = [
     ("ALICE@example.org", (0, 0), (0, 0)),
     ("carol@example.org", (67, 67), (67, 67)),
     ("alice@other.tld", (67, 67), (67, 67)),
-    ("dave@example.org", (0, 67), (0, 0)),   # disabled: delivery goes on, SQL mode refuses the passdb
-    ("tina@example.org", (0, 67), (0, 0)),   # two-factor: SQL mode leaves the user out of the passdb
+    ("dave@example.org", (0, 67), (0, 0)),  # disabled: delivery goes on, SQL mode refuses the passdb
+    ("tina@example.org", (0, 67), (0, 0)),  # two-factor: SQL mode leaves the user out of the passdb
 ]
 
 
@@ -239,7 +274,9 @@ def test_database_down_is_temporary(dovecot, mariadb) -> None:
     # (1, 5, 25, 125 s), so SQL mode may take a while; checkpassword connects afresh.
     started = time.monotonic()
     deadline = started + (10 if dovecot.mode != "sql" else 180)
-    while (result := dovecot.imap_login(population.A, population.P))[0] != "OK" and time.monotonic() < deadline:
+    while (result := dovecot.imap_login(population.A, population.P))[
+        0
+    ] != "OK" and time.monotonic() < deadline:
         assert "[UNAVAILABLE]" in result[1], result
         time.sleep(1)
     assert result[0] == "OK", f"not recovered after {time.monotonic() - started:.0f} s: {result}"

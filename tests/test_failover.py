@@ -8,10 +8,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 import dbservers
 import population
+import pytest
 from conftest import NextcloudDB, unavailable
 from population import A, P
 from test_daemon import Daemon
@@ -42,10 +41,14 @@ def test_node_killed_during_a_login_storm(two_nodes, tmp_path: Path) -> None:
     urls = ", ".join(f'"{db.url}"' for db in dbs)
     sock = tmp_path / "auth.sock"
     config = tmp_path / "ncauth.toml"
-    config.write_text(population.config_text(dbs[0].url, "oc_").replace(f'database_url = "{dbs[0].url}"',
-                                                                         f"database_url = [{urls}]")
-                      + "failover_retry = 2\n" + population.STANDARD_CONFIG
-                      + f'\n[daemon]\nsocket = "{sock}"\nthrottle = false\nworkers = 2\n')
+    config.write_text(
+        population.config_text(dbs[0].url, "oc_").replace(
+            f'database_url = "{dbs[0].url}"', f"database_url = [{urls}]"
+        )
+        + "failover_retry = 2\n"
+        + population.STANDARD_CONFIG
+        + f'\n[daemon]\nsocket = "{sock}"\nthrottle = false\nworkers = 2\n'
+    )
     config.chmod(0o600)
     d = Daemon(config, sock)
     try:
@@ -55,11 +58,13 @@ def test_node_killed_during_a_login_storm(two_nodes, tmp_path: Path) -> None:
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(lambda j: d.ask("AUTH", j[0], j[1]).verdict, jobs))
         killer.join()
-        print(f"failover: {len(answers)} logins, {answers.count('OK')} OK, {answers.count('FAIL')} FAIL, "
-              f"{answers.count('TEMPFAIL')} TEMPFAIL, db_reconnects={d.stats()['db_reconnects']}")
-        wrong = [(j, a) for j, a in zip(jobs, answers) if a not in (j[2], "TEMPFAIL")]
+        print(
+            f"failover: {len(answers)} logins, {answers.count('OK')} OK, {answers.count('FAIL')} FAIL, "
+            f"{answers.count('TEMPFAIL')} TEMPFAIL, db_reconnects={d.stats()['db_reconnects']}"
+        )
+        wrong = [(j, a) for j, a in zip(jobs, answers, strict=True) if a not in (j[2], "TEMPFAIL")]
         assert not wrong, wrong[:5]
-        assert answers.count("TEMPFAIL") <= 8, answers.count("TEMPFAIL")   # at most the in-flight ones
+        assert answers.count("TEMPFAIL") <= 8, answers.count("TEMPFAIL")  # at most the in-flight ones
         assert not servers[0].is_running()
         assert int(d.stats()["db_reconnects"]) >= 1
 

@@ -8,21 +8,27 @@ from __future__ import annotations
 import os
 import tomllib
 
-import pytest
-from hypothesis import HealthCheck, given, seed, settings, strategies as st
-
 import population
-from ncauth import checkpassword as cp, config as cfg
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from test_checkpassword import checkpassword
+
+from ncauth import checkpassword as cp
+from ncauth import config as cfg
 from ncauth.errors import ConfigError
 from ncauth.protocol import decode_line, encode_line, key_values
-from test_checkpassword import checkpassword
 
 BUDGET = int(os.environ.get("NCAUTH_FUZZ_EXAMPLES", "0"))
 
 
 def budget(default: int) -> settings:
-    return settings(max_examples=BUDGET or default, deadline=None, derandomize=not BUDGET,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=BUDGET or default,
+        deadline=None,
+        derandomize=not BUDGET,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
 
 
 def _read_via_pipe(data: bytes) -> tuple[bytes, bytes]:
@@ -77,15 +83,38 @@ def test_protocol_decoder_takes_any_bytes(line: bytes) -> None:
 
 
 _toml_values = st.recursive(
-    st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.text(max_size=30)),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.one_of(st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=30)),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
-_keys = st.sampled_from(["nextcloud", "accounts", "userdb", "daemon", "log", "database_url", "domains", "match",
-                         "two_factor", "trusted_networks", "socket", "level", "table_prefix", "secret", "x"])
+_keys = st.sampled_from(
+    [
+        "nextcloud",
+        "accounts",
+        "userdb",
+        "daemon",
+        "log",
+        "database_url",
+        "domains",
+        "match",
+        "two_factor",
+        "trusted_networks",
+        "socket",
+        "level",
+        "table_prefix",
+        "secret",
+        "x",
+    ]
+)
 
 
-@given(st.dictionaries(_keys, st.one_of(_toml_values, st.dictionaries(_keys, _toml_values, max_size=6)), max_size=5))
+@given(
+    st.dictionaries(
+        _keys, st.one_of(_toml_values, st.dictionaries(_keys, _toml_values, max_size=6)), max_size=5
+    )
+)
 @budget(500)
 def test_config_loader_only_raises_config_errors(raw: dict[str, object]) -> None:
     """Whatever a TOML document holds, parse() returns a Config or raises ConfigError
@@ -111,7 +140,10 @@ def test_config_text_never_crashes(text: str) -> None:
 
 # --- through the process boundary --------------------------------------------------
 
-VALID = {(population.A.encode(), population.P.encode()), (population.A.encode(), population.token("alice-valid").encode())}
+VALID = {
+    (population.A.encode(), population.P.encode()),
+    (population.A.encode(), population.token("alice-valid").encode()),
+}
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +158,12 @@ def fuzz_config(tmp_path_factory: pytest.TempPathFactory):
 
 _fd3 = st.one_of(
     st.binary(max_size=600),
-    st.builds(lambda u, p, rest: u + b"\0" + p + b"\0\0" + rest,
-              st.sampled_from([population.A.encode(), b"alice", b"ALICE@EXAMPLE.ORG", b"", b"\xff@example.org"]),
-              st.sampled_from([population.P.encode(), b"", b"wrong", population.P.encode() + b"\0", b"\xff\xfe"]),
-              st.binary(max_size=20)),
+    st.builds(
+        lambda u, p, rest: u + b"\0" + p + b"\0\0" + rest,
+        st.sampled_from([population.A.encode(), b"alice", b"ALICE@EXAMPLE.ORG", b"", b"\xff@example.org"]),
+        st.sampled_from([population.P.encode(), b"", b"wrong", population.P.encode() + b"\0", b"\xff\xfe"]),
+        st.binary(max_size=20),
+    ),
 )
 
 

@@ -24,9 +24,12 @@ def generated() -> dict[Path, str]:
         text = EXAMPLE.read_text()
         cfg = config.parse(config.tomllib.loads(text), "/etc/ncauth/ncauth.toml")
         # Lua mode needs the daemon's socket, which the example leaves commented out.
-        with_socket = config.parse(config.tomllib.loads(text.replace("# socket = ", "socket = ")),
-                                   "/etc/ncauth/ncauth.toml")
-        files: dict[Path, str] = {ROOT / "dovecot-snippets" / dovecot.LUA_NAME: dovecot.lua_script("/run/ncauth/auth.sock")}
+        with_socket = config.parse(
+            config.tomllib.loads(text.replace("# socket = ", "socket = ")), "/etc/ncauth/ncauth.toml"
+        )
+        files: dict[Path, str] = {
+            ROOT / "dovecot-snippets" / dovecot.LUA_NAME: dovecot.lua_script("/run/ncauth/auth.sock")
+        }
         for version in ("2.3", "2.4"):
             for mode in dovecot.MODES:
                 if mode == "checkpassword" and version == "2.4":
@@ -63,12 +66,20 @@ def test_readme_install_and_run_commands() -> None:
 
     from dovecot_harness import make_dovecot_venv
 
-    block = re.search(r"## Install and run.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    block = re.search(r"## Install and run.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(
+        1
+    )
     install, run = block.strip().splitlines()
     assert "python3 -m venv /opt/ncauth" in install and "/opt/ncauth/bin/pip install ." in install
     venv = make_dovecot_venv(ROOT)
-    proc = subprocess.run(run.replace("/opt/ncauth", str(venv)), shell=True, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(  # noqa: S602 - README's own command line, as a newcomer pastes it
+        run.replace("/opt/ncauth", str(venv)),
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "driver = checkpassword" in proc.stdout and f"{venv}/bin/ncauth-checkpassword" in proc.stdout
 
@@ -88,6 +99,10 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     service = (ROOT / "systemd" / "ncauth.service").read_text()
     assert "ExecStart=/opt/ncauth/bin/ncauth serve --config /etc/ncauth/ncauth.toml" in service
     assert "ListenStream=/run/ncauth/auth.sock" in (ROOT / "systemd" / "ncauth.socket").read_text()
-    proc = subprocess.run([analyze, "verify", str(tmp_path / "ncauth.socket"), str(tmp_path / "ncauth.service")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [analyze, "verify", str(tmp_path / "ncauth.socket"), str(tmp_path / "ncauth.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ncauth import hashes
 from ncauth.config import Hashing, HashLimits
-from ncauth.errors import TemporaryFailure
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -31,16 +31,27 @@ def _cases(doc: dict) -> list[tuple[str, str, bytes, bool]]:
 CHECKED_IN = json.loads((VECTORS / "nextcloud_hashes.json").read_text())
 
 
-@pytest.mark.parametrize(("name", "stored", "password", "accepted"), _cases(CHECKED_IN),
-                         ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+@pytest.mark.parametrize(
+    ("name", "stored", "password", "accepted"),
+    _cases(CHECKED_IN),
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
+)
 def test_checked_in_vectors_match_php(name: str, stored: str, password: bytes, accepted: bool) -> None:
     assert hashes.verify(password, stored, CHECKED_IN["passwordsalt"]) is accepted
 
 
 def test_vectors_cover_every_format() -> None:
     accepted = {c["name"] for c in CHECKED_IN["cases"] if any(v["accepted"] for v in c["verdicts"])}
-    for name in ("argon2id-nextcloud-default", "argon2i-seed-params", "bcrypt-cost10", "legacy-sha1",
-                 "legacy-bcrypt-salted", "legacy-bcrypt-unsalted", "digit-1-inner-argon2id", "bcrypt-long-password"):
+    for name in (
+        "argon2id-nextcloud-default",
+        "argon2i-seed-params",
+        "bcrypt-cost10",
+        "legacy-sha1",
+        "legacy-bcrypt-salted",
+        "legacy-bcrypt-unsalted",
+        "digit-1-inner-argon2id",
+        "bcrypt-long-password",
+    ):
         assert name in accepted
     for name in ("unknown-version-4", "legacy-sha1-uppercase-hex", "garbage", "empty-hash", "bare-prefix"):
         assert name not in accepted
@@ -58,7 +69,9 @@ def test_fresh_php_vectors() -> None:
     php = _php()
     if php is None:
         pytest.skip("php CLI not installed")
-    out = subprocess.run([php, str(VECTORS / "make_vectors.php")], capture_output=True, check=True, timeout=120)
+    out = subprocess.run(
+        [php, str(VECTORS / "make_vectors.php")], capture_output=True, check=True, timeout=120
+    )
     doc = json.loads(out.stdout)
     assert doc["cases"] and doc["cases"][0]["stored"] != CHECKED_IN["cases"][0]["stored"]
     for name, stored, password, accepted in _cases(doc):
@@ -70,11 +83,33 @@ def test_php_int_matches_php() -> None:
     php = _php()
     if php is None:
         pytest.skip("php CLI not installed")
-    samples = ["3", "03", " 3", "+3", "-3", "3abc", "3.9", "0.3e1", "1e1", "", "abc", "\t2", "0x1A", "2 ",
-               "99999999999999999999", ".5", "1_000", "٣", "3e", "-0", "1.5e-1"]
+    samples = [
+        "3",
+        "03",
+        " 3",
+        "+3",
+        "-3",
+        "3abc",
+        "3.9",
+        "0.3e1",
+        "1e1",
+        "",
+        "abc",
+        "\t2",
+        "0x1A",
+        "2 ",
+        "99999999999999999999",
+        ".5",
+        "1_000",
+        "٣",
+        "3e",
+        "-0",
+        "1.5e-1",
+    ]
     code = 'foreach (json_decode(file_get_contents("php://stdin")) as $s) { echo (int)$s, "\\n"; }'
-    out = subprocess.run([php, "-r", code], input=json.dumps(samples).encode(), capture_output=True,
-                         check=True, timeout=30)
+    out = subprocess.run(
+        [php, "-r", code], input=json.dumps(samples).encode(), capture_output=True, check=True, timeout=30
+    )
     expected = [int(line) for line in out.stdout.split()]
     ours = [hashes.php_int(s) for s in samples]
     # Out-of-range values differ by platform in PHP and never make a version 1-3 anyway.
@@ -95,10 +130,17 @@ def test_php_urldecode_matches_php() -> None:
     alphabet = [b"%", b"+", b"2", b"0", b"b", b"B", b"f", b"G", b" ", b"\xc3\xa4", b"\x00", b"%2", b"%%"]
     samples = [b"", b"%", b"%4", b"%41", b"%4g", b"%%41", b"+%2B+", b"%2b", b"100%", b"%C3%A4", b"%00x"]
     samples += [b"".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(500)]
-    code = ('foreach (json_decode(file_get_contents("php://stdin")) as $s) '
-            '{ echo base64_encode(urldecode(base64_decode($s))), "\\n"; }')
-    out = subprocess.run([php, "-r", code], input=json.dumps([base64.b64encode(s).decode() for s in samples]).encode(),
-                         capture_output=True, check=True, timeout=30)
+    code = (
+        'foreach (json_decode(file_get_contents("php://stdin")) as $s) '
+        '{ echo base64_encode(urldecode(base64_decode($s))), "\\n"; }'
+    )
+    out = subprocess.run(
+        [php, "-r", code],
+        input=json.dumps([base64.b64encode(s).decode() for s in samples]).encode(),
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
     expected = [base64.b64decode(line) for line in out.stdout.decode().split("\n")[:-1]]
     assert [hashes.php_urldecode(s) for s in samples] == expected
 
@@ -111,19 +153,37 @@ def test_login_password_forms() -> None:
     assert hashes.login_password_forms(b"%2500") == (b"%2500", b"%00")  # decoded once, as PHP does
 
 
-@pytest.mark.parametrize(("stored", "described"), [
-    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "3| argon2id m=65536,t=4,p=1 via argon2-cffi"),
-    ("2|$argon2i$v=19$m=32768,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "2| argon2i m=32768,t=4,p=1 via argon2-cffi"),
-    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "3| argon2id m=65536,t=4,p=1 via libsodium"),
-    ("2|$argon2i$v=19$m=32768,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "2| argon2i m=32768,t=2,p=1 via argon2-cffi"),
-    ("3|$argon2id$v=19$m=65536,t=4,p=2$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "3| argon2id m=65536,t=4,p=2 via argon2-cffi"),
-    ("1|$2y$10$" + "a" * 53, "1| bcrypt cost=10"),
-    ("a" * 40, "legacy-sha1"),
-    ("$2y$04$" + "b" * 53, "legacy-bcrypt cost=4"),
-    ("4|$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", "4| unsupported (unknown Nextcloud hash version 4)"),
-    ("1|$6$rounds=5000$salt$hash", "1| unsupported (inner hash $6$ is not argon2 or bcrypt)"),
-    ("", "unsupported (empty password hash (user cannot log in with a password))"),
-])
+@pytest.mark.parametrize(
+    ("stored", "described"),
+    [
+        (
+            "3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHQ$aGFzaA",
+            "3| argon2id m=65536,t=4,p=1 via argon2-cffi",
+        ),
+        ("2|$argon2i$v=19$m=32768,t=4,p=1$c2FsdHNhbHQ$aGFzaA", "2| argon2i m=32768,t=4,p=1 via argon2-cffi"),
+        (
+            "3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,
+            "3| argon2id m=65536,t=4,p=1 via libsodium",
+        ),
+        (
+            "2|$argon2i$v=19$m=32768,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,
+            "2| argon2i m=32768,t=2,p=1 via argon2-cffi",
+        ),
+        (
+            "3|$argon2id$v=19$m=65536,t=4,p=2$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,
+            "3| argon2id m=65536,t=4,p=2 via argon2-cffi",
+        ),
+        ("1|$2y$10$" + "a" * 53, "1| bcrypt cost=10"),
+        ("a" * 40, "legacy-sha1"),
+        ("$2y$04$" + "b" * 53, "legacy-bcrypt cost=4"),
+        (
+            "4|$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            "4| unsupported (unknown Nextcloud hash version 4)",
+        ),
+        ("1|$6$rounds=5000$salt$hash", "1| unsupported (inner hash $6$ is not argon2 or bcrypt)"),
+        ("", "unsupported (empty password hash (user cannot log in with a password))"),
+    ],
+)
 def test_identify(stored: str, described: str) -> None:
     assert hashes.identify(stored).describe() == described
 
@@ -156,10 +216,13 @@ def _tempfail_in_child(stored: str, password: bytes, limit: str) -> bytes:
     return proc.stdout
 
 
-@pytest.mark.parametrize("stored", [
-    "3|$argon2id$v=19$m=2097152,t=1,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43,          # 12-byte salt: argon2-cffi
-    "3|$argon2id$v=19$m=2097152,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,    # PHP's form: libsodium
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "3|$argon2id$v=19$m=2097152,t=1,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43,  # 12-byte salt: argon2-cffi
+        "3|$argon2id$v=19$m=2097152,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,  # PHP's form: libsodium
+    ],
+)
 def test_argon2_out_of_memory_is_a_temporary_failure(stored: str) -> None:
     """An argon2 hash that cannot get its memory says nothing about the password, in
     either engine."""
@@ -171,16 +234,27 @@ def test_argon2_thread_failure_is_a_temporary_failure() -> None:
     is a temporary failure too, not a wrong password."""
     stored = "3|$argon2id$v=19$m=64,t=1,p=4$c2FsdHNhbHRzYWx0$RgWONyRUDiuQQg89Ngs6DgKFN1opcltVJiNR1VVDarI"
     assert hashes.verify(b"pw", stored)
-    assert b"tempfail argon2 could not start its 4 threads" in _tempfail_in_child(stored, b"pw", "vm + (1 << 20)")
+    assert b"tempfail argon2 could not start its 4 threads" in _tempfail_in_child(
+        stored, b"pw", "vm + (1 << 20)"
+    )
 
 
-@pytest.mark.parametrize(("stored", "problem"), [
-    ("3|$argon2id$v=19$m=65536,t=20000000,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "time_cost 20000000 is above"),
-    ("3|$argon2id$v=19$m=1048576,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "memory_cost 1048576 is above"),
-    ("3|$argon2i$v=19$m=64,t=1,p=64$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "threads 64 is above"),
-    ("1|$2y$31$" + "a" * 53, "bcrypt cost 31 is above [nextcloud] max_bcrypt_cost = 14"),
-    ("$2y$20$" + "a" * 53, "bcrypt cost 20 is above"),   # legacy, unprefixed
-])
+@pytest.mark.parametrize(
+    ("stored", "problem"),
+    [
+        (
+            "3|$argon2id$v=19$m=65536,t=20000000,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,
+            "time_cost 20000000 is above",
+        ),
+        (
+            "3|$argon2id$v=19$m=1048576,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,
+            "memory_cost 1048576 is above",
+        ),
+        ("3|$argon2i$v=19$m=64,t=1,p=64$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "threads 64 is above"),
+        ("1|$2y$31$" + "a" * 53, "bcrypt cost 31 is above [nextcloud] max_bcrypt_cost = 14"),
+        ("$2y$20$" + "a" * 53, "bcrypt cost 20 is above"),  # legacy, unprefixed
+    ],
+)
 def test_hashes_above_the_limits_are_refused_without_running(stored: str, problem: str) -> None:
     """A hostile row cannot hold a worker for hours or take gigabytes: above the limits
     the hash is refused at once (each of these would take minutes to years)."""
@@ -188,19 +262,31 @@ def test_hashes_above_the_limits_are_refused_without_running(stored: str, proble
     assert hashes.verify(b"pw", stored) is False
     assert time.perf_counter() - started < 1
     assert problem in hashes.identify(stored).problem
-    assert not hashes.identify(stored).covers(Hashing(8, 1, 1))   # a refusal gets the full decoy
-    assert hashes.identify(stored, HashLimits(argon2_memory_cost=2 << 20, argon2_time_cost=10 ** 9,
-                                              argon2_threads=255, bcrypt_cost=31)).problem == ""
+    assert not hashes.identify(stored).covers(Hashing(8, 1, 1))  # a refusal gets the full decoy
+    assert (
+        hashes.identify(
+            stored,
+            HashLimits(
+                argon2_memory_cost=2 << 20, argon2_time_cost=10**9, argon2_threads=255, bcrypt_cost=31
+            ),
+        ).problem
+        == ""
+    )
 
 
-@pytest.mark.parametrize(("stored", "covers"), [
-    ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, True),    # Nextcloud's default
-    ("3|$argon2id$v=19$m=131072,t=6,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, True),   # more than the decoy
-    ("3|$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),   # less time
-    ("3|$argon2id$v=19$m=32768,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),   # less memory
-    ("3|$argon2id$v=19$m=65536,t=4,p=2$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),   # two lanes: faster
-    ("1|$2y$10$" + "a" * 53, False), ("a" * 40, False), ("", False),
-])
+@pytest.mark.parametrize(
+    ("stored", "covers"),
+    [
+        ("3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, True),  # Nextcloud's default
+        ("3|$argon2id$v=19$m=131072,t=6,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, True),  # more than the decoy
+        ("3|$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),  # less time
+        ("3|$argon2id$v=19$m=32768,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),  # less memory
+        ("3|$argon2id$v=19$m=65536,t=4,p=2$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, False),  # two lanes: faster
+        ("1|$2y$10$" + "a" * 53, False),
+        ("a" * 40, False),
+        ("", False),
+    ],
+)
 def test_only_hashes_at_nextclouds_cost_cover_a_refusal(stored: str, covers: bool) -> None:
     """A refusal must cost a decoy with Nextcloud's parameters: which stored hashes cost
     that on their own (the others get the decoy beside them)."""
@@ -224,6 +310,7 @@ def test_decoy_uses_the_configured_parameters() -> None:
 
 # --- the argon2 engines: libsodium for PHP's form, argon2-cffi for the rest -------------
 
+
 def _cffi_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hashes, "_SODIUM_LIMITS", {})
 
@@ -246,23 +333,39 @@ def test_engines_agree_on_every_vector(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fast == reference == [accepted for *_, accepted in cases]
 
 
-@given(kind=st.sampled_from(["argon2id", "argon2i"]), password=st.binary(max_size=40), other=st.binary(max_size=40),
-       m=st.integers(8, 64), t=st.integers(1, 4), salt=st.binary(min_size=8, max_size=24), tweak=st.integers(0, 200))
+@given(
+    kind=st.sampled_from(["argon2id", "argon2i"]),
+    password=st.binary(max_size=40),
+    other=st.binary(max_size=40),
+    m=st.integers(8, 64),
+    t=st.integers(1, 4),
+    salt=st.binary(min_size=8, max_size=24),
+    tweak=st.integers(0, 200),
+)
 @settings(max_examples=150, deadline=None, derandomize=True)
-def test_engines_agree_on_made_hashes(kind: str, password: bytes, other: bytes, m: int, t: int, salt: bytes,
-                                      tweak: int) -> None:
+def test_engines_agree_on_made_hashes(
+    kind: str, password: bytes, other: bytes, m: int, t: int, salt: bytes, tweak: int
+) -> None:
     """Hashes argon2-cffi makes (any salt length, argon2i with t below libsodium's
     minimum), and copies with one character changed: both engines give one verdict."""
     import argon2.low_level as a
 
-    stored = "3|" + a.hash_secret(password, salt, t, m, 1, 32, a.Type.ID if kind == "argon2id" else a.Type.I).decode()
+    stored = (
+        "3|"
+        + a.hash_secret(password, salt, t, m, 1, 32, a.Type.ID if kind == "argon2id" else a.Type.I).decode()
+    )
     pos = len(stored) - 1 - tweak % 50
-    changed = stored[:pos] + ("B" if stored[pos] != "B" else "C") + stored[pos + 1:]
+    changed = stored[:pos] + ("B" if stored[pos] != "B" else "C") + stored[pos + 1 :]
     verdicts = []
     for limits in (hashes._SODIUM_LIMITS, {}):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(hashes, "_SODIUM_LIMITS", limits)
-            verdicts.append([hashes.verify(password, stored), hashes.verify(other, stored),
-                             hashes.verify(password, changed)])
+            verdicts.append(
+                [
+                    hashes.verify(password, stored),
+                    hashes.verify(other, stored),
+                    hashes.verify(password, changed),
+                ]
+            )
     assert verdicts[0] == verdicts[1]
     assert verdicts[0][0] is True and verdicts[0][1] is (other == password)

@@ -4,7 +4,6 @@ database holds. Each test names the finding it pins; each fails on the code befo
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -14,15 +13,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
-
 import ncschema
 import population
+import pytest
+import sqlalchemy as sa
 from conftest import NextcloudDB, _database_url
-from ncauth import config as config_mod, hashes
+from population import P
+
+from ncauth import config as config_mod
+from ncauth import hashes
 from ncauth.policy import Authenticator, Outcome
-from population import HASH, P
 
 HOSTILE_P = "eve's own password 1234"
 D = population.DOMAIN
@@ -30,8 +30,10 @@ D = population.DOMAIN
 
 def _config(db: NextcloudDB, accounts: str, extra: str = "", name: str = "ncauth.toml") -> config_mod.Config:
     path = db.directory / name
-    path.write_text(population.config_text(db.url, db.prefix) + f"\n[accounts]\n{accounts}\n"
-                    '[userdb]\nhome = "/var/vmail/{domain}/{local}"\nuidfield = "{uid}"\n' + extra)
+    path.write_text(
+        population.config_text(db.url, db.prefix) + f"\n[accounts]\n{accounts}\n"
+        '[userdb]\nhome = "/var/vmail/{domain}/{local}"\nuidfield = "{uid}"\n' + extra
+    )
     path.chmod(0o600)
     return config_mod.load(str(path))
 
@@ -67,27 +69,35 @@ def _decide(config: config_mod.Config, login: str, password: str | None):
 
 # --- 1. match = "email" -----------------------------------------------------------------
 
+
 def _config_php(db: NextcloudDB, settings: str) -> Path:
     path = db.directory / "config.php"
-    path.write_text(f"<?php\n$CONFIG = array (\n  'secret' => '{population.SECRET}',\n"
-                    f"  'passwordsalt' => '{population.PASSWORD_SALT}',\n{settings}\n);\n")
+    path.write_text(
+        f"<?php\n$CONFIG = array (\n  'secret' => '{population.SECRET}',\n"
+        f"  'passwordsalt' => '{population.PASSWORD_SALT}',\n{settings}\n);\n"
+    )
     return path
 
 
-@pytest.mark.parametrize(("settings", "accepted"), [
-    ("", False),                                                           # Nextcloud's default: users edit it
-    ("  'allow_user_to_change_display_name' => 'false',", False),          # a string locks nothing
-    ("  'allow_user_to_change_display_name' => false,", True),             # before Nextcloud 32
-    ("  'allow_user_to_change_email' => false,", True),                    # Nextcloud 32
-    ("  'allow_user_to_change_display_name' => false,\n  'allow_user_to_change_email' => true,", False),
-])
+@pytest.mark.parametrize(
+    ("settings", "accepted"),
+    [
+        ("", False),  # Nextcloud's default: users edit it
+        ("  'allow_user_to_change_display_name' => 'false',", False),  # a string locks nothing
+        ("  'allow_user_to_change_display_name' => false,", True),  # before Nextcloud 32
+        ("  'allow_user_to_change_email' => false,", True),  # Nextcloud 32
+        ("  'allow_user_to_change_display_name' => false,\n  'allow_user_to_change_email' => true,", False),
+    ],
+)
 def test_email_match_needs_addresses_users_cannot_set(db: NextcloudDB, settings: str, accepted: bool) -> None:
     """Finding 1: by default Nextcloud users set their own e-mail address, so match =
     "email" is refused unless Nextcloud's config.php locks it (or the admin trusts them)."""
     php = _config_php(db, settings)
     accounts = f'domains = ["{D}"]\nmatch = "email"'
-    text = (f'[nextcloud]\ndatabase_url = "{db.url}"\nconfig_php = "{php}"\n'
-            f"hashing_memory_cost = 8192\nhashing_time_cost = 1\n[accounts]\n{accounts}\n")
+    text = (
+        f'[nextcloud]\ndatabase_url = "{db.url}"\nconfig_php = "{php}"\n'
+        f"hashing_memory_cost = 8192\nhashing_time_cost = 1\n[accounts]\n{accounts}\n"
+    )
     path = db.directory / "email.toml"
     path.write_text(text)
     path.chmod(0o600)
@@ -127,10 +137,10 @@ def test_email_login_reaches_the_mailbox_named_by_the_account(db: NextcloudDB) -
     with db.engine.begin() as conn:  # the admin gives the address to bert
         conn.execute(sa.text("DELETE FROM oc_preferences WHERE userid = 'Anna' AND configkey = 'email'"))
     _email(db, "bert", f"boss@{D}")
-    assert _decide(config, f"boss@{D}", P).outcome is Outcome.REFUSED          # Anna's password: no
+    assert _decide(config, f"boss@{D}", P).outcome is Outcome.REFUSED  # Anna's password: no
     verdict = _decide(config, f"boss@{D}", HOSTILE_P)
-    assert verdict.ok and verdict.user == f"bert@{D}"                            # bert's own mailbox
-    assert _decide(config, f"anna@{D}", P).outcome is Outcome.UNKNOWN            # not an address
+    assert verdict.ok and verdict.user == f"bert@{D}"  # bert's own mailbox
+    assert _decide(config, f"anna@{D}", P).outcome is Outcome.UNKNOWN  # not an address
 
 
 @pytest.mark.parametrize("uid", ["x@other.tld", "../../etc", "a/b", "..", "tab\there", "nul\x00byte"])
@@ -139,8 +149,10 @@ def test_email_owner_whose_uid_cannot_name_a_mailbox_is_nobody(db: NextcloudDB, 
     that cannot be a mailbox local part ('@', '/', '..', control characters) is refused
     before any password check, never rendered into a path or a reply."""
     with db.engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, :l, :p)"),
-                     {"u": uid, "l": uid.lower(), "p": population.php_hash(P)})
+        conn.execute(
+            sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, :l, :p)"),
+            {"u": uid, "l": uid.lower(), "p": population.php_hash(P)},
+        )
     _email(db, uid, f"odd@{D}", raw=True)
     config = _config(db, f'domains = ["{D}"]\nmatch = "email"\ntrust_user_emails = true')
     for password in (P, None):
@@ -154,8 +166,10 @@ def test_owner_is_read_by_uid_not_by_a_python_lowering(db: NextcloudDB) -> None:
     other account, whose uid_lower is Python's lowering, is never reached."""
     with db.engine.begin() as conn:
         for uid, uid_lower, password in (("ΟΔΟΣ", "οδοσ", P), ("οδος", "οδος", HOSTILE_P)):
-            conn.execute(sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, :l, :p)"),
-                         {"u": uid, "l": uid_lower, "p": population.php_hash(password)})
+            conn.execute(
+                sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, :l, :p)"),
+                {"u": uid, "l": uid_lower, "p": population.php_hash(password)},
+            )
     _email(db, "ΟΔΟΣ", f"odos@{D}")
     config = _config(db, f'domains = ["{D}"]\nmatch = "email"\ntrust_user_emails = true')
     verdict = _decide(config, f"odos@{D}", P)
@@ -164,7 +178,9 @@ def test_owner_is_read_by_uid_not_by_a_python_lowering(db: NextcloudDB) -> None:
 
 
 @pytest.fixture(scope="module")
-def mariadb_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NextcloudDB]:
+def mariadb_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NextcloudDB]:
     tmp = tmp_path_factory.mktemp("identity-mariadb")
     db = NextcloudDB(_database_url("mariadb", request, tmp), "oc_", tmp)
     yield db
@@ -193,7 +209,7 @@ def test_padded_near_duplicates_cannot_hide_a_second_owner(mariadb_db: Nextcloud
     assert verdict.ok and verdict.uid == "owner2"
     with db.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM oc_preferences WHERE userid = 'owner2'"))
-    assert _decide(config, f"shared@{D}", P).outcome is Outcome.UNKNOWN     # only padded copies: nobody
+    assert _decide(config, f"shared@{D}", P).outcome is Outcome.UNKNOWN  # only padded copies: nobody
 
 
 def test_legacy_utf8mb3_table_makes_a_4_byte_login_unknown_not_an_outage(mariadb_db: NextcloudDB) -> None:
@@ -202,17 +218,19 @@ def test_legacy_utf8mb3_table_makes_a_4_byte_login_unknown_not_an_outage(mariadb
     work spent, and the database stays in service."""
     db = mariadb_db
     with db.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE oc_users CONVERT TO CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci"))
+        conn.execute(
+            sa.text("ALTER TABLE oc_users CONVERT TO CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci")
+        )
     try:
         _users(db, ("plain", P))
         config = _config(db, f'domains = ["{D}"]')
         auth = Authenticator(config)
         try:
             before = hashes.slow_hashes.value
-            verdict = auth.authenticate(f"p\U0001F511@{D}", P.encode())
+            verdict = auth.authenticate(f"p\U0001f511@{D}", P.encode())
             assert verdict.outcome is Outcome.UNKNOWN and verdict.reason == "no such Nextcloud user"
-            assert hashes.slow_hashes.value == before + 1                       # the decoy ran
-            assert auth.store.reconnects == 0                                    # not marked dead
+            assert hashes.slow_hashes.value == before + 1  # the decoy ran
+            assert auth.store.reconnects == 0  # not marked dead
             assert auth.authenticate(f"plain@{D}", P.encode()).ok
         finally:
             auth.store.close()
@@ -223,12 +241,15 @@ def test_legacy_utf8mb3_table_makes_a_4_byte_login_unknown_not_an_outage(mariadb
 
 # --- 2. uids with '@' and match = "address" -----------------------------------------------
 
+
 def test_address_match_names_the_mailbox_by_the_whole_uid(db: NextcloudDB) -> None:
     """Finding 2: with match = "address" the whole uid is the name, and it has one '@'."""
     _users(db, ("bob@evil.com", P), ("bob", HOSTILE_P))
     config = _config(db, 'domains = ["*"]\nmatch = "address"')
     verdict = _decide(config, "Bob@Evil.com", P)
-    assert verdict.ok and verdict.user == "bob@evil.com" and verdict.fields["home"] == "/var/vmail/evil.com/bob"
+    assert (
+        verdict.ok and verdict.user == "bob@evil.com" and verdict.fields["home"] == "/var/vmail/evil.com/bob"
+    )
     for login in ("bob@evil.com@example.org", "bob@evil.com@", "bob@@evil.com"):
         assert _decide(config, login, P).outcome is Outcome.UNKNOWN
     local = _config(db, f'domains = ["{D}", "evil.com"]', name="local.toml")
@@ -240,8 +261,10 @@ def test_a_uid_column_that_cannot_be_carried_is_nobody(db: NextcloudDB) -> None:
     """Finding 12: a row whose uid (rendered by a {uid} placeholder) holds a NUL or a
     control character is refused by name, never turned into a reply Dovecot rejects."""
     with db.engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, 'carl', :p)"),
-                     {"u": "carl\x00", "p": population.php_hash(P)})
+        conn.execute(
+            sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, 'carl', :p)"),
+            {"u": "carl\x00", "p": population.php_hash(P)},
+        )
     config = _config(db, f'domains = ["{D}"]')
     verdict = _decide(config, f"carl@{D}", P)
     assert verdict.outcome is Outcome.UNKNOWN and "cannot be used in mail paths" in verdict.reason
@@ -270,7 +293,7 @@ def test_hostile_hash_rows_are_refused_at_once(db: NextcloudDB, name: str) -> No
     r = checkpassword(config, request(f"mallory@{D}", P))
     assert r.code == 1 and "above [nextcloud] max_" in r.stderr
     assert r.seconds < 5
-    assert _children_maxrss() - before < 200 * 1024   # KiB: the 1 GiB row is never allocated
+    assert _children_maxrss() - before < 200 * 1024  # KiB: the 1 GiB row is never allocated
 
 
 def _children_maxrss() -> int:
@@ -288,8 +311,10 @@ def test_the_deadline_holds_while_argon2_runs(db: NextcloudDB) -> None:
     with db.engine.begin() as conn:
         ncschema.add_user(conn, "oc_", "slowpoke", slow)
     config = db.write_config(f'max_argon2_time_cost = 10000\n\n[accounts]\ndomains = ["{D}"]\n')
-    code = ("import sys; import ncauth.checkpassword as c; c.DEADLINE = 2; "
-            "c.main(['--config', sys.argv[1], sys.argv[2]])")
+    code = (
+        "import sys; import ncauth.checkpassword as c; c.DEADLINE = 2; "
+        "c.main(['--config', sys.argv[1], sys.argv[2]])"
+    )
     r3, w3 = os.pipe()
     r4, w4 = os.pipe()
     os.write(w3, request(f"slowpoke@{D}", P))
@@ -300,8 +325,15 @@ def test_the_deadline_holds_while_argon2_runs(db: NextcloudDB) -> None:
         os.dup2(w4, 4)
 
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code, str(config), REPLY_HELPER], env={**os.environ, **DOVECOT_ENV},
-                          preexec_fn=child, pass_fds=(), close_fds=False, capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(config), REPLY_HELPER],
+        env={**os.environ, **DOVECOT_ENV},
+        preexec_fn=child,
+        pass_fds=(),
+        close_fds=False,
+        capture_output=True,
+        timeout=60,
+    )
     elapsed = time.monotonic() - started
     os.close(r3)
     os.close(w4)
@@ -312,6 +344,7 @@ def test_the_deadline_holds_while_argon2_runs(db: NextcloudDB) -> None:
 
 
 # --- 12/13. the daemon: a catch-all, one daemon per socket, connections per peer -------------
+
 
 @pytest.fixture
 def daemon(db: NextcloudDB, tmp_path: Path):
@@ -369,7 +402,7 @@ def test_connections_per_peer_are_capped(daemon) -> None:
     finally:
         held.pop().close()
     time.sleep(0.2)
-    with _raw(daemon.socket) as s:                       # a slot is free again
+    with _raw(daemon.socket) as s:  # a slot is free again
         s.sendall(f"LOOKUP\t1\talice@{D}\n".encode())
         assert _line(s).startswith(b"OK\t1\t")
     for s in held:
@@ -381,15 +414,19 @@ def test_a_second_daemon_does_not_steal_a_live_socket(daemon) -> None:
     one's socket; now it refuses to start and the first keeps answering."""
     from test_daemon import NCAUTH
 
-    proc = subprocess.run([str(NCAUTH), "serve", "--config", str(daemon.config)], capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run(
+        [str(NCAUTH), "serve", "--config", str(daemon.config)], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 78 and "another ncauth serve is answering" in proc.stderr
     assert daemon.ask("LOOKUP", f"alice@{D}").verdict == "OK"
 
 
 # --- 6. every refusal costs what an unknown user's does ---------------------------------------
 
-def test_a_refusal_waits_for_the_decoy_whatever_the_users_hash(db: NextcloudDB, monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_a_refusal_waits_for_the_decoy_whatever_the_users_hash(
+    db: NextcloudDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Finding 6 (and the review after it): a user whose stored hash is cheaper than
     Nextcloud's parameters (bcrypt, older argon2 settings) must not be refused faster than
     an unknown user: the refusal waits until the decoy's measured time has passed (or runs
@@ -417,8 +454,11 @@ def test_a_refusal_waits_for_the_decoy_whatever_the_users_hash(db: NextcloudDB, 
         return time.perf_counter() - started, verdict.outcome
 
     try:
-        for login, password, outcome in ((f"ghost@{D}", P, Outcome.UNKNOWN), (f"old@{D}", "wrong", Outcome.REFUSED),
-                                         (f"dis@{D}", P, Outcome.REFUSED)):
+        for login, password, outcome in (
+            (f"ghost@{D}", P, Outcome.UNKNOWN),
+            (f"old@{D}", "wrong", Outcome.REFUSED),
+            (f"dis@{D}", P, Outcome.REFUSED),
+        ):
             took, got = seconds(login, password)
             assert got is outcome and took >= 0.4, (login, took)
         took, got = seconds(f"old@{D}", P)
@@ -433,13 +473,15 @@ def test_a_cheaper_hash_and_its_decoy_fit_dovecots_256_mib(db: NextcloudDB) -> N
     real check (a second review found a decoy thread beside it made the *correct*
     password fail under Dovecot's 256 MiB address-space limit). Both verdicts hold."""
     from argon2 import PasswordHasher
-
     from test_checkpassword import checkpassword, request
 
     with db.engine.begin() as conn:
-        ncschema.add_user(conn, "oc_", "older", "3|" + PasswordHasher(time_cost=3, memory_cost=65536,
-                                                                         parallelism=1).hash(P))
-    text = population.config_text(db.url, db.prefix).replace("hashing_memory_cost = 8192\nhashing_time_cost = 1\n", "")
+        ncschema.add_user(
+            conn, "oc_", "older", "3|" + PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1).hash(P)
+        )
+    text = population.config_text(db.url, db.prefix).replace(
+        "hashing_memory_cost = 8192\nhashing_time_cost = 1\n", ""
+    )
     config = db.directory / "big.toml"
     config.write_text(text + f'\n[accounts]\ndomains = ["{D}"]\n')
     config.chmod(0o600)
@@ -454,7 +496,7 @@ def test_checkpassword_never_decides_past_a_daemon_that_is_there(daemon) -> None
     from test_checkpassword import checkpassword, request
 
     config = daemon.config
-    held = [_raw(daemon.socket) for _ in range(3)]          # peer_connections = 3
+    held = [_raw(daemon.socket) for _ in range(3)]  # peer_connections = 3
     try:
         r = checkpassword(config, request(f"alice@{D}", P))
         assert r.code == 111 and "deciding in-process" not in r.stderr
@@ -462,8 +504,8 @@ def test_checkpassword_never_decides_past_a_daemon_that_is_there(daemon) -> None
         for s in held:
             s.close()
     time.sleep(0.2)
-    assert checkpassword(config, request(f"alice@{D}", P)).code == 0           # the daemon decides again
-    daemon.proc.send_signal(signal.SIGSTOP)                                     # there, but silent
+    assert checkpassword(config, request(f"alice@{D}", P)).code == 0  # the daemon decides again
+    daemon.proc.send_signal(signal.SIGSTOP)  # there, but silent
     try:
         slow = config.with_name("slow.toml")
         slow.write_text(config.read_text().replace("[daemon]\n", "[daemon]\nreply_timeout = 0.5\n"))
@@ -473,7 +515,7 @@ def test_checkpassword_never_decides_past_a_daemon_that_is_there(daemon) -> None
     finally:
         daemon.proc.send_signal(signal.SIGCONT)
     daemon.stop()
-    r = checkpassword(config, request(f"alice@{D}", P))                         # gone: decide here
+    r = checkpassword(config, request(f"alice@{D}", P))  # gone: decide here
     assert r.code == 0 and "deciding in-process" in r.stderr
 
 
@@ -485,9 +527,11 @@ def test_email_match_through_checkpassword_never_reaches_another_mailbox(db: Nex
     _users(db, ("Anna", P), ("eve", HOSTILE_P), ("boss", P))
     _email(db, "Anna", f"anna.k@{D}")
     _email(db, "boss", f"boss@{D}")
-    _email(db, "eve", f"BOSS@{D}")                    # eve copies the boss's address
-    config = db.write_config(f'\n[accounts]\ndomains = ["{D}"]\nmatch = "email"\ntrust_user_emails = true\n'
-                             '[userdb]\nuid = "vmail"\ngid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n')
+    _email(db, "eve", f"BOSS@{D}")  # eve copies the boss's address
+    config = db.write_config(
+        f'\n[accounts]\ndomains = ["{D}"]\nmatch = "email"\ntrust_user_emails = true\n'
+        '[userdb]\nuid = "vmail"\ngid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n'
+    )
     for password in (P, HOSTILE_P):
         assert checkpassword(config, request(f"boss@{D}", password)).code == 1
     r = checkpassword(config, request(f"Anna.K@{D}", P))

@@ -27,8 +27,17 @@ from hypothesis import strategies as st
 from ncauth import phpconfig
 from ncauth.errors import ConfigError
 from ncauth.phpconfig import (
-    nextcloud_settings, parse_config_php, php_array_merge, php_bool, php_int, php_string,
-    read_nextcloud_config, split_dbhost, system_value, system_value_bool, system_value_int,
+    nextcloud_settings,
+    parse_config_php,
+    php_array_merge,
+    php_bool,
+    php_int,
+    php_string,
+    read_nextcloud_config,
+    split_dbhost,
+    system_value,
+    system_value_bool,
+    system_value_int,
     system_value_string,
 )
 
@@ -41,6 +50,7 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 
 
 # --- helpers ---------------------------------------------------------------------------
+
 
 def canon(value: Any) -> Any:
     """Type-exact, order-exact comparable form of a parsed PHP value."""
@@ -85,8 +95,13 @@ function tag($v) {
 
 
 def php_run(code: str, stdin: str = "", *args: str) -> str:
-    proc = subprocess.run([PHP, "-n", "-d", "display_errors=stderr", "-d", "error_reporting=0", "-r", code, "--", *args],
-                          input=stdin.encode(), capture_output=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [PHP, "-n", "-d", "display_errors=stderr", "-d", "error_reporting=0", "-r", code, "--", *args],
+        input=stdin.encode(),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return proc.stdout.decode()
 
@@ -94,12 +109,15 @@ def php_run(code: str, stdin: str = "", *args: str) -> str:
 def php_include_all(paths: list[Path]) -> list[Any]:
     """PHP's own view of each (test-generated, literal-only) file: the tagged $CONFIG
     if it is an array, None if Nextcloud would ignore it, 'ERR' if PHP refuses it."""
-    code = PHP_TAG + r"""
+    code = (
+        PHP_TAG
+        + r"""
 foreach (array_slice($argv, 1) as $f) {
     unset($CONFIG);
     try { include $f; echo json_encode(isset($CONFIG) && is_array($CONFIG) ? tag($CONFIG) : null), "\n"; }
     catch (Throwable $e) { echo "\"ERR\"\n"; }
 }"""
+    )
     out = php_run(code, "", *map(str, paths)).splitlines()
     assert len(out) == len(paths)
     results = []
@@ -132,7 +150,7 @@ def strict_equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return list(a) == list(b) and all(strict_equal(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -163,6 +181,7 @@ def copy_vector(name: str, tmp_path: Path) -> Path:
 
 # --- fixed vectors ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["install_mysql", "install_pgsql", "multi", "hand_edited"])
 def test_vectors_match_what_php_computed(name: str, tmp_path: Path) -> None:
     folder = copy_vector(name, tmp_path)
@@ -175,8 +194,13 @@ def test_multi_reads_like_config_readData(tmp_path: Path) -> None:
     folder = copy_vector("multi", tmp_path)
     got = read_nextcloud_config(str(folder / "config.php"))
     assert [os.path.basename(f) for f in got.files] == [
-        "config.php", "9.override.config.php", "10.override.config.php", "nocfg.config.php",
-        "null.config.php", "redis.config.php"]  # natsort: 9 before 10; no dot-file
+        "config.php",
+        "9.override.config.php",
+        "10.override.config.php",
+        "nocfg.config.php",
+        "null.config.php",
+        "redis.config.php",
+    ]  # natsort: 9 before 10; no dot-file
     assert got.data["loglevel"] == 10  # the last file wins for string keys
     assert got.data["trusted_domains"] == {3: "ten.example"}  # array_merge is not recursive
     assert [k for k in got.data if isinstance(k, int)] == [0, 1, 2]  # int keys renumbered
@@ -189,7 +213,12 @@ def test_install_mysql_settings(tmp_path: Path) -> None:
     s = nextcloud_settings(data)
     assert data["memcache.local"] == "\\OC\\Memcache\\APCu"
     assert data["dbpassword"] == "fake'pa\\ss$word"
-    assert (s.dbtype, s.db_host, s.db_port, s.db_socket) == ("mysql", "localhost", None, "/run/mysqld/mysqld.sock")
+    assert (s.dbtype, s.db_host, s.db_port, s.db_socket) == (
+        "mysql",
+        "localhost",
+        None,
+        "/run/mysqld/mysqld.sock",
+    )
     assert (s.dbname, s.dbuser, s.dbtableprefix) == ("nextcloud", "nextcloud", "oc_")
     assert s.secret == "FaKeSeCrEt.0123456789/abcdefghijklmnopqrstuvwxyz+AB"
     assert s.passwordsalt == "fAkE/sAlT+0123456789abcdefghij"
@@ -214,12 +243,15 @@ def test_install_pgsql_settings(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["install_mysql", "install_pgsql", "multi", "hand_edited"])
 def test_vectors_against_live_php(name: str, tmp_path: Path) -> None:
     folder = copy_vector(name, tmp_path)
-    code = PHP_TAG + r"""
+    code = (
+        PHP_TAG
+        + r"""
 $dir = $argv[1] . '/'; $cache = [];
 $files = [$dir . 'config.php']; $extra = glob($dir . '*.config.php');
 natsort($extra); $files = array_merge($files, $extra);
 foreach ($files as $f) { unset($CONFIG); include $f; if (isset($CONFIG) && is_array($CONFIG)) $cache = array_merge($cache, $CONFIG); }
 echo json_encode(tag($cache));"""
+    )
     expected = canon_from_php(json.loads(php_run(code, "", str(folder))))
     assert canon(read_nextcloud_config(str(folder / "config.php")).data) == expected
 
@@ -227,32 +259,49 @@ echo json_encode(tag($cache));"""
 # --- PHP as the oracle on generated files ------------------------------------------------
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(INT_MIN + 1, INT_MAX),
+    st.none(),
+    st.booleans(),
+    st.integers(INT_MIN + 1, INT_MAX),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=6, alphabet=st.characters(blacklist_categories=("Cs",))),
-                                            inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.text(max_size=6, alphabet=st.characters(blacklist_categories=("Cs",))), inner, max_size=4
+        ),
+    ),
     max_leaves=20,
 )
 
 
 @needs_php
 @FAST
-@given(st.lists(st.dictionaries(st.text(max_size=8, alphabet=st.characters(blacklist_categories=("Cs",))),
-                                json_values, max_size=6), min_size=1, max_size=4))
-def test_files_written_by_var_export_parse_exactly_as_php_reads_them(tmp_path_factory: Any, configs: list) -> None:
+@given(
+    st.lists(
+        st.dictionaries(
+            st.text(max_size=8, alphabet=st.characters(blacklist_categories=("Cs",))), json_values, max_size=6
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_files_written_by_var_export_parse_exactly_as_php_reads_them(
+    tmp_path_factory: Any, configs: list
+) -> None:
     folder = tmp_path_factory.mktemp("ve")
-    code = PHP_TAG + r"""
+    code = (
+        PHP_TAG
+        + r"""
 $all = json_decode(stream_get_contents(STDIN), true);
 foreach ($all as $i => $cache) {
     $f = $argv[1] . "/c$i.php";
     file_put_contents($f, "<?php\n" . '$CONFIG = ' . var_export($cache, true) . ";\n");  // Config::writeData
     unset($CONFIG); include $f; echo json_encode(tag($CONFIG)), "\n";
 }"""
+    )
     lines = php_run(code, json.dumps(configs), str(folder)).splitlines()
     for i, line in enumerate(lines):
         source = (folder / f"c{i}.php").read_bytes()
@@ -264,38 +313,91 @@ _ws = st.sampled_from(["", " ", "\n", "\t", "  ", " /* c */ ", " // c\n", " # c\
 
 
 def _int_literal(draw: Any) -> str:
-    value = draw(st.one_of(st.integers(0, 300), st.integers(0, 1 << 66), st.sampled_from([INT_MAX, INT_MAX + 1])))
+    value = draw(
+        st.one_of(st.integers(0, 300), st.integers(0, 1 << 66), st.sampled_from([INT_MAX, INT_MAX + 1]))
+    )
     form = draw(st.sampled_from(["dec", "hex", "HEX", "bin", "oct", "legacy_oct"]))
-    digits = {"dec": f"{value}", "hex": f"{value:x}", "HEX": f"{value:X}", "bin": f"{value:b}",
-              "oct": f"{value:o}", "legacy_oct": f"{value:o}"}[form]
+    digits = {
+        "dec": f"{value}",
+        "hex": f"{value:x}",
+        "HEX": f"{value:X}",
+        "bin": f"{value:b}",
+        "oct": f"{value:o}",
+        "legacy_oct": f"{value:o}",
+    }[form]
     if len(digits) > 1 and draw(st.booleans()):
         cut = draw(st.integers(1, len(digits) - 1))
         digits = digits[:cut] + "_" + digits[cut:]
-    prefix = {"dec": "", "hex": draw(st.sampled_from(["0x", "0X"])), "HEX": "0x", "bin": draw(st.sampled_from(["0b", "0B"])),
-              "oct": draw(st.sampled_from(["0o", "0O"])), "legacy_oct": "0"}[form]
+    prefix = {
+        "dec": "",
+        "hex": draw(st.sampled_from(["0x", "0X"])),
+        "HEX": "0x",
+        "bin": draw(st.sampled_from(["0b", "0B"])),
+        "oct": draw(st.sampled_from(["0o", "0O"])),
+        "legacy_oct": "0",
+    }[form]
     sign = draw(st.sampled_from(["", "", "-", "+", "- "]))
     return sign + prefix + digits
 
 
 def _float_literal(draw: Any) -> str:
-    text = draw(st.one_of(
-        st.floats(allow_nan=False, allow_infinity=False).map(repr),
-        st.sampled_from([".5", "5.", "1.e3", "1E3", "1_000.000_1", "0.0", "1e400", "2.5E-3", "07.5", "1e1_0"]),
-    ))
+    text = draw(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False).map(repr),
+            st.sampled_from(
+                [".5", "5.", "1.e3", "1E3", "1_000.000_1", "0.0", "1e400", "2.5E-3", "07.5", "1e1_0"]
+            ),
+        )
+    )
     return draw(st.sampled_from(["", "-"])) + text
 
 
-_sq_pieces = st.sampled_from(["a", "Z", " ", "\\\\", "\\'", "\\n", "\\z", '"', "$x", "{$y}", "é", "\n", "😀", "\\x41"])
-_dq_pieces = st.sampled_from([
-    "a", " ", "'", "\\n", "\\t", "\\r", "\\v", "\\e", "\\f", "\\\\", "\\$", '\\"', "\\0", "\\101", "\\7", "\\x41",
-    "\\x7", "\\xg", "\\u{41}", "\\u{00e9}", "\\u{1F600}", "\\u00e9", "\\q", "$", "$1", "$ ", "{", "{ $", "é", "\n",
-    "\\{", "\\'",
-])
+_sq_pieces = st.sampled_from(
+    ["a", "Z", " ", "\\\\", "\\'", "\\n", "\\z", '"', "$x", "{$y}", "é", "\n", "😀", "\\x41"]
+)
+_dq_pieces = st.sampled_from(
+    [
+        "a",
+        " ",
+        "'",
+        "\\n",
+        "\\t",
+        "\\r",
+        "\\v",
+        "\\e",
+        "\\f",
+        "\\\\",
+        "\\$",
+        '\\"',
+        "\\0",
+        "\\101",
+        "\\7",
+        "\\x41",
+        "\\x7",
+        "\\xg",
+        "\\u{41}",
+        "\\u{00e9}",
+        "\\u{1F600}",
+        "\\u00e9",
+        "\\q",
+        "$",
+        "$1",
+        "$ ",
+        "{",
+        "{ $",
+        "é",
+        "\n",
+        "\\{",
+        "\\'",
+    ]
+)
 
 
 @st.composite
 def php_literal(draw: Any, depth: int = 0) -> str:
-    kind = draw(st.sampled_from(["int", "float", "sq", "dq", "kw", "array"] if depth < 3 else ["int", "sq", "kw"]))
+    kind = draw(
+        st.sampled_from(["int", "float", "sq", "dq", "kw", "array"] if depth < 3 else ["int", "sq", "kw"])
+    )
     if kind == "int":
         return _int_literal(draw)
     if kind == "float":
@@ -309,11 +411,12 @@ def php_literal(draw: Any, depth: int = 0) -> str:
         pieces = draw(st.lists(_dq_pieces, max_size=6))
         body = ""
         for piece in pieces:  # never let pieces join into "{$", "$name" or "${": interpolation
-            if (body.endswith("{") and piece.startswith("$")) or \
-                    (body.endswith("$") and (piece[0].isalpha() or piece[0] in "_{")):
+            if (body.endswith("{") and piece.startswith("$")) or (
+                body.endswith("$") and (piece[0].isalpha() or piece[0] in "_{")
+            ):
                 body += " "
             body += piece
-        if body.endswith("$") or body.endswith("{"):
+        if body.endswith(("$", "{")):
             body += " "
         return '"' + body + '"'
     if kind == "kw":
@@ -322,11 +425,31 @@ def php_literal(draw: Any, depth: int = 0) -> str:
     for _ in range(draw(st.integers(0, 4))):
         ws1, ws2 = draw(_ws), draw(_ws)
         if draw(st.booleans()):
-            key = draw(st.one_of(
-                st.integers(-5, 12).map(str),
-                st.sampled_from(["'5'", "'05'", "'-0'", "'-3'", "' 1'", "'a'", "\"b\"", "true", "false", "null",
-                                 "1.5", "-0.0", "'9223372036854775807'", "'9223372036854775808'", "0x10", "''"]),
-            ))
+            key = draw(
+                st.one_of(
+                    st.integers(-5, 12).map(str),
+                    st.sampled_from(
+                        [
+                            "'5'",
+                            "'05'",
+                            "'-0'",
+                            "'-3'",
+                            "' 1'",
+                            "'a'",
+                            "\"b\"",
+                            "true",
+                            "false",
+                            "null",
+                            "1.5",
+                            "-0.0",
+                            "'9223372036854775807'",
+                            "'9223372036854775808'",
+                            "0x10",
+                            "''",
+                        ]
+                    ),
+                )
+            )
             items.append(f"{ws1}{key}{ws2}=>{draw(_ws)}{draw(php_literal(depth + 1))}")
         else:
             items.append(f"{ws1}{draw(php_literal(depth + 1))}{ws2}")
@@ -351,12 +474,14 @@ def php_config_file(draw: Any) -> bytes:
 @needs_php
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(php_config_file(), min_size=8, max_size=8))
-def test_hand_edited_literals_parse_exactly_as_php_evaluates_them(tmp_path_factory: Any, sources: list[bytes]) -> None:
+def test_hand_edited_literals_parse_exactly_as_php_evaluates_them(
+    tmp_path_factory: Any, sources: list[bytes]
+) -> None:
     folder = tmp_path_factory.mktemp("he")
     paths = [write(folder / f"c{i}.php", s) for i, s in enumerate(sources)]
     results = php_include_all(paths)
     assert sum(r != "ERR" for r in results) >= 4  # the grammar must yield files PHP accepts: compare values
-    for source, theirs in zip(sources, results):
+    for source, theirs in zip(sources, results, strict=True):
         mine = ours(source)
         if mine == "ERR" and theirs != "ERR":
             # the one deliberate difference: strings must be valid UTF-8
@@ -367,6 +492,7 @@ def test_hand_edited_literals_parse_exactly_as_php_evaluates_them(tmp_path_facto
 
 
 # --- fuzzing: any input gives a value or a ConfigError ---------------------------------
+
 
 def _value_or_config_error(source: bytes) -> None:
     try:
@@ -386,23 +512,75 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from([
-    "<?php", " ", "\n", "$CONFIG", "=", ";", "[", "]", "(", ")", "array", ",", "=>", "'a'", '"b"', "'", '"', "\\",
-    "1", "-", "0x", "0b", "_", ".", "e", "true", "null", "/*", "*/", "//", "#", "#[", "?>", "$", "{", "}", "`",
-    "<<<", "getenv", "\\u{", "\\x", "é", "\x00", "\r",
-]), max_size=40))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "<?php",
+                " ",
+                "\n",
+                "$CONFIG",
+                "=",
+                ";",
+                "[",
+                "]",
+                "(",
+                ")",
+                "array",
+                ",",
+                "=>",
+                "'a'",
+                '"b"',
+                "'",
+                '"',
+                "\\",
+                "1",
+                "-",
+                "0x",
+                "0b",
+                "_",
+                ".",
+                "e",
+                "true",
+                "null",
+                "/*",
+                "*/",
+                "//",
+                "#",
+                "#[",
+                "?>",
+                "$",
+                "{",
+                "}",
+                "`",
+                "<<<",
+                "getenv",
+                "\\u{",
+                "\\x",
+                "é",
+                "\x00",
+                "\r",
+            ]
+        ),
+        max_size=40,
+    )
+)
 def test_fuzz_token_soup(tokens: list[str]) -> None:
     _value_or_config_error("".join(tokens).encode())
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["install_mysql", "install_pgsql", "hand_edited", "multi"]),
-       st.lists(st.tuples(st.integers(0, 2000), st.binary(max_size=3), st.integers(0, 3)), min_size=1, max_size=4))
+@given(
+    st.sampled_from(["install_mysql", "install_pgsql", "hand_edited", "multi"]),
+    st.lists(
+        st.tuples(st.integers(0, 2000), st.binary(max_size=3), st.integers(0, 3)), min_size=1, max_size=4
+    ),
+)
 def test_fuzz_mutated_vectors(name: str, edits: list) -> None:
     data = bytearray((VECTORS / name / "config.php").read_bytes())
     for pos, insert, delete in edits:
         pos %= len(data) + 1
-        data[pos:pos + delete] = insert
+        data[pos : pos + delete] = insert
     _value_or_config_error(bytes(data))
 
 
@@ -512,7 +690,9 @@ def test_errors_never_show_sensitive_values() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config_php(source)
         assert "hunter2" not in str(info.value) and "xyzzy" not in str(info.value), str(info.value)
-    with pytest.raises(ConfigError, match=r"a constant 'notsecret'"):  # elsewhere, errors do name what they found
+    with pytest.raises(
+        ConfigError, match=r"a constant 'notsecret'"
+    ):  # elsewhere, errors do name what they found
         parse_config_php(b"<?php $CONFIG = ['loglevel' => notsecret];")
 
 
@@ -526,30 +706,64 @@ def test_error_names_file_line_and_what() -> None:
 
 # --- the literal subset ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("literal", "value"), [
-    ("'a\\'b\\\\c\\n'", "a'b\\c\\n"),
-    ('"\\n\\t\\r\\v\\e\\f\\\\\\$\\""', "\n\t\r\v\x1b\f\\$\""),
-    ('"\\101\\x41\\u{41}\\u{1F600}\\q\\u00e9\\xg"', "AAA😀\\q\\u00e9\\xg"),
-    ('"\\0"', "\x00"),
-    ('"$ $1 { }"', "$ $1 { }"),
-    ("'' . \"\\0\" . ''", "\x00"), ("'a'.\"b\" /* c */ . 'c'", "abc"),  # var_export's NUL byte
-    ("0x1F", 31), ("0X1f", 31), ("0b101", 5), ("0o17", 15), ("017", 15), ("0_17", 15), ("1_000", 1000),
-    ("-0x10", -16), ("- 5", -5), ("+5", 5), ("9223372036854775807", INT_MAX),
-    ("9223372036854775808", 9223372036854775808.0), ("-9223372036854775808", -9223372036854775808.0),
-    ("0x8000000000000000", 9223372036854775808.0),
-    ("1.5", 1.5), (".5", 0.5), ("5.", 5.0), ("1e3", 1000.0), ("1E-3", 0.001), ("1_0.5", 10.5),
-    ("TRUE", True), ("False", False), ("NULL", None),
-])
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ("'a\\'b\\\\c\\n'", "a'b\\c\\n"),
+        ('"\\n\\t\\r\\v\\e\\f\\\\\\$\\""', "\n\t\r\v\x1b\f\\$\""),
+        ('"\\101\\x41\\u{41}\\u{1F600}\\q\\u00e9\\xg"', "AAA😀\\q\\u00e9\\xg"),
+        ('"\\0"', "\x00"),
+        ('"$ $1 { }"', "$ $1 { }"),
+        ("'' . \"\\0\" . ''", "\x00"),
+        ("'a'.\"b\" /* c */ . 'c'", "abc"),  # var_export's NUL byte
+        ("0x1F", 31),
+        ("0X1f", 31),
+        ("0b101", 5),
+        ("0o17", 15),
+        ("017", 15),
+        ("0_17", 15),
+        ("1_000", 1000),
+        ("-0x10", -16),
+        ("- 5", -5),
+        ("+5", 5),
+        ("9223372036854775807", INT_MAX),
+        ("9223372036854775808", 9223372036854775808.0),
+        ("-9223372036854775808", -9223372036854775808.0),
+        ("0x8000000000000000", 9223372036854775808.0),
+        ("1.5", 1.5),
+        (".5", 0.5),
+        ("5.", 5.0),
+        ("1e3", 1000.0),
+        ("1E-3", 0.001),
+        ("1_0.5", 10.5),
+        ("TRUE", True),
+        ("False", False),
+        ("NULL", None),
+    ],
+)
 def test_literals(literal: str, value: Any) -> None:
     got = parse_config_php(f"<?php $CONFIG = ['v' => {literal}];".encode())
     assert got is not None and canon(got["v"]) == canon(value)
 
 
 def test_keys_and_auto_index_follow_php() -> None:
-    got = parse_config_php(b"<?php $CONFIG = ['5' => 'a', '05' => 'b', '-0' => 'c', '-7' => 'd', true => 'e', "
-                           b"null => 'f', 1.7 => 'g', 'x', -20 => 'h', 'i', 'a' => 1, 'a' => 2];")
-    assert list(got.items()) == [(5, "a"), ("05", "b"), ("-0", "c"), (-7, "d"), (1, "g"), ("", "f"), (6, "x"),
-                                 (-20, "h"), (7, "i"), ("a", 2)]
+    got = parse_config_php(
+        b"<?php $CONFIG = ['5' => 'a', '05' => 'b', '-0' => 'c', '-7' => 'd', true => 'e', "
+        b"null => 'f', 1.7 => 'g', 'x', -20 => 'h', 'i', 'a' => 1, 'a' => 2];"
+    )
+    assert list(got.items()) == [
+        (5, "a"),
+        ("05", "b"),
+        ("-0", "c"),
+        (-7, "d"),
+        (1, "g"),
+        ("", "f"),
+        (6, "x"),
+        (-20, "h"),
+        (7, "i"),
+        ("a", 2),
+    ]
     assert parse_config_php(b"<?php $CONFIG = [-5 => 'a', 'b'];") == {-5: "a", -4: "b"}
 
 
@@ -578,6 +792,7 @@ def test_invalid_utf8_is_refused() -> None:
 
 # --- reading a folder: permissions, symlinks, locking -------------------------------------
 
+
 def test_reads_a_safe_folder(confdir: Path) -> None:
     write(confdir / "z.config.php", "<?php $CONFIG = ['secret' => 'from extra'];")
     got = read_nextcloud_config(str(confdir / "config.php"))
@@ -590,18 +805,23 @@ def test_group_root_may_write(confdir: Path) -> None:
     assert read_nextcloud_config(str(confdir / "config.php")).data["dbtype"] == "mysql"
 
 
-@pytest.mark.parametrize(("target", "mode", "gid", "message"), [
-    ("config.php", 0o646, 0, "writable by everyone.*chmod o-w"),
-    ("config.php", 0o660, 65534, "writable by group.*chmod g-w"),
-    ("extra", 0o666, 0, "writable by everyone"),
-    ("extra", 0o660, 65534, "writable by group"),
-    ("dir", 0o777, 0, "folder .* writable by everyone"),
-    ("dir", 0o1777, 0, "folder .* writable by everyone"),  # sticky does not stop new files
-    ("dir", 0o770, 65534, "folder .* writable by group"),
-])
+@pytest.mark.parametrize(
+    ("target", "mode", "gid", "message"),
+    [
+        ("config.php", 0o646, 0, "writable by everyone.*chmod o-w"),
+        ("config.php", 0o660, 65534, "writable by group.*chmod g-w"),
+        ("extra", 0o666, 0, "writable by everyone"),
+        ("extra", 0o660, 65534, "writable by group"),
+        ("dir", 0o777, 0, "folder .* writable by everyone"),
+        ("dir", 0o1777, 0, "folder .* writable by everyone"),  # sticky does not stop new files
+        ("dir", 0o770, 65534, "folder .* writable by group"),
+    ],
+)
 def test_writable_by_others_is_refused(confdir: Path, target: str, mode: int, gid: int, message: str) -> None:
     write(confdir / "extra.config.php", "<?php $CONFIG = [];")
-    path = {"config.php": confdir / "config.php", "extra": confdir / "extra.config.php", "dir": confdir}[target]
+    path = {"config.php": confdir / "config.php", "extra": confdir / "extra.config.php", "dir": confdir}[
+        target
+    ]
     os.chown(path, 0, gid)
     path.chmod(mode)
     with pytest.raises(ConfigError, match=message):
@@ -690,17 +910,37 @@ def test_waits_for_a_writer_lock(confdir: Path, monkeypatch: pytest.MonkeyPatch)
 
 # --- PHP semantics of the helpers, against PHP ---------------------------------------------
 
+
 def test_array_merge() -> None:
     assert php_array_merge({5: "a", "k": 1}, {"k": 2, 9: "b"}) == {0: "a", "k": 2, 1: "b"}
     assert list(php_array_merge({"a": 1, 3: "x"}, {"a": 9, 0: "y"}).items()) == [("a", 9), (0, "x"), (1, "y")]
 
 
 _cast_values = st.one_of(
-    st.none(), st.booleans(), st.integers(INT_MIN, INT_MAX),
-    st.floats(), st.sampled_from([1e30, -1e30, 2.0 ** 63, -(2.0 ** 63), 2.0 ** 64, 1e15, 1e14, 0.1 + 0.2, -0.0, 1e-5,
-                                  123456789012345.6, 0.0001]),
+    st.none(),
+    st.booleans(),
+    st.integers(INT_MIN, INT_MAX),
+    st.floats(),
+    st.sampled_from(
+        [
+            1e30,
+            -1e30,
+            2.0**63,
+            -(2.0**63),
+            2.0**64,
+            1e15,
+            1e14,
+            0.1 + 0.2,
+            -0.0,
+            1e-5,
+            123456789012345.6,
+            0.0001,
+        ]
+    ),
     st.text(alphabet=" \t\n+-.eE0123456789xab", max_size=10),
-    st.sampled_from(["false", "0", "", "0.0", "00", " 1", "1e400", "9999999999999999999", "-9999999999999999999"]),
+    st.sampled_from(
+        ["false", "0", "", "0.0", "00", " 1", "1e400", "9999999999999999999", "-9999999999999999999"]
+    ),
     st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=2),
 )
 
@@ -727,11 +967,19 @@ def _php_cast_literal(value: Any) -> str:
 @FAST
 @given(st.lists(_cast_values, min_size=10, max_size=10))
 def test_casts_match_php(values: list) -> None:
-    code = "foreach ([" + ",".join(_php_cast_literal(v) for v in values) + "] as $v) " \
-        "echo json_encode([(bool)$v, (int)$v, bin2hex(@(string)$v)]), \"\\n\";"
-    for value, line in zip(values, php_run(code).splitlines()):
+    code = (
+        "foreach (["
+        + ",".join(_php_cast_literal(v) for v in values)
+        + "] as $v) "
+        + ("echo json_encode([(bool)$v, (int)$v, bin2hex(@(string)$v)]), \"\\n\";")
+    )
+    for value, line in zip(values, php_run(code).splitlines(), strict=True):
         as_bool, as_int, as_hex = json.loads(line)
-        assert (php_bool(value), php_int(value), php_string(value).encode().hex()) == (as_bool, as_int, as_hex), value
+        assert (php_bool(value), php_int(value), php_string(value).encode().hex()) == (
+            as_bool,
+            as_int,
+            as_hex,
+        ), value
 
 
 @needs_php
@@ -747,7 +995,7 @@ foreach (json_decode(stream_get_contents(STDIN), true) as $host) {
     }
     echo json_encode([$params['host'], $params['port'] ?? null, $params['unix_socket'] ?? '']), "\n";
 }"""
-    for host, line in zip(hosts, php_run(code, json.dumps(hosts)).splitlines()):
+    for host, line in zip(hosts, php_run(code, json.dumps(hosts)).splitlines(), strict=True):
         assert list(split_dbhost(host)) == json.loads(line), host
 
 
@@ -756,7 +1004,9 @@ foreach (json_decode(stream_get_contents(STDIN), true) as $host) {
 @given(st.lists(st.text(alphabet="a0 1.9_Z\t", min_size=0, max_size=6), min_size=2, max_size=8, unique=True))
 def test_natsort_matches_php(names: list[str]) -> None:
     paths = sorted((f"/etc/nc/{n}.config.php" for n in names), key=os.fsencode)  # glob's order
-    code = "$a = json_decode(stream_get_contents(STDIN), true); natsort($a); echo json_encode(array_values($a));"
+    code = (
+        "$a = json_decode(stream_get_contents(STDIN), true); natsort($a); echo json_encode(array_values($a));"
+    )
     assert sorted(paths, key=phpconfig.natsort_key) == json.loads(php_run(code, json.dumps(paths)))
 
 
@@ -775,21 +1025,38 @@ def settings_for(key: str, value: Any, **other: Any) -> Any:
     return nextcloud_settings(data)
 
 
-@pytest.mark.parametrize(("value", "enforced"), [
-    (MISSING, False), ("true", True), ("false", False),        # twofactorauth:enforce --on/--off, older
-    (True, True), (False, False),                              # newest --on/--off; config:system:set --type=boolean
-    ("yes", False), ("1", False), ("TRUE", False),             # config:system:set without --type: old rule === 'true'
-    (1, True), (0, False), (None, False),                      # --type=integer / --type=null
-])
+@pytest.mark.parametrize(
+    ("value", "enforced"),
+    [
+        (MISSING, False),
+        ("true", True),
+        ("false", False),  # twofactorauth:enforce --on/--off, older
+        (True, True),
+        (False, False),  # newest --on/--off; config:system:set --type=boolean
+        ("yes", False),
+        ("1", False),
+        ("TRUE", False),  # config:system:set without --type: old rule === 'true'
+        (1, True),
+        (0, False),
+        (None, False),  # --type=integer / --type=null
+    ],
+)
 def test_key_twofactor_enforced(value: Any, enforced: bool) -> None:
     assert settings_for("twofactor_enforced", value).twofactor_enforced is enforced
 
 
 @pytest.mark.parametrize("key", ["twofactor_enforced_groups", "twofactor_enforced_excluded_groups"])
-@pytest.mark.parametrize(("value", "groups"), [
-    (MISSING, ()), ({0: "admin"}, ("admin",)), ({0: "admin", 1: "staff"}, ("admin", "staff")), ({}, ()),
-    (None, ()), ({0: "a", 1: 5}, ("a", "5")),  # `occ config:system:set K 1 --value=5 --type=integer`
-])
+@pytest.mark.parametrize(
+    ("value", "groups"),
+    [
+        (MISSING, ()),
+        ({0: "admin"}, ("admin",)),
+        ({0: "admin", 1: "staff"}, ("admin", "staff")),
+        ({}, ()),
+        (None, ()),
+        ({0: "a", 1: 5}, ("a", "5")),  # `occ config:system:set K 1 --value=5 --type=integer`
+    ],
+)
 def test_key_twofactor_groups(key: str, value: Any, groups: tuple) -> None:
     assert getattr(settings_for(key, value), key) == groups
 
@@ -802,33 +1069,65 @@ def test_key_twofactor_groups_not_an_array(key: str) -> None:
         settings_for(key, "admin")
 
 
-@pytest.mark.parametrize(("value", "enforced"), [
-    (MISSING, False), (True, True), (False, False), ("true", True),
-    ("false", True),  # config:system:set without --type: the string 'false' is TRUE for (bool)
-    ("0", False), ("", False), (0, False), (1, True), (None, False),
-])
+@pytest.mark.parametrize(
+    ("value", "enforced"),
+    [
+        (MISSING, False),
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("false", True),  # config:system:set without --type: the string 'false' is TRUE for (bool)
+        ("0", False),
+        ("", False),
+        (0, False),
+        (1, True),
+        (None, False),
+    ],
+)
 def test_key_token_auth_enforced(value: Any, enforced: bool) -> None:
     assert settings_for("token_auth_enforced", value).token_auth_enforced is enforced
 
 
-@pytest.mark.parametrize(("value", "allowed"), [
-    (MISSING, True), (True, True), (False, False), ("false", True), ("0", False), (0, False), ("", False),
-    (None, True),
-])
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        (MISSING, True),
+        (True, True),
+        (False, False),
+        ("false", True),
+        ("0", False),
+        (0, False),
+        ("", False),
+        (None, True),
+    ],
+)
 def test_key_allow_user_to_change_display_name(value: Any, allowed: bool) -> None:
-    assert settings_for("allow_user_to_change_display_name", value).allow_user_to_change_display_name is allowed
+    assert (
+        settings_for("allow_user_to_change_display_name", value).allow_user_to_change_display_name is allowed
+    )
 
 
-@pytest.mark.parametrize(("value", "threads", "cost"), [
-    (MISSING, MISSING, 65536), ("32768", MISSING, 32768), (32768, MISSING, 32768), ("64M", MISSING, 64),
-    ("abc", MISSING, 8), (16, 4, 32), (0, MISSING, 8), (1.9e3, MISSING, 1900),
-])
+@pytest.mark.parametrize(
+    ("value", "threads", "cost"),
+    [
+        (MISSING, MISSING, 65536),
+        ("32768", MISSING, 32768),
+        (32768, MISSING, 32768),
+        ("64M", MISSING, 64),
+        ("abc", MISSING, 8),
+        (16, 4, 32),
+        (0, MISSING, 8),
+        (1.9e3, MISSING, 1900),
+    ],
+)
 def test_key_hashingMemoryCost(value: Any, threads: Any, cost: int) -> None:
     other = {} if threads is MISSING else {"hashingThreads": threads}
     assert settings_for("hashingMemoryCost", value, **other).hashing_memory_cost == cost
 
 
-@pytest.mark.parametrize(("value", "cost"), [(MISSING, 4), ("3", 3), (3, 3), (0, 1), ("2.9", 2), (-5, 1), (True, 1)])
+@pytest.mark.parametrize(
+    ("value", "cost"), [(MISSING, 4), ("3", 3), (3, 3), (0, 1), ("2.9", 2), (-5, 1), (True, 1)]
+)
 def test_key_hashingTimeCost(value: Any, cost: int) -> None:
     assert settings_for("hashingTimeCost", value).hashing_time_cost == cost
 
@@ -838,36 +1137,57 @@ def test_key_hashingThreads(value: Any, threads: int) -> None:
     assert settings_for("hashingThreads", value).hashing_threads == threads
 
 
-@pytest.mark.parametrize(("value", "secret"), [
-    (MISSING, ""), ("abc", "abc"), (123, "123"), (True, "1"), (1.5, "1.5"), (None, ""), (False, ""),
-])
+@pytest.mark.parametrize(
+    ("value", "secret"),
+    [
+        (MISSING, ""),
+        ("abc", "abc"),
+        (123, "123"),
+        (True, "1"),
+        (1.5, "1.5"),
+        (None, ""),
+        (False, ""),
+    ],
+)
 def test_key_secret(value: Any, secret: str) -> None:
     assert settings_for("secret", value).secret == secret
 
 
-@pytest.mark.parametrize(("value", "salt"), [(MISSING, ""), ("", ""), ("s4lt", "s4lt"), (12, "12"), (None, "")])
+@pytest.mark.parametrize(
+    ("value", "salt"), [(MISSING, ""), ("", ""), ("s4lt", "s4lt"), (12, "12"), (None, "")]
+)
 def test_key_passwordsalt(value: Any, salt: str) -> None:
     assert settings_for("passwordsalt", value).passwordsalt == salt
 
 
-@pytest.mark.parametrize(("value", "dbtype"), [
-    (MISSING, "sqlite3"), ("sqlite", "sqlite3"), ("sqlite3", "sqlite3"), ("mysql", "mysql"), ("pgsql", "pgsql"),
-])
+@pytest.mark.parametrize(
+    ("value", "dbtype"),
+    [
+        (MISSING, "sqlite3"),
+        ("sqlite", "sqlite3"),
+        ("sqlite3", "sqlite3"),
+        ("mysql", "mysql"),
+        ("pgsql", "pgsql"),
+    ],
+)
 def test_key_dbtype(value: Any, dbtype: str) -> None:
     assert settings_for("dbtype", value).dbtype == dbtype
 
 
-@pytest.mark.parametrize(("dbtype", "value", "split"), [
-    ("mysql", MISSING, ("", None, "")),
-    ("mysql", "localhost", ("localhost", None, "")),
-    ("mysql", "db.example:3307", ("db.example", 3307, "")),
-    ("mysql", "localhost:/run/mysqld/mysqld.sock", ("localhost", None, "/run/mysqld/mysqld.sock")),
-    ("mysql", "[::1]:3306", ("[::1]", 3306, "")),
-    ("pgsql", "[::1]:5432", ("::1", 5432, "")),
-    ("pgsql", "[fd00::5]", ("fd00::5", None, "")),
-    ("pgsql", "/run/postgresql", ("/run/postgresql", None, "")),
-    ("pgsql", "localhost:/run/postgresql", ("localhost", None, "/run/postgresql")),
-])
+@pytest.mark.parametrize(
+    ("dbtype", "value", "split"),
+    [
+        ("mysql", MISSING, ("", None, "")),
+        ("mysql", "localhost", ("localhost", None, "")),
+        ("mysql", "db.example:3307", ("db.example", 3307, "")),
+        ("mysql", "localhost:/run/mysqld/mysqld.sock", ("localhost", None, "/run/mysqld/mysqld.sock")),
+        ("mysql", "[::1]:3306", ("[::1]", 3306, "")),
+        ("pgsql", "[::1]:5432", ("::1", 5432, "")),
+        ("pgsql", "[fd00::5]", ("fd00::5", None, "")),
+        ("pgsql", "/run/postgresql", ("/run/postgresql", None, "")),
+        ("pgsql", "localhost:/run/postgresql", ("localhost", None, "/run/postgresql")),
+    ],
+)
 def test_key_dbhost(dbtype: str, value: Any, split: tuple) -> None:
     s = settings_for("dbhost", value, dbtype=dbtype)
     assert (s.db_host, s.db_port, s.db_socket) == split
@@ -880,10 +1200,15 @@ def test_key_dbport_is_ignored_like_nextcloud() -> None:
     assert "dbport" not in s._fields
 
 
-@pytest.mark.parametrize(("key", "field", "default"), [
-    ("dbname", "dbname", "owncloud"), ("dbuser", "dbuser", ""), ("dbpassword", "dbpassword", ""),
-    ("dbtableprefix", "dbtableprefix", "oc_"),
-])
+@pytest.mark.parametrize(
+    ("key", "field", "default"),
+    [
+        ("dbname", "dbname", "owncloud"),
+        ("dbuser", "dbuser", ""),
+        ("dbpassword", "dbpassword", ""),
+        ("dbtableprefix", "dbtableprefix", "oc_"),
+    ],
+)
 @pytest.mark.parametrize(("value", "expected"), [("v'al", "v'al"), (1234, "1234"), ("", "")])
 def test_key_db_strings(key: str, field: str, default: str, value: Any, expected: str) -> None:
     assert getattr(settings_for(key, MISSING), field) == default
@@ -891,7 +1216,9 @@ def test_key_db_strings(key: str, field: str, default: str, value: Any, expected
     assert getattr(settings_for(key, value), field) == expected
 
 
-@pytest.mark.parametrize(("value", "datadir"), [(MISSING, None), (None, None), ("/var/nc-data", "/var/nc-data")])
+@pytest.mark.parametrize(
+    ("value", "datadir"), [(MISSING, None), (None, None), ("/var/nc-data", "/var/nc-data")]
+)
 def test_key_datadirectory(value: Any, datadir: Any) -> None:
     assert settings_for("datadirectory", value).datadirectory == datadir
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ncauth.protocol import encode_fields, reply_fields, tab_escape, tab_unescape
 
 
-@pytest.mark.parametrize(("raw", "escaped"), [
-    ("plain", "plain"),
-    ("a\tb", "a\x01tb"),
-    ("cr\rlf\n", "cr\x01rlf\x01n"),
-    ("\x01", "\x011"),
-    ("\x01t", "\x011t"),   # an escape byte followed by 't' must not turn into TAB
-    ("ünï ✓", "ünï ✓"),
-])
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("plain", "plain"),
+        ("a\tb", "a\x01tb"),
+        ("cr\rlf\n", "cr\x01rlf\x01n"),
+        ("\x01", "\x011"),
+        ("\x01t", "\x011t"),  # an escape byte followed by 't' must not turn into TAB
+        ("ünï ✓", "ünï ✓"),
+    ],
+)
 def test_escape_like_dovecot(raw: str, escaped: str) -> None:
     assert tab_escape(raw) == escaped
     assert tab_unescape(escaped) == raw

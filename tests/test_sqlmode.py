@@ -5,10 +5,10 @@ Dovecot's own username checks would hide there, such as padded logins.)"""
 
 from __future__ import annotations
 
+import population
 import pytest
 import sqlalchemy as sa
 
-import population
 from ncauth import config as config_mod
 from ncauth.sqlgen import QueryBuilder, dialect_of
 
@@ -27,8 +27,9 @@ def _query(db, login: str) -> list[tuple]:
         return [tuple(row) for row in conn.execute(sa.text(text.replace(":", "\\:")))]
 
 
-@pytest.mark.parametrize("login", [f"alice @{D}", f"alice@{D} ", f"alice  @{D}", f"al\u00efce@{D}",
-                                   f"alice@{D}\t", f"dave @{D}"])
+@pytest.mark.parametrize(
+    "login", [f"alice @{D}", f"alice@{D} ", f"alice  @{D}", f"al\u00efce@{D}", f"alice@{D}\t", f"dave @{D}"]
+)
 def test_padded_or_accented_logins_find_nobody(standard_nextcloud, login: str) -> None:
     """MySQL/MariaDB collations ignore trailing spaces (and accents in _ci ones): the
     query compares byte for byte, so these are nobody, as in the Python path."""
@@ -47,12 +48,16 @@ def test_unsafe_uid_lower_is_nobodys_mailbox(standard_nextcloud) -> None:
     db = standard_nextcloud
     with db.engine.begin() as conn:
         for uid in ("back\\slash", "ctl\x01x", "tab\tx"):
-            conn.execute(sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, :u, :p)"),
-                         {"u": uid, "p": population.HASH["argon2id-tuned"]})
+            conn.execute(
+                sa.text("INSERT INTO oc_users (uid, uid_lower, password) VALUES (:u, :u, :p)"),
+                {"u": uid, "p": population.HASH["argon2id-tuned"]},
+            )
     try:
         for uid in ("back\\slash", "ctl\x01x", "tab\tx"):
             assert _query(db, f"{uid}@{D}") == [], uid
     finally:
         with db.engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM oc_users WHERE uid IN ('back\\slash', :a, :b)"),
-                         {"a": "ctl\x01x", "b": "tab\tx"})
+            conn.execute(
+                sa.text("DELETE FROM oc_users WHERE uid IN ('back\\slash', :a, :b)"),
+                {"a": "ctl\x01x", "b": "tab\tx"},
+            )

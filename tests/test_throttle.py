@@ -38,12 +38,13 @@ def admitted(result: Attempt | str) -> bool:
 
 # --- per account -------------------------------------------------------------------------
 
+
 def test_account_budget_is_shared_by_every_spelling_the_caller_maps_to_it(clock: Clock) -> None:
     """The caller maps Alice@Example.org, alice@example.org, alice... to one account key:
     failures under any spelling, from any address, use up one budget; the window frees it."""
     t = Throttle(window=300, ip_failures=100, user_failures=4, clock=clock)
     spellings = ["Alice@Example.org", "alice@example.org", "ALICE", "alice@EXAMPLE.ORG"]
-    account = {s: "alice" for s in spellings}  # what the lead's account resolution returns
+    account = dict.fromkeys(spellings, "alice")  # what the lead's account resolution returns
     for i, s in enumerate(spellings):
         fail(t, account[s], f"203.0.113.{i}")
     refused = t.admit(account["alice@example.org"], "198.51.100.7")
@@ -105,6 +106,7 @@ def test_requests_without_an_address_count_only_against_the_account(clock: Clock
 
 # --- per source --------------------------------------------------------------------------
 
+
 def test_ipv6_addresses_of_one_prefix_share_one_budget(clock: Clock) -> None:
     t = Throttle(ip_failures=20, user_failures=1000, clock=clock)
     for i in range(20):
@@ -156,6 +158,7 @@ def test_unparsable_addresses_are_budgeted_too(clock: Clock) -> None:
 
 
 # --- in flight -----------------------------------------------------------------------------
+
 
 def test_a_parallel_burst_from_one_source_is_capped_at_its_budget(clock: Clock) -> None:
     """80 guesses arrive before any verdict: only the budget's worth goes to the workers."""
@@ -226,7 +229,7 @@ def test_a_temporary_failure_leaves_no_trace_and_settling_twice_is_a_no_op(clock
         assert isinstance(attempt, Attempt)
         attempt.settle(None)
         attempt.settle(False)  # ignored: already settled
-        attempt.settle(True)   # ignored: no known-good either
+        attempt.settle(True)  # ignored: no known-good either
     assert t.sizes() == {"sources": 0, "accounts": 0, "known_good": 0}
 
     fail(t, "alice", "203.0.113.1")
@@ -239,10 +242,9 @@ def test_a_temporary_failure_leaves_no_trace_and_settling_twice_is_a_no_op(clock
 
 def test_the_context_manager_settles_unsettled_attempts(clock: Clock) -> None:
     t = Throttle(ip_failures=1, user_failures=1, clock=clock)
-    with pytest.raises(RuntimeError):
-        with t.admit("alice", "203.0.113.1") as attempt:
-            assert admitted(t.admit("bob", "203.0.113.1")) is False  # in flight meanwhile
-            raise RuntimeError("worker died")
+    with pytest.raises(RuntimeError), t.admit("alice", "203.0.113.1") as attempt:  # noqa: PT012
+        assert admitted(t.admit("bob", "203.0.113.1")) is False  # in flight meanwhile
+        raise RuntimeError("worker died")
     assert attempt.settled
     with t.admit("alice", "203.0.113.1") as attempt:
         attempt.settle(False)  # explicit verdict wins; __exit__ does nothing more
@@ -259,13 +261,14 @@ def test_an_attempt_dropped_unsettled_does_not_leak_its_count(clock: Clock) -> N
 
 # --- reload --------------------------------------------------------------------------------
 
+
 def test_configure_keeps_the_counters_and_applies_new_limits(clock: Clock) -> None:
     t = Throttle(ip_failures=5, user_failures=5, clock=clock)
     t.admit("alice", "198.51.100.5").settle(True)
-    for i in range(3):
+    for _ in range(3):
         fail(t, "alice", "203.0.113.66")
     t.configure(ip_failures=10, user_failures=10)  # a SIGHUP with the same or looser limits
-    for i in range(3):
+    for _ in range(3):
         fail(t, "alice", "203.0.113.66")
     assert admitted(t.admit("alice", "203.0.113.67"))
     t.configure(ip_failures=6, user_failures=6)  # SIGHUP: nobody gets a fresh budget
@@ -296,6 +299,7 @@ def test_shrinking_max_keys_evicts_at_once(clock: Clock) -> None:
 
 # --- memory --------------------------------------------------------------------------------
 
+
 def test_memory_is_bounded_whatever_the_logins_look_like(clock: Clock) -> None:
     """30,000 distinct 16 KiB usernames from 30,000 addresses: keys are 16-byte digests, so
     the throttle grows by a few MiB (the old one kept every string: ~500 MiB)."""
@@ -308,7 +312,7 @@ def test_memory_is_bounded_whatever_the_logins_look_like(clock: Clock) -> None:
         base = tracemalloc.get_traced_memory()[0]
         for i in range(n):
             clock.now += 0.001
-            fail(t, f"{i:016d}{filler}", f"2001:db8:{i >> 16:x}:{i & 0xffff:x}::1")
+            fail(t, f"{i:016d}{filler}", f"2001:db8:{i >> 16:x}:{i & 0xFFFF:x}::1")
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - base
     finally:

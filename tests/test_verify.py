@@ -7,11 +7,11 @@ import io
 import subprocess
 import sys
 
-import pytest
-
 import population
+import pytest
 from conftest import record_output
 from population import CASES, Case
+
 from ncauth import cli
 
 EXIT = {"ok": cli.EX_OK, "refused": cli.EX_NOPERM, "unknown": cli.EX_NOUSER}
@@ -27,7 +27,9 @@ class _Stdin:
         return False
 
 
-def run_verify(config: str, case: Case, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_verify(
+    config: str, case: Case, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "stdin", _Stdin(case.password_bytes))
     args = ["verify", "--config", config, case.login]
     if case.remote_ip:
@@ -38,7 +40,9 @@ def run_verify(config: str, case: Case, monkeypatch: pytest.MonkeyPatch, capsys:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(standard_nextcloud, case: Case, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_case(
+    standard_nextcloud, case: Case, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run_verify(str(standard_nextcloud.config_path), case, monkeypatch, capsys)
     assert code == EXIT[case.outcome], err
     verdict_line = next(line for line in err.splitlines() if line.strip().startswith("verdict"))
@@ -53,17 +57,35 @@ def test_case(standard_nextcloud, case: Case, monkeypatch: pytest.MonkeyPatch, c
         assert case.password not in out + err
 
 
-def test_trace_shows_every_step(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_verify(str(standard_nextcloud.config_path), CASES[0], monkeypatch, capsys)
+def test_trace_shows_every_step(
+    standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run_verify(str(standard_nextcloud.config_path), CASES[0], monkeypatch, capsys)
     assert code == 0
     steps = [line.split()[0] for line in err.splitlines()[1:]]
-    for step in ("config", "database", "accounts", "password", "uid", "row", "enabled", "hash", "verify", "user", "userdb", "verdict", "time"):
+    for step in (
+        "config",
+        "database",
+        "accounts",
+        "password",
+        "uid",
+        "row",
+        "enabled",
+        "hash",
+        "verify",
+        "user",
+        "userdb",
+        "verdict",
+        "time",
+    ):
         assert step in steps, step
     assert "3| argon2id m=65536,t=4,p=1 via libsodium" in err
     assert "uid_lower 'alice'" in err and "found uid 'Alice'" in err
 
 
-def test_trace_names_other_backend_users(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trace_names_other_backend_users(
+    standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     case = next(c for c in CASES if c.id == "other-backend-user")
     code, _, err = run_verify(str(standard_nextcloud.config_path), case, monkeypatch, capsys)
     assert code == cli.EX_NOUSER
@@ -83,42 +105,58 @@ def _argon2_calls(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[int]
     real_decoy, real_verify = hashes.decoy, hashes._password_verify
     monkeypatch.setattr(hashes, "decoy", lambda *a: calls.append("decoy") or real_decoy(*a))
     monkeypatch.setattr(hashes, "_password_verify", lambda *a: calls.append("verify") or real_verify(*a))
-    for module, name in ((nacl.bindings, "crypto_pwhash_alg"), (argon2.low_level, "verify_secret"),
-                         (argon2.low_level, "hash_secret_raw")):
+    for module, name in (
+        (nacl.bindings, "crypto_pwhash_alg"),
+        (argon2.low_level, "verify_secret"),
+        (argon2.low_level, "hash_secret_raw"),
+    ):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _real=real, **k: runs.append(1) or _real(*a, **k))
     return calls, runs
 
 
-def test_unknown_users_cost_an_argon2_run(standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_users_cost_an_argon2_run(
+    standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every path that never reaches a real hash spends one decoy argon2 run; a refusal
     whose real hash costs less than Nextcloud's parameters (dave's and tina's: p=2
     against the configured p=1) gets the decoy beside it, so it costs what an unknown
     user does; Alice's hash (m=65536,t=4) costs at least that on its own."""
     calls, runs = _argon2_calls(monkeypatch)
-    for case_id, expected in [("unknown-user", ["decoy"]), ("other-domain", ["decoy"]), ("no-domain", ["decoy"]),
-                              ("path-traversal", ["decoy"]), ("wrong-password", ["verify"]),
-                              ("disabled", ["decoy", "verify"]), ("2fa-login-password", ["decoy", "verify"])]:
+    for case_id, expected in [
+        ("unknown-user", ["decoy"]),
+        ("other-domain", ["decoy"]),
+        ("no-domain", ["decoy"]),
+        ("path-traversal", ["decoy"]),
+        ("wrong-password", ["verify"]),
+        ("disabled", ["decoy", "verify"]),
+        ("2fa-login-password", ["decoy", "verify"]),
+    ]:
         calls.clear()
         runs.clear()
         case = next(c for c in CASES if c.id == case_id)
         run_verify(str(standard_nextcloud.config_path), case, monkeypatch, capsys)
-        assert sorted(calls) == expected, case_id   # the decoy runs in its own thread
+        assert sorted(calls) == expected, case_id  # the decoy runs in its own thread
         assert len(runs) == len(expected), case_id
 
 
 def test_urldecoded_retry_costs_alike_for_known_and_unknown_users(
-        standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    standard_nextcloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A password that urldecodes to something else gets two checks, as in Nextcloud,
     and an unknown user then gets two decoys: the count depends on the password only."""
     calls, runs = _argon2_calls(monkeypatch)
-    for login, password, expected in [(population.A, "wrong%20one", ["verify", "verify"]),
-                                      ("carol@example.org", "wrong%20one", ["decoy", "decoy"]),
-                                      (population.A, "wrong-one", ["verify"]),
-                                      (population.A, "correct+horse+battery+staple", ["verify", "verify"])]:
+    for login, password, expected in [
+        (population.A, "wrong%20one", ["verify", "verify"]),
+        ("carol@example.org", "wrong%20one", ["decoy", "decoy"]),
+        (population.A, "wrong-one", ["verify"]),
+        (population.A, "correct+horse+battery+staple", ["verify", "verify"]),
+    ]:
         calls.clear()
         runs.clear()
-        run_verify(str(standard_nextcloud.config_path), Case("x", login, password, "", ""), monkeypatch, capsys)
+        run_verify(
+            str(standard_nextcloud.config_path), Case("x", login, password, "", ""), monkeypatch, capsys
+        )
         assert calls == expected, (login, password)
         assert len(runs) == len(expected), (login, password)
 
@@ -128,18 +166,33 @@ def _with_accounts(db, tmp_name: str, lines: str) -> str:
     return str(db.write_config(text, name=tmp_name))
 
 
-@pytest.mark.parametrize(("accounts", "refused", "allowed"), [
-    # MandatoryTwoFactor::isEnforcedFor: everybody; members of enforced groups only
-    # (excluded groups then do not matter); everybody outside the excluded groups
-    ("two_factor_enforced = true", ["alice", "gus"], []),
-    ('two_factor_enforced = true\ntwo_factor_enforced_groups = ["admin"]\n'
-     'two_factor_enforced_excluded_groups = ["admin"]', ["gus"], ["alice"]),
-    ('two_factor_enforced = true\ntwo_factor_enforced_excluded_groups = ["admin"]', ["alice"], ["gus"]),
-    ('two_factor_enforced = false\ntwo_factor_enforced_groups = ["admin"]', [], ["alice", "gus"]),
-    ("app_password_required = true", ["alice", "gus"], []),
-])
-def test_enforced_two_factor_and_app_passwords(standard_nextcloud, accounts: str, refused: list[str], allowed: list[str],
-                                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("accounts", "refused", "allowed"),
+    [
+        # MandatoryTwoFactor::isEnforcedFor: everybody; members of enforced groups only
+        # (excluded groups then do not matter); everybody outside the excluded groups
+        ("two_factor_enforced = true", ["alice", "gus"], []),
+        (
+            (
+                'two_factor_enforced = true\ntwo_factor_enforced_groups = ["admin"]\n'
+                'two_factor_enforced_excluded_groups = ["admin"]'
+            ),
+            ["gus"],
+            ["alice"],
+        ),
+        ('two_factor_enforced = true\ntwo_factor_enforced_excluded_groups = ["admin"]', ["alice"], ["gus"]),
+        ('two_factor_enforced = false\ntwo_factor_enforced_groups = ["admin"]', [], ["alice", "gus"]),
+        ("app_password_required = true", ["alice", "gus"], []),
+    ],
+)
+def test_enforced_two_factor_and_app_passwords(
+    standard_nextcloud,
+    accounts: str,
+    refused: list[str],
+    allowed: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     config = _with_accounts(standard_nextcloud, "enforced.toml", accounts)
     for uid in refused:
         login = f"{uid}@example.org"
@@ -150,7 +203,9 @@ def test_enforced_two_factor_and_app_passwords(standard_nextcloud, accounts: str
         trusted = Case("x", login, population.P, "", "", remote_ip="192.0.2.9")
         assert run_verify(config, trusted, monkeypatch, capsys)[0] == cli.EX_OK, uid
     for uid in allowed:
-        code, _, err = run_verify(config, Case("x", f"{uid}@example.org", population.P, "", ""), monkeypatch, capsys)
+        code, _, err = run_verify(
+            config, Case("x", f"{uid}@example.org", population.P, "", ""), monkeypatch, capsys
+        )
         assert code == cli.EX_OK, (uid, err)
     app = Case("x", population.A, population.token("alice-valid"), "", "")
     assert run_verify(config, app, monkeypatch, capsys)[0] == cli.EX_OK
@@ -161,8 +216,13 @@ def test_entry_point_and_exit_codes(standard_nextcloud) -> None:
     config = str(standard_nextcloud.config_path)
 
     def run(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "ncauth", *args], input=password, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ncauth", *args],
+            input=password,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         record_output(proc.stdout, proc.stderr)
         return proc
 
