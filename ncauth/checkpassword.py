@@ -21,8 +21,11 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import FrameType
+
+from ncauth.errors import NcauthError
+from ncauth.outcome import Outcome
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -37,8 +40,21 @@ DEADLINE = 25  # seconds for the whole run; Dovecot itself never kills us
 
 NUL = b"\0"
 
+#: (authentication, lookup) exit status of each outcome: the one place they are mapped
+_EXIT_STATUS = {
+    Outcome.OK: (EXIT_OK, EXIT_FOUND),
+    Outcome.REFUSED: (EXIT_REFUSED, EXIT_UNKNOWN),
+    Outcome.UNKNOWN: (EXIT_REFUSED, EXIT_UNKNOWN),
+    Outcome.TEMPFAIL: (EXIT_TEMPFAIL, EXIT_TEMPFAIL),
+}
 
-class ProtocolError(Exception):
+
+def exit_status(outcome: Outcome, lookup: bool) -> int:
+    """Dovecot's reading of an exit status: 1 is "wrong password" and nothing else."""
+    return _EXIT_STATUS[outcome][lookup]
+
+
+class ProtocolError(NcauthError):
     """fd 3 did not carry a checkpassword request."""
 
 
@@ -64,10 +80,20 @@ def read_request(fd: int = 3, timeout: float = READ_TIMEOUT) -> tuple[bytes, byt
     return user, password
 
 
+def reply_fields(user: str, userdb: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The reply: the canonical user first, then ``userdb_<key>`` fields."""
+    return [("user", user), *((f"userdb_{k}", v) for k, v in userdb.items())]
+
+
+def encode_fields(fields: Iterable[tuple[str, str]]) -> str:
+    """``key=value`` pairs, tab-escaped and TAB-separated, as Dovecot reads them from fd 4."""
+    from ncauth.protocol import tab_escape
+
+    return "\t".join(f"{tab_escape(k)}={tab_escape(v)}" for k, v in fields)
+
+
 def write_reply(fields: list[tuple[str, str]], fd: int = 4) -> None:
     """Write the TAB-separated, tab-escaped fields to *fd* and close it."""
-    from ncauth.protocol import encode_fields
-
     data = encode_fields(fields).encode("utf-8", "surrogateescape")
     view = memoryview(data)
     while view:
@@ -122,7 +148,7 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     log.setup("info", dovecot=dovecot_log)
     try:
         config = config_mod.load(config_mod.config_path(config_argument(argv), dict(environ)))
-    except config_mod.ConfigError as exc:
+    except NcauthError as exc:
         log.logger.error("config error: %s", exc)
         return EXIT_TEMPFAIL
     log.setup(config.log_level, dovecot=dovecot_log)
@@ -159,17 +185,16 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     daemon = config.daemon
     if daemon.socket and daemon.forward != "never":
         from ncauth import client
+        from ncauth.protocol import Request
 
-        args = (login,) if lookup else (login, password.decode("utf-8", "surrogateescape"))
+        extra = {k: v for k, v in (("service", service), ("rip", remote_ip)) if v}
+        req = (
+            Request("LOOKUP", "1", login, None, extra)
+            if lookup
+            else Request("AUTH", "1", login, password, extra)
+        )
         try:
-            answer = client.request(
-                daemon.socket,
-                "LOOKUP" if lookup else "AUTH",
-                *args,
-                *(f"{k}={v}" for k, v in (("service", service), ("rip", remote_ip)) if v),
-                connect_timeout=daemon.connect_timeout,
-                reply_timeout=daemon.reply_timeout,
-            )
+            answer = client.ask(daemon.socket, req, daemon.connect_timeout, daemon.reply_timeout)
         except client.DaemonUnavailable as exc:
             if daemon.forward == "always":
                 log.logger.error(
@@ -179,25 +204,24 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
             log.logger.warning("daemon unavailable (%s): deciding in-process", exc)
         else:
             # The daemon logged the decision; this process only relays it.
-            if answer.verdict == "TEMPFAIL":
-                if not answer.from_daemon:
-                    log.logger.warning("temporary failure: %s", answer.fields.get("reason", ""))
-                return EXIT_TEMPFAIL
-            if answer.verdict != "OK":
-                return EXIT_UNKNOWN if lookup else EXIT_REFUSED
+            outcome = Outcome.from_wire(answer.verdict)
+            if outcome is Outcome.TEMPFAIL and not answer.from_daemon:
+                log.logger.warning("temporary failure: %s", answer.fields.get("reason", ""))
+            if outcome is not Outcome.OK:
+                return exit_status(outcome, lookup)
             user = answer.fields.pop("user", "")
             if not user:
                 log.logger.error("daemon answered OK without a user: temporary failure")
                 return EXIT_TEMPFAIL
             write_reply([("user", user), *answer.fields.items()])
-            return EXIT_FOUND if lookup else EXIT_OK
+            return exit_status(outcome, lookup)
 
-    from ncauth.policy import Authenticator, Outcome
+    from ncauth.policy import Authenticator
 
     _watchdog(DEADLINE + 1)  # a backstop behind SIGALRM, for the slow hash itself
     try:
         auth = Authenticator(config)
-    except config_mod.ConfigError as exc:
+    except NcauthError as exc:
         log.logger.error("config error: %s", exc)
         return EXIT_TEMPFAIL
     try:
@@ -217,15 +241,9 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
         method=verdict.method,
         via="checkpassword",
     )
-    if verdict.outcome is Outcome.TEMPFAIL:
-        return EXIT_TEMPFAIL
-    if verdict.outcome is not Outcome.OK:
-        return EXIT_UNKNOWN if lookup else EXIT_REFUSED
-
-    from ncauth.protocol import reply_fields
-
-    write_reply(reply_fields(verdict.user, verdict.fields))
-    return EXIT_FOUND if lookup else EXIT_OK
+    if verdict.ok:
+        write_reply(reply_fields(verdict.user, verdict.fields))
+    return exit_status(verdict.outcome, lookup)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ncauth import __version__
+from ncauth.errors import CannotWrite, ConfigError, NcauthError, TemporaryFailure
 
 if TYPE_CHECKING:
     from ncauth.config import Config
@@ -23,10 +24,10 @@ if TYPE_CHECKING:
 EX_OK = 0
 EX_USAGE = 64
 EX_NOUSER = 67
-EX_CANTCREAT = 73
-EX_TEMPFAIL = 75
+EX_CANTCREAT = CannotWrite.exit_code
+EX_TEMPFAIL = TemporaryFailure.exit_code
 EX_NOPERM = 77
-EX_CONFIG = 78
+EX_CONFIG = ConfigError.exit_code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,8 +36,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _parser() -> _Parser:
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config",
         metavar="PATH",
@@ -115,6 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 111
         return checkpassword.main(args_list[1:])
     args = _parser().parse_args(args_list)
+    try:
+        return _run(args)
+    except NcauthError as exc:
+        sys.stderr.write(f"ncauth {args.command}: {exc}\n")
+        return exc.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command *args* names; an NcauthError on the way ends it with its exit_code."""
     if args.command == "verify":
         return verify(args.config, args.user, password_stdin=args.password_stdin, remote_ip=args.remote_ip)
     if args.command == "lookup":
@@ -199,19 +209,14 @@ def _decide(
     remote_ip: str = "",
 ) -> int:
     """One traced decision (with a password when *authenticate*), fields on stdout."""
-    from ncauth.errors import ConfigError
-
     trace = _Tracer(sys.stderr)
-    try:
-        config = _load(config_arg, trace)
-    except ConfigError as exc:
-        trace("verdict", f"CONFIG ERROR: {exc}")
-        return EX_CONFIG
+    config = _load(config_arg, trace)
     password = _read_password(password_stdin) if authenticate else None
     if password is not None:
         trace("password", f"{len(password)} bytes read" + (" (empty)" if not password else ""))
 
-    from ncauth.policy import Authenticator, Outcome
+    from ncauth.outcome import Outcome
+    from ncauth.policy import Authenticator
 
     started = time.perf_counter()
     auth = Authenticator(config)
@@ -267,25 +272,20 @@ def _write_private(path: Path, text: str, mode: int) -> None:
 def dovecot_config(args: argparse.Namespace) -> int:
     """``ncauth dovecot-config``: the snippet for one mode and Dovecot version."""
     from ncauth import dovecot
-    from ncauth.errors import ConfigError
 
-    try:
-        config = _load_quiet(args.config)
-        version = args.dovecot or dovecot.detect_version()
-        postfix = dovecot.Postfix(args.postfix_socket, args.postfix_user, args.postfix_group)
-        output = Path(args.output).resolve() if args.output else None
-        directory = output.parent if output else Path("/etc/dovecot")
-        snip = dovecot.snippet(
-            config,
-            args.mode,
-            version,
-            postfix,
-            str(directory / dovecot.SQL_ARGS_NAME),
-            str(directory / dovecot.LUA_NAME),
-        )
-    except ConfigError as exc:
-        sys.stderr.write(f"ncauth dovecot-config: {exc}\n")
-        return EX_CONFIG
+    config = _load_quiet(args.config)
+    version = args.dovecot or dovecot.detect_version()
+    postfix = dovecot.Postfix(args.postfix_socket, args.postfix_user, args.postfix_group)
+    output = Path(args.output).resolve() if args.output else None
+    directory = output.parent if output else Path("/etc/dovecot")
+    snip = dovecot.snippet(
+        config,
+        args.mode,
+        version,
+        postfix,
+        str(directory / dovecot.SQL_ARGS_NAME),
+        str(directory / dovecot.LUA_NAME),
+    )
     if output is None:
         sys.stdout.write(snip.text)
         if snip.sql_args or snip.lua:
@@ -303,8 +303,7 @@ def dovecot_config(args: argparse.Namespace) -> int:
         try:
             _write_private(path, text, mode)
         except OSError as exc:
-            sys.stderr.write(f"ncauth dovecot-config: cannot write {path}: {exc.strerror}\n")
-            return EX_CANTCREAT
+            raise CannotWrite(f"cannot write {path}: {exc.strerror}") from None
     sys.stderr.write("ncauth: wrote " + " and ".join(str(path) for path, _, _ in files) + "\n")
     return EX_OK
 
@@ -314,25 +313,20 @@ def sql(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from ncauth import sqlgen
-    from ncauth.errors import ConfigError
 
-    try:
-        config = _load_quiet(args.config)
-        url = config.nextcloud.database_urls[0]
-        dialect = args.dialect or sqlgen.dialect_of(url)
-        database = args.database or sa.make_url(url).database or "nextcloud"
-        text = sqlgen.report(
-            config,
-            dialect,
-            args.dovecot,
-            database,
-            dovecot_user=args.dovecot_user,
-            ncauth_user=args.ncauth_user,
-            host=args.host,
-        )
-    except ConfigError as exc:
-        sys.stderr.write(f"ncauth sql: {exc}\n")
-        return EX_CONFIG
+    config = _load_quiet(args.config)
+    url = config.nextcloud.database_urls[0]
+    dialect = args.dialect or sqlgen.dialect_of(url)
+    database = args.database or sa.make_url(url).database or "nextcloud"
+    text = sqlgen.report(
+        config,
+        dialect,
+        args.dovecot,
+        database,
+        dovecot_user=args.dovecot_user,
+        ncauth_user=args.ncauth_user,
+        host=args.host,
+    )
     sys.stdout.write(text)
     return EX_OK
 
@@ -340,23 +334,16 @@ def sql(args: argparse.Namespace) -> int:
 def status(config_arg: str | None) -> int:
     """``ncauth status``: ask the daemon for its counters."""
     from ncauth import client
-    from ncauth.errors import ConfigError
 
-    try:
-        config = _load_quiet(config_arg)
-    except ConfigError as exc:
-        sys.stderr.write(f"ncauth status: {exc}\n")
-        return EX_CONFIG
+    config = _load_quiet(config_arg)
     if not config.daemon.socket:
-        sys.stderr.write(f"ncauth status: {config.path}: [daemon] socket is not set\n")
-        return EX_CONFIG
+        raise ConfigError(f"{config.path}: [daemon] socket is not set")
     try:
         answer = client.request(
             config.daemon.socket, "STATS", connect_timeout=config.daemon.connect_timeout, reply_timeout=5
         )
     except client.DaemonUnavailable as exc:
-        sys.stderr.write(f"ncauth status: daemon not answering: {exc}\n")
-        return EX_TEMPFAIL
+        raise TemporaryFailure(f"daemon not answering: {exc}") from None
     for key, value in answer.fields.items():
         sys.stdout.write(f"{key}={value}\n")
     return EX_OK

@@ -12,18 +12,11 @@ import socket
 import time
 from typing import NamedTuple
 
-from ncauth.protocol import (
-    MAX_LINE,
-    PROTOCOL_MAJOR,
-    PROTOCOL_MINOR,
-    VERDICTS,
-    decode_line,
-    encode_line,
-    key_values,
-)
+from ncauth.errors import TemporaryFailure
+from ncauth.protocol import HELLO, MAX_LINE, Reply, Request, is_hello
 
 
-class DaemonUnavailable(Exception):
+class DaemonUnavailable(TemporaryFailure):
     """Nobody serves the socket: it is missing, refuses connections, or the connection
     closed before a single byte came back (a daemon shutting down). Only then may the
     caller decide by itself."""
@@ -39,7 +32,13 @@ class Answer(NamedTuple):
 def request(
     path: str, command: str, *args: str, connect_timeout: float = 0.5, reply_timeout: float = 10.0
 ) -> Answer:
-    """Send one request (``AUTH``, ``LOOKUP``, ``STATS``) after the handshake; one answer.
+    """:func:`ask` with the request's fields as they stand on the wire (user, password,
+    ``key=value`` ...)."""
+    return ask(path, Request.from_fields([command, "1", *args]), connect_timeout, reply_timeout)
+
+
+def ask(path: str, req: Request, connect_timeout: float = 0.5, reply_timeout: float = 10.0) -> Answer:
+    """Send *req* after the handshake; one answer.
 
     A daemon that accepted the request is in charge of it: when it is busy, refuses the
     connection by a TEMPFAIL line (too many connections), runs out of time or answers
@@ -57,10 +56,7 @@ def request(
         buf, problem = b"", ""
         try:
             try:
-                sock.sendall(
-                    encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))
-                    + encode_line(command, "1", *args)
-                )
+                sock.sendall(HELLO + req.encode())
             except (ConnectionResetError, BrokenPipeError):
                 pass  # it may have refused us with a line first: read what is there
             buf, problem = _read_lines(sock, 2, deadline)
@@ -69,15 +65,15 @@ def request(
     if not buf and problem == _CLOSED:
         raise DaemonUnavailable(f"{path}: connection closed before any answer")
     lines = buf.split(b"\n")
-    first = decode_line(lines[0]) if buf else []
-    if first[:1] == ["TEMPFAIL"]:  # refused before the handshake, e.g. too many connections
-        return Answer("TEMPFAIL", key_values(first[2:]))
-    if problem or first[:2] != ["VERSION", str(PROTOCOL_MAJOR)]:
+    refusal = Reply.parse(lines[0]) if buf else None
+    if refusal is not None and refusal.verdict == "TEMPFAIL":  # refused before the handshake
+        return Answer("TEMPFAIL", refusal.fields)
+    if problem or not is_hello(lines[0]):
         return _tempfail(path, problem or "unexpected handshake")
-    answer = decode_line(lines[1])
-    if len(answer) < 2 or answer[0] not in VERDICTS or answer[1] != "1":
+    answer = Reply.parse(lines[1])
+    if answer is None or answer.rid != req.rid:
         return _tempfail(path, "unexpected answer")
-    return Answer(answer[0], key_values(answer[2:]))
+    return Answer(answer.verdict, answer.fields)
 
 
 def _tempfail(path: str, why: str) -> Answer:

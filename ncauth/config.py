@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-from ncauth import names
+from ncauth import carry, names
 from ncauth.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
         accounts=_accounts(r, accounts, php),
         userdb=_userdb(r, userdb),
         daemon=_daemon(r, daemon),
-        log_level=r.choice("log", log, "level", LOG_LEVELS, "info"),
+        log_level=r.choice("log", log, "level", LOG_LEVELS, Config._field_defaults["log_level"]),
     )
     r.only_keys("log", log, ("level",))
     return config
@@ -323,8 +323,9 @@ def _nextcloud(
         if "://" not in url:
             raise r.fail(sec, "database_url", "not a URL (e.g. mysql+pymysql://user:pw@host/nextcloud)")
 
-    prefix = r.string(sec, nc, "table_prefix", php.dbtableprefix if php else "oc_")
-    if not re.fullmatch(r"[A-Za-z0-9_]*", prefix):
+    n, h = NextcloudSection._field_defaults, Hashing()
+    prefix = r.string(sec, nc, "table_prefix", php.dbtableprefix if php else n["table_prefix"])
+    if not TABLE_PREFIX_RE.fullmatch(prefix):
         raise r.fail(sec, "table_prefix", "may only contain letters, digits and '_'")
 
     d = HashLimits()
@@ -342,7 +343,7 @@ def _nextcloud(
                 sec,
                 nc,
                 "hashing_memory_cost",
-                php.hashing_memory_cost if php else 65536,
+                php.hashing_memory_cost if php else h.memory_cost,
                 lo=8,
                 hi=limits.argon2_memory_cost,
             )
@@ -352,27 +353,32 @@ def _nextcloud(
                 sec,
                 nc,
                 "hashing_time_cost",
-                php.hashing_time_cost if php else 4,
+                php.hashing_time_cost if php else h.time_cost,
                 lo=1,
                 hi=limits.argon2_time_cost,
             )
         ),
         threads=int(
             r.number(
-                sec, nc, "hashing_threads", php.hashing_threads if php else 1, lo=1, hi=limits.argon2_threads
+                sec,
+                nc,
+                "hashing_threads",
+                php.hashing_threads if php else h.threads,
+                lo=1,
+                hi=limits.argon2_threads,
             )
         ),
     )
     return NextcloudSection(
         database_urls=urls,
         table_prefix=prefix,
-        secret=r.string(sec, nc, "secret", php.secret if php else ""),
-        password_salt=r.string(sec, nc, "password_salt", php.passwordsalt if php else ""),
-        connect_timeout=r.number(sec, nc, "connect_timeout", 5, lo=0.1, hi=60),
-        query_timeout=r.number(sec, nc, "query_timeout", 5, lo=0.1, hi=60),
+        secret=r.string(sec, nc, "secret", php.secret if php else n["secret"]),
+        password_salt=r.string(sec, nc, "password_salt", php.passwordsalt if php else n["password_salt"]),
+        connect_timeout=r.number(sec, nc, "connect_timeout", n["connect_timeout"], lo=0.1, hi=60),
+        query_timeout=r.number(sec, nc, "query_timeout", n["query_timeout"], lo=0.1, hi=60),
         hashing=hashing,
         limits=limits,
-        failover_retry=r.number(sec, nc, "failover_retry", 30, lo=0, hi=3600),
+        failover_retry=r.number(sec, nc, "failover_retry", n["failover_retry"], lo=0, hi=3600),
     )
 
 
@@ -399,8 +405,9 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: NextcloudPhp | None) -> Acco
             "trust_user_emails",
         ),
     )
-    match = r.choice(sec, acc, "match", MATCH_MODES, "local-part")
-    trust_user_emails = r.boolean(sec, acc, "trust_user_emails", False)
+    a = AccountsSection()
+    match = r.choice(sec, acc, "match", MATCH_MODES, a.match)
+    trust_user_emails = r.boolean(sec, acc, "trust_user_emails", a.trust_user_emails)
     if match == "email" and not trust_user_emails:
         problem = (
             emails_unlocked(php.data)
@@ -454,15 +461,18 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: NextcloudPhp | None) -> Acco
         domains=domains,
         default_domain=default_domain,
         match=match,
-        two_factor=r.choice(sec, acc, "two_factor", TWO_FACTOR_MODES, "app-password-only"),
+        two_factor=r.choice(sec, acc, "two_factor", TWO_FACTOR_MODES, a.two_factor),
         trusted_networks=_networks(r, sec, acc, "trusted_networks"),
-        app_passwords=r.boolean(sec, acc, "app_passwords", True),
+        app_passwords=r.boolean(sec, acc, "app_passwords", a.app_passwords),
         trust_user_emails=trust_user_emails,
         app_password_required=r.boolean(
-            sec, acc, "app_password_required", php.settings.token_auth_enforced if php else False
+            sec,
+            acc,
+            "app_password_required",
+            php.settings.token_auth_enforced if php else a.app_password_required,
         ),
         two_factor_enforced=r.boolean(
-            sec, acc, "two_factor_enforced", php.settings.twofactor_enforced if php else False
+            sec, acc, "two_factor_enforced", php.settings.twofactor_enforced if php else a.two_factor_enforced
         ),
         two_factor_enforced_groups=r.strings(sec, acc, "two_factor_enforced_groups")
         if "two_factor_enforced_groups" in acc or not php
@@ -516,6 +526,8 @@ def emails_unlocked(php: dict[str, Any]) -> str:
     return f"Nextcloud's config.php does not set {key} to false, so users may change their own address"
 
 
+#: what ``table_prefix`` may be: it is pasted into SQL text (the SQL passdb), never quoted
+TABLE_PREFIX_RE = re.compile(r"[A-Za-z0-9_]*", re.ASCII)
 PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -526,8 +538,8 @@ def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
             raise r.fail("userdb", key, "field names are lower-case letters, digits and '_'")
         if not isinstance(value, str):
             raise r.fail("userdb", key, f"must be a string, not {type(value).__name__}")
-        if any(c in value for c in "\t\r\n\x00\x01"):
-            raise r.fail("userdb", key, "must not contain control characters")
+        if why := carry.problem(value, "userdb value"):
+            raise r.fail("userdb", key, why)
         for name in PLACEHOLDER_RE.findall(value):
             if name not in USERDB_PLACEHOLDERS:
                 raise r.fail(

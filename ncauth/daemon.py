@@ -33,16 +33,10 @@ from ncauth import config as config_mod
 from ncauth import hashes, log
 from ncauth.cache import VerifiedCache
 from ncauth.errors import ConfigError
-from ncauth.policy import Authenticator, Outcome, Verdict, in_networks
-from ncauth.protocol import MAX_LINE, PROTOCOL_MAJOR, PROTOCOL_MINOR, decode_line, encode_line, key_values
+from ncauth.outcome import Outcome
+from ncauth.policy import Authenticator, Verdict, in_networks
+from ncauth.protocol import HELLO, MAX_LINE, MalformedRequest, Reply, Request, is_hello
 from ncauth.throttle import Throttle
-
-_ANSWERS = {
-    Outcome.OK: "OK",
-    Outcome.REFUSED: "FAIL",
-    Outcome.UNKNOWN: "UNKNOWN",
-    Outcome.TEMPFAIL: "TEMPFAIL",
-}
 
 
 class _LineTooLong(Exception):
@@ -240,7 +234,7 @@ class Daemon:
                     uid,
                     self._peer_connections[uid],
                 )
-                writer.write(encode_line("TEMPFAIL", "0", "reason=too many connections from this user"))
+                writer.write(_refusal("too many connections from this user"))
                 return
             self._peer_connections[uid] += 1
             counted = uid
@@ -248,21 +242,20 @@ class Daemon:
             first = await self._readline(reader)
             if first is None:
                 return
-            hello = decode_line(first)
-            if hello[:2] != ["VERSION", str(PROTOCOL_MAJOR)]:
-                writer.write(encode_line("TEMPFAIL", "0", "reason=expected a VERSION 1 handshake"))
+            if not is_hello(first):
+                writer.write(_refusal("expected a VERSION 1 handshake"))
                 return
-            writer.write(encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR)))
+            writer.write(HELLO)
             # While draining, a kept-open connection (a Lua auth-worker's) is closed rather
             # than fed new work: its client retries once on a fresh connection, which the
             # next daemon (or systemd's socket) takes.
             while not self._stopping.is_set() and (line := await self._readline(reader)) is not None:
                 if self._stopping.is_set():
                     break
-                writer.write(await self._answer(decode_line(line)))
+                writer.write(await self._answer(line))
                 await asyncio.wait_for(writer.drain(), self.config.daemon.idle_timeout)
         except _LineTooLong:
-            writer.write(encode_line("TEMPFAIL", "0", f"reason=line longer than {MAX_LINE} bytes"))
+            writer.write(_refusal(f"line longer than {MAX_LINE} bytes"))
         except (TimeoutError, ConnectionError):
             pass
         finally:
@@ -286,37 +279,30 @@ class Daemon:
             return None
         return line
 
-    async def _answer(self, fields: list[str]) -> bytes:
-        """The reply line to one request. Whatever goes wrong on the way, the client gets
-        a TEMPFAIL for its id on this connection, and the decision line logged is the
+    async def _answer(self, line: bytes) -> bytes:
+        """The reply line to one request line. Whatever goes wrong on the way, the client
+        gets a TEMPFAIL for its id on this connection, and the decision line logged is the
         answer it got."""
-        command = fields[0]
-        rid = fields[1] if len(fields) > 1 else ""
-        if any("\x00" in f for f in fields):  # nothing can carry it back (Dovecot's escaping has no NUL)
-            return self._malformed(rid.replace("\x00", ""), "malformed request: NUL byte")
-        if command == "STATS" and len(fields) >= 2:
-            return encode_line("OK", rid, *(f"{k}={v}" for k, v in self.snapshot().items()))
-        if command == "AUTH" and len(fields) >= 4:
-            user, password, extra = (
-                fields[2],
-                fields[3].encode("utf-8", "surrogateescape"),
-                key_values(fields[4:]),
-            )
-        elif command == "LOOKUP" and len(fields) >= 3:
-            user, password, extra = fields[2], None, key_values(fields[3:])
-        else:
-            return self._malformed(rid, f"malformed or unknown request {command[:16]!r}")
+        try:
+            request = Request.parse(line)
+        except MalformedRequest as exc:
+            self.stats.record(Outcome.TEMPFAIL.wire, 0)
+            log.logger.warning("%s (request %s)", exc.reason, log.printable(exc.rid, 32))
+            return Reply(Outcome.TEMPFAIL.wire, exc.rid, {"reason": exc.reason}).encode()
+        rid, extra = request.rid, request.extra
+        if request.command == "STATS":
+            return Reply(Outcome.OK.wire, rid, {k: str(v) for k, v in self.snapshot().items()}).encode()
         rip, service = extra.get("rip", ""), extra.get("service", "")
         log.logger.debug(
             "%s %s login=\"%s\" %s",
-            command,
+            request.command,
             log.printable(rid, 32),
-            log.printable(user),
+            log.printable(request.user),
             " ".join(f"{k}={log.printable(v, 64)}" for k, v in extra.items()),
         )
         started = time.perf_counter()
         try:
-            verdict = await self._verdict(user, password, rip)
+            verdict = await self._verdict(request.user, request.password, rip)
             reply = _reply(rid, verdict)
         except Exception as exc:
             log.logger.error(
@@ -325,10 +311,10 @@ class Daemon:
             verdict = Verdict(Outcome.TEMPFAIL, f"internal error ({type(exc).__name__})")
             reply = _reply(rid, verdict)
         seconds = time.perf_counter() - started
-        self.stats.record(_ANSWERS[verdict.outcome], seconds)
+        self.stats.record(verdict.outcome.wire, seconds)
         log.decision(
             verdict=verdict.outcome.value,
-            login=user,
+            login=request.user,
             reason=verdict.reason,
             ms=seconds * 1000,
             user=verdict.user,
@@ -339,12 +325,6 @@ class Daemon:
             via="daemon",
         )
         return reply
-
-    def _malformed(self, rid: str, reason: str) -> bytes:
-        """TEMPFAIL for a request that is not one, counted and logged like any answer."""
-        self.stats.record("TEMPFAIL", 0)
-        log.logger.warning("%s (request %s)", reason, log.printable(rid, 32))
-        return encode_line("TEMPFAIL", rid, f"reason={reason}")
 
     async def _verdict(self, user: str, password: bytes | None, rip: str) -> Verdict:
         """Throttle, admit, decide in a worker, learn from the outcome."""
@@ -433,15 +413,21 @@ def _answers(path: str) -> bool:
 def _reply(rid: str, verdict: Verdict) -> bytes:
     """The protocol line for *verdict* (raises if a field cannot be carried)."""
     if verdict.outcome is Outcome.OK:
-        return encode_line(
-            "OK", rid, f"user={verdict.user}", *(f"userdb_{k}={v}" for k, v in verdict.fields.items())
-        )
-    return encode_line(_ANSWERS[verdict.outcome], rid, f"reason={verdict.reason}")
+        fields = {"user": verdict.user, **{f"userdb_{k}": v for k, v in verdict.fields.items()}}
+    else:
+        fields = {"reason": verdict.reason}
+    return Reply(verdict.outcome.wire, rid, fields).encode()
+
+
+def _refusal(reason: str) -> bytes:
+    """The one line a connection gets before it is closed unserved (id "0")."""
+    return Reply(Outcome.TEMPFAIL.wire, "0", {"reason": reason}).encode()
 
 
 def _peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
 
 def _sd_notify(state: str) -> None:
@@ -468,6 +454,6 @@ def serve(config_path: str) -> int:
         sock = daemon.listening_socket()
     except ConfigError as exc:
         log.logger.error("%s", exc)
-        return 78
+        return exc.exit_code
     asyncio.run(daemon.run(sock))
     return 0

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ncauth import __version__
+from ncauth import __version__, carry
 from ncauth.config import Config
 from ncauth.errors import ConfigError
 from ncauth.sqlgen import QueryBuilder, dialect_of
@@ -54,11 +54,7 @@ def installed_program(name: str) -> str:
 
 def _dovecot_arg(value: str, what: str) -> str:
     """Dovecot splits checkpassword ``args`` on every space and expands ``%``."""
-    if " " in value or "\t" in value:
-        raise ConfigError(
-            f"{what} {value!r} contains a space, which Dovecot's checkpassword args cannot carry"
-        )
-    return value.replace("%", "%%")
+    return carry.check(value, "checkpassword args", what).replace("%", "%%")
 
 
 def _header(mode: str, version: str, config: Config, extra: str = "") -> str:
@@ -158,10 +154,9 @@ def _url_parts(config: Config) -> tuple[str, dict[str, str]]:
         "password": url.password or query("password") or query("passwd"),
     }
     for key, value in parts.items():
-        if any(c in str(value) for c in " \t\n\"'%$#\\"):
+        if why := carry.problem(str(value), "SQL connect setting"):
             raise ConfigError(
-                f"[nextcloud] database_url: the {key} contains a space, quote, backslash, %, $ or #, "
-                "which Dovecot's SQL settings cannot carry (# starts a comment there): choose another "
+                f"[nextcloud] database_url: the {key} {why} (# starts a comment there): choose another "
                 "for the Dovecot SQL user"
             )
     return dialect, parts
@@ -252,7 +247,8 @@ def lua_script(socket_path: str) -> str:
     from importlib.resources import files
 
     text = files("ncauth").joinpath(LUA_NAME).read_text()
-    if '"' in socket_path or "\\" in socket_path or _LUA_SOCKET_LINE not in text:
+    carry.check(socket_path, "Lua string", "[daemon] socket")
+    if _LUA_SOCKET_LINE not in text:
         raise ConfigError(f"cannot put the socket path {socket_path!r} into the Lua script")
     return text.replace(_LUA_SOCKET_LINE, f'local NCAUTH_SOCKET = "{socket_path}"', 1)
 

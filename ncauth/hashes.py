@@ -32,11 +32,12 @@ from dataclasses import dataclass
 
 import argon2.low_level as _argon2
 import bcrypt as _bcrypt
+from argon2.exceptions import HashingError, VerificationError, VerifyMismatchError
 
 try:
     import nacl.bindings as _sodium
 except ImportError:  # pragma: no cover - a declared dependency; argon2-cffi then does it all
-    _sodium = None
+    _sodium = None  # type: ignore[assignment]
 
 from ncauth.config import Hashing, HashLimits
 from ncauth.errors import TemporaryFailure
@@ -48,10 +49,10 @@ _PHP_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.
 #: argon2 errors that say the machine could not run the check (memory, threads), not
 #: that the password or the stored hash is wrong: temporary failures, never cached.
 _RESOURCE_ERRORS = {
-    _argon2.error_to_str(getattr(_argon2.lib, name)): what
-    for name, what in (
-        ("ARGON2_MEMORY_ALLOCATION_ERROR", "could not allocate {m} KiB (memory limit?)"),
-        ("ARGON2_THREAD_FAIL", "could not start its {p} threads (process limit?)"),
+    _argon2.error_to_str(code): what
+    for code, what in (
+        (-22, "could not allocate {m} KiB (memory limit?)"),  # ARGON2_MEMORY_ALLOCATION_ERROR, argon2.h
+        (-33, "could not start its {p} threads (process limit?)"),  # ARGON2_THREAD_FAIL
     )
 }
 _PERCENT_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
@@ -60,7 +61,8 @@ _SODIUM_FORM = re.compile(
     r"\$(argon2id|argon2i)\$v=19\$m=([1-9][0-9]{0,9}),t=([1-9][0-9]{0,9}),p=1\$([A-Za-z0-9+/]{22})\$([A-Za-z0-9+/]{43})",
     re.ASCII,
 )
-_SODIUM_LIMITS = (
+#: kind -> (algorithm, ops min, ops max, mem min, mem max), libsodium's own constants
+_SODIUM_LIMITS: dict[str, tuple[int, int, int, int, int]] = (
     {}
     if _sodium is None
     else {
@@ -267,9 +269,9 @@ def _password_verify(password: bytes, inner: str) -> bool:
             return fast
         try:
             return _argon2.verify_secret(inner.encode(), password, _ARGON2_TYPES[m.group(1)])
-        except _argon2.VerifyMismatchError:
+        except VerifyMismatchError:
             return False
-        except _argon2.VerificationError as exc:
+        except VerificationError as exc:
             if str(exc) in _RESOURCE_ERRORS:
                 what = _RESOURCE_ERRORS[str(exc)].format(m=m.group(3), p=m.group(5))
                 raise TemporaryFailure(f"argon2 {what}") from None
@@ -354,5 +356,5 @@ def decoy(password: bytes, hashing: Hashing) -> None:
             hash_len=32,
             type=_argon2.Type.ID,
         )
-    except _argon2.HashingError as exc:
+    except HashingError as exc:
         raise TemporaryFailure(f"argon2 decoy failed: {exc}") from None

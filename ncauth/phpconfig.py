@@ -293,7 +293,9 @@ class _Parser:
         while pos < n:
             c = src[pos]
             if c in b" \t\r\n":
-                pos = _WS.match(src, pos).end()
+                ws = _WS.match(src, pos)
+                assert ws is not None  # src[pos] is white space
+                pos = ws.end()
             elif c == ord("#") or (c == ord("/") and src.startswith(b"//", pos)):
                 if src.startswith(b"#[", pos):
                     raise self.fail(

@@ -11,7 +11,6 @@ user exists.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import ipaddress
 import time
@@ -23,6 +22,7 @@ from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
 from ncauth.config import Config
 from ncauth.errors import TemporaryFailure
+from ncauth.outcome import Outcome
 from ncauth.store import Store, TokenRow, UserRow
 
 #: Nextcloud refuses shorter strings as app passwords before any lookup.
@@ -31,13 +31,6 @@ MIN_TOKEN_LENGTH = 22
 LOGIN_TOKEN_TYPES = (0, 1)
 
 Trace = Callable[[str, str], None]
-
-
-class Outcome(enum.Enum):
-    OK = "ok"
-    REFUSED = "refused"  # known user, wrong password or not allowed
-    UNKNOWN = "unknown"  # no such user (or not ours to answer for)
-    TEMPFAIL = "tempfail"  # no verdict possible now
 
 
 @dataclass(frozen=True)
@@ -225,7 +218,8 @@ class Authenticator:
             t("verify", "match (cached: same stored hash, same password)")
             return True, Work()
         nc = self.config.nextcloud
-        work = Work(since=time.perf_counter(), covers=scheme.covers(nc.hashing))
+        since = time.perf_counter()
+        work = Work(since=since, covers=scheme.covers(nc.hashing))
         good = any(
             hashes.verify(form, user.password, nc.password_salt, nc.limits)
             for form in hashes.login_password_forms(password)
@@ -234,7 +228,7 @@ class Authenticator:
             self.cache.add(*parts)
         t(
             "verify",
-            f"{'match' if good else 'no match'} in {(time.perf_counter() - work.since) * 1000:.0f} ms",
+            f"{'match' if good else 'no match'} in {(time.perf_counter() - since) * 1000:.0f} ms",
         )
         return good, work
 

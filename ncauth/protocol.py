@@ -1,15 +1,22 @@
-"""Dovecot's wire details that ncauth speaks: tab-escaping and reply fields.
+"""The daemon's socket protocol, and the Dovecot tab-escaping it shares with checkpassword.
 
 Dovecot separates fields with TAB and escapes the four bytes that would break the
 framing (src/lib/strescape.c: ``str_append_tabescaped`` / ``str_tabunescape``): 0x01
 becomes ``\\x01 1``, TAB ``\\x01 t``, CR ``\\x01 r``, LF ``\\x01 n``. A checkpassword
 reply containing a raw LF or NUL is rejected by Dovecot as an internal failure, so
-every value goes through :func:`tab_escape`. Standard library only.
+every value goes through :func:`tab_escape`. ``ncauth.lua`` carries the one other copy
+of these rules; ``tests/vectors/tabescape.json`` pins both to the same answers.
+
+Standard library only: checkpassword's relay path imports this and nothing heavy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ncauth.errors import NcauthError
+from ncauth.outcome import Outcome
 
 _ESCAPES = {"\x01": "\x011", "\t": "\x01t", "\r": "\x01r", "\n": "\x01n"}
 _UNESCAPES = {"1": "\x01", "t": "\t", "r": "\r", "n": "\n"}
@@ -39,21 +46,6 @@ def tab_unescape(value: str) -> str:
     return "".join(out)
 
 
-def encode_fields(fields: Iterable[tuple[str, str]]) -> str:
-    """``key=value`` pairs, escaped and TAB-separated."""
-    return "\t".join(f"{tab_escape(k)}={tab_escape(v)}" for k, v in fields)
-
-
-def reply_fields(
-    user: str, userdb: Mapping[str, str], extra: Iterable[tuple[str, str]] = ()
-) -> list[tuple[str, str]]:
-    """The checkpassword reply: the canonical user, then ``userdb_<key>`` fields."""
-    fields = [("user", user)]
-    fields += [(f"userdb_{k}", v) for k, v in userdb.items()]
-    fields += list(extra)
-    return fields
-
-
 # --- the daemon's socket protocol ------------------------------------------------------
 #
 # One Unix stream connection carries any number of requests. Every line ends with LF and
@@ -77,7 +69,7 @@ def reply_fields(
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 0
 MAX_LINE = 16384  # as Dovecot's auth-client protocol
-VERDICTS = ("OK", "FAIL", "UNKNOWN", "TEMPFAIL")
+VERDICTS = tuple(o.wire for o in Outcome)
 
 
 def encode_line(*fields: str) -> bytes:
@@ -104,3 +96,79 @@ def key_values(fields: Iterable[str]) -> dict[str, str]:
         key, _, value = f.partition("=")
         out[key] = value
     return out
+
+
+class MalformedRequest(NcauthError):
+    """A line that is not a request; answered TEMPFAIL for *rid*, never decided."""
+
+    def __init__(self, rid: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rid, self.reason = rid, reason
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request line: ``AUTH`` (with a password), ``LOOKUP`` or ``STATS``."""
+
+    command: str
+    rid: str
+    user: str = ""
+    password: bytes | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, line: bytes) -> Request:
+        """The request on *line*; MalformedRequest when it is none."""
+        return cls.from_fields(decode_line(line))
+
+    @classmethod
+    def from_fields(cls, fields: list[str]) -> Request:
+        """The request the unescaped *fields* of a line make (a NUL cannot be carried
+        back, so it makes any request malformed)."""
+        command, rid = fields[0], fields[1] if len(fields) > 1 else ""
+        if any("\x00" in f for f in fields):
+            raise MalformedRequest(rid.replace("\x00", ""), "malformed request: NUL byte")
+        if command == "STATS" and len(fields) >= 2:
+            return cls(command, rid)
+        if command == "AUTH" and len(fields) >= 4:
+            password = fields[3].encode("utf-8", "surrogateescape")
+            return cls(command, rid, fields[2], password, key_values(fields[4:]))
+        if command == "LOOKUP" and len(fields) >= 3:
+            return cls(command, rid, fields[2], None, key_values(fields[3:]))
+        raise MalformedRequest(rid, f"malformed or unknown request {command[:16]!r}")
+
+    def encode(self) -> bytes:
+        args: list[str] = []
+        if self.command != "STATS":
+            args.append(self.user)
+        if self.password is not None:
+            args.append(self.password.decode("utf-8", "surrogateescape"))
+        return encode_line(self.command, self.rid, *args, *(f"{k}={v}" for k, v in self.extra.items()))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer line: a verdict of VERDICTS, the request's id, ``key=value`` fields."""
+
+    verdict: str
+    rid: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, line: bytes) -> Reply | None:
+        """The answer on *line*, or None when it is not one."""
+        fields = decode_line(line)
+        if len(fields) < 2 or fields[0] not in VERDICTS:
+            return None
+        return cls(fields[0], fields[1], key_values(fields[2:]))
+
+    def encode(self) -> bytes:
+        return encode_line(self.verdict, self.rid, *(f"{k}={v}" for k, v in self.fields.items()))
+
+
+HELLO = encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))
+
+
+def is_hello(line: bytes) -> bool:
+    """Is *line* a version-1 handshake (any minor version)?"""
+    return decode_line(line)[:2] == ["VERSION", str(PROTOCOL_MAJOR)]

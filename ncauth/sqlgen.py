@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ncauth.config import ANY_DOMAIN, PLACEHOLDER_RE, Config
+from ncauth import carry
+from ncauth.config import ANY_DOMAIN, PLACEHOLDER_RE, TABLE_PREFIX_RE, Config
 from ncauth.errors import ConfigError
 
 DIALECTS = ("mysql", "postgresql", "sqlite")
@@ -53,10 +54,7 @@ def dialect_of(url: str) -> str:
 def quote(value: str) -> str:
     """An SQL string literal. Refuses what cannot be carried safely through Dovecot's
     variable expansion (``%``; ``$`` for 2.4's ``$SET:``/``$ENV:``) or a config file."""
-    if any(c in value for c in "%$\\\n\r\t\x00"):
-        raise ConfigError(
-            f"cannot put {value!r} into Dovecot's SQL: it contains %, $, \\ or a control character"
-        )
+    carry.check(value, "SQL literal", "the value")
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -70,7 +68,7 @@ class QueryBuilder:
         self.dialect = dialect
         self.v = VARS[dovecot]
         self.p = config.nextcloud.table_prefix
-        if not re.fullmatch(r"[A-Za-z0-9_]*", self.p):  # config validates this; queries rely on it
+        if not TABLE_PREFIX_RE.fullmatch(self.p):  # config validates this; queries rely on it
             raise ConfigError(f"table prefix {self.p!r} is not safe in SQL")
 
     # -- expressions -----------------------------------------------------------------

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -275,7 +275,7 @@ class Store:
                 u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second")
             ).where(condition)
         )
-        rows = self._run(lambda c: c.execute(stmt).all(), [])
+        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
         return [
             UserRow(
                 uid=r.uid,
@@ -300,7 +300,7 @@ class Store:
         stmt = sa.select(p.c.userid, p.c.configvalue).where(
             p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == wanted
         )
-        rows = self._run(lambda c: c.execute(stmt).all(), [])
+        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
         return sorted({r.userid for r in rows if (r.configvalue or "").lower() == wanted})
 
     def email_of(self, uid: str) -> str:
@@ -328,7 +328,7 @@ class Store:
             .where(a.c.token.in_(list(token_hashes)), a.c.version == 2)
             .limit(5)
         )
-        rows = self._run(lambda c: c.execute(stmt).all(), [])
+        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
         return [
             TokenRow(
                 id=r.id,
@@ -347,7 +347,8 @@ class Store:
         """The Nextcloud groups *uid* is a member of."""
         gu = self.tables.group_user
         stmt = sa.select(gu.c.gid).where(gu.c.uid == uid)
-        return set(self._run(lambda c: c.execute(stmt).scalars().all(), []))
+        gids: Sequence[str] = self._run(lambda c: c.execute(stmt).scalars().all(), [])
+        return set(gids)
 
     def known_elsewhere(self, uid: str) -> bool:
         """Whether Nextcloud keeps preferences for a user whose lower-cased uid is *uid*: a user of another backend
@@ -355,7 +356,8 @@ class Store:
         p = self.tables.preferences
         stmt = sa.select(p.c.userid).where(p.c.userid == uid).distinct().limit(_CANDIDATES)
         # exactly, in Python: MariaDB finds 'alice' for 'alice ' (PAD SPACE collations)
-        return any(found.lower() == uid for found in self._run(lambda c: c.execute(stmt).scalars().all(), []))
+        found: Sequence[str] = self._run(lambda c: c.execute(stmt).scalars().all(), [])
+        return any(f.lower() == uid for f in found)
 
 
 #: MySQL/MariaDB "Illegal mix of collations" (2, 3, n operands): the value cannot be

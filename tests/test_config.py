@@ -366,3 +366,47 @@ def test_config_php_explicit_keys_win(tmp_path: Path) -> None:
 def test_config_php_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config_php = .*missing.php"):
         cfg.read_config_php(str(tmp_path / "missing.php"))
+
+
+def _readme_defaults() -> list[tuple[str, str, str]]:
+    """(section, key, default as README writes it) for every row of README's key tables."""
+    import re
+
+    section, rows = "", []
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for line in readme.splitlines():
+        if m := re.fullmatch(r"`\[(\w+)\]`.*", line):
+            section = m.group(1)
+        elif section and (m := re.fullmatch(r"\| (`[^|]+`) \| ([^|]+) \|.*", line)):
+            keys = re.findall(r"`(\w+)`", m.group(1))
+            values = [v.strip().strip("`") for v in m.group(2).split("`, `")]
+            if values[0].startswith("—"):
+                continue
+            values = values * len(keys) if len(values) == 1 else values  # one default for all
+            assert len(values) == len(keys), line
+            rows += [(section, k, v) for k, v in zip(keys, values, strict=True)]
+    return rows
+
+
+def test_readme_tables_state_the_code_defaults(tmp_path: Path) -> None:
+    """README's tables are read by admins as the defaults: each must be what loading a
+    config without the key gives."""
+    import json
+
+    c = cfg.load(write(tmp_path, MINIMAL, 0o644))
+    nc = c.nextcloud
+    nested = {
+        **{f"hashing_{k}": v for k, v in nc.hashing._asdict().items()},
+        **{f"max_{k}": v for k, v in nc.limits._asdict().items()},
+    }
+    sections = {
+        "nextcloud": {**nc._asdict(), **nested},
+        "accounts": c.accounts._asdict(),
+        "daemon": c.daemon._asdict(),
+    }
+    rows = _readme_defaults()
+    assert {s for s, _, _ in rows} == set(sections) and len(rows) > 40
+    for section, key, documented in rows:
+        value = sections[section][key]
+        value = list(value) if isinstance(value, tuple) else value
+        assert json.loads(documented) == value, (section, key, documented, value)

@@ -106,3 +106,17 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_commands() -> None:
+    """.ci/run is README's "Run the tests" block, line for line and in order: CI proves
+    what a newcomer is told to type."""
+    import re
+
+    block = re.search(r"## Run the tests.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block is not None
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] not in "#"]
+    commands = block.group(1).strip().splitlines()
+    assert len(commands) >= 3 and commands[-1].endswith("-m pytest")
+    positions = [next((i for i, line in enumerate(ci) if line == c), -1) for c in commands]
+    assert -1 not in positions and positions == sorted(positions), (commands, ci)
