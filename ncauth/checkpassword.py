@@ -1,7 +1,7 @@
 """Dovecot 2.3's checkpassword protocol (``passdb/userdb { driver = checkpassword }``).
 
 Dovecot writes ``user NUL password NUL NUL`` to fd 3 and reads ``key=value`` fields
-from fd 4; the exit status is the verdict (research/dovecot-checkpassword.md §1-2):
+from fd 4; the exit status is the verdict (Dovecot's src/auth/db-checkpassword.c, checkpassword-reply.c):
 
 * 0  authenticated (fields on fd 4, always ``user=`` first)
 * 1  wrong password, unknown or refused user - and nothing else

@@ -1,4 +1,4 @@
-"""Loading and checking ncauth's TOML configuration (DESIGN §3).
+"""Loading and checking ncauth's TOML configuration (README.md, "Configuration").
 
 Every error names the file and the key, unknown keys are errors (a typo must not
 silently fall back to a default in an auth component), and a file that holds a
