@@ -90,6 +90,8 @@ class AccountsSection(NamedTuple):
     two_factor_enforced: bool = False
     two_factor_enforced_groups: tuple[str, ...] = ()
     two_factor_enforced_excluded_groups: tuple[str, ...] = ()
+    #: only members of one of these Nextcloud groups have a mailbox (empty: every user)
+    groups: tuple[str, ...] = ()
 
     def serves(self, domain: str) -> bool:
         """Is *domain* (lower case) one of ``domains``?"""
@@ -403,6 +405,7 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: NextcloudPhp | None) -> Acco
             "two_factor_enforced_groups",
             "two_factor_enforced_excluded_groups",
             "trust_user_emails",
+            "groups",
         ),
     )
     a = AccountsSection()
@@ -480,7 +483,17 @@ def _accounts(r: _Reader, acc: dict[str, Any], php: NextcloudPhp | None) -> Acco
         two_factor_enforced_excluded_groups=r.strings(sec, acc, "two_factor_enforced_excluded_groups")
         if "two_factor_enforced_excluded_groups" in acc or not php
         else php.settings.twofactor_enforced_excluded_groups,
+        groups=_groups(r, sec, acc),
     )
+
+
+def _groups(r: _Reader, sec: str, acc: dict[str, Any]) -> tuple[str, ...]:
+    """``[accounts] groups``: Nextcloud group ids, compared exactly (``oc_group_user.gid``)."""
+    groups = r.strings(sec, acc, "groups")
+    for gid in groups:
+        if not gid or gid != gid.strip() or carry.problem(gid, "SQL literal"):
+            raise r.fail(sec, "groups", f"{gid!r} is not a group id ncauth can compare (no %, $, \\, blanks)")
+    return groups
 
 
 def _networks(r: _Reader, sec: str, table: dict[str, Any], key: str) -> tuple[Network, ...]:

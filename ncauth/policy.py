@@ -263,7 +263,18 @@ class Authenticator:
         account = self._account(login, row)
         if isinstance(account, str):
             t("mailbox", f"refused: {account}")
-        return account
+            return account
+        return self._member(account, t)
+
+    def _member(self, account: Account, t: Trace) -> Account | str:
+        """*account* when ``[accounts] groups`` admits it (a member of one of them, or no
+        groups set), else why not: a non-member has no mailbox, for every front end."""
+        wanted = self.config.accounts.groups
+        if not wanted:
+            return account
+        member = sorted(self.store.groups_of(account.row.uid).intersection(wanted))
+        t("groups", f"member of {', '.join(member)}" if member else f"NOT a member of {', '.join(wanted)}")
+        return account if member else "not a member of [accounts] groups"
 
     def _email_owner(self, login: Login, t: Trace) -> UserRow | str:
         """The one user whose Nextcloud e-mail address is the login. Config loading made

@@ -195,6 +195,12 @@ class QueryBuilder:
         # a row whose uid_lower is not a safe mailbox local part is nobody's mailbox (ncauth.names)
         where.append(f"{x('u.uid_lower')} NOT IN ('', '.', '..')")
         where.append(self._unsafe_free("u.uid_lower", "@" if acc.match == "email" else ""))
+        if acc.groups:  # as policy.Authenticator._member: non-members have no mailbox
+            groups = ", ".join(x(quote(g)) for g in acc.groups)
+            where.append(
+                f"EXISTS (SELECT 1 FROM {p}group_user gm WHERE {x('gm.uid')} = {x('u.uid')}"
+                f" AND {x('gm.gid')} IN ({groups}))"
+            )
         return source, where
 
     def _login_conditions(self) -> list[str]:

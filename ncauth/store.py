@@ -344,11 +344,12 @@ class Store:
         ]
 
     def groups_of(self, uid: str) -> set[str]:
-        """The Nextcloud groups *uid* is a member of."""
+        """The Nextcloud groups *uid* is a member of, compared exactly here (a MySQL
+        collation would also find the memberships of 'Alice ' for 'alice')."""
         gu = self.tables.group_user
-        stmt = sa.select(gu.c.gid).where(gu.c.uid == uid)
-        gids: Sequence[str] = self._run(lambda c: c.execute(stmt).scalars().all(), [])
-        return set(gids)
+        stmt = sa.select(gu.c.uid, gu.c.gid).where(gu.c.uid == uid)
+        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
+        return {r.gid for r in rows if r.uid == uid}
 
     def known_elsewhere(self, uid: str) -> bool:
         """Whether Nextcloud keeps preferences for a user whose lower-cased uid is *uid*: a user of another backend
