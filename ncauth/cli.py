@@ -92,6 +92,11 @@ def _parser() -> _Parser:
         "--host", default="localhost", help="MySQL/MariaDB host part of the users (default: localhost)"
     )
 
+    sub.add_parser(
+        "users",
+        parents=[common],
+        help="list every enabled account this configuration serves, one canonical name a line",
+    )
     sub.add_parser("serve", parents=[common], help="run the daemon ([daemon] socket, or systemd's socket)")
     sub.add_parser("status", parents=[common], help="the running daemon's counters")
 
@@ -136,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         return daemon.serve(config_mod.config_path(args.config))
     if args.command == "status":
         return status(args.config)
+    if args.command == "users":
+        return users(args.config)
     if args.command == "dovecot-config":
         return dovecot_config(args)
     if args.command == "sql":
@@ -346,4 +353,18 @@ def status(config_arg: str | None) -> int:
         raise TemporaryFailure(f"daemon not answering: {exc}") from None
     for key, value in answer.fields.items():
         sys.stdout.write(f"{key}={value}\n")
+    return EX_OK
+
+
+def users(config_arg: str | None) -> int:
+    """``ncauth users``: the accounts Dovecot would iterate (``doveadm -A``), for scripts
+    and for checkpassword set-ups, where Dovecot itself cannot iterate."""
+    from ncauth.policy import Authenticator
+
+    auth = Authenticator(_load_quiet(config_arg))
+    try:
+        names = auth.accounts()
+    finally:
+        auth.store.close()
+    sys.stdout.write("".join(f"{name}\n" for name in names))
     return EX_OK

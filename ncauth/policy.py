@@ -80,6 +80,9 @@ class Account:
     domain: str
 
 
+_NO_EMAIL_OWNER = "no user has this e-mail address"
+
+
 def _no_trace(step: str, detail: str) -> None:
     pass
 
@@ -155,7 +158,7 @@ class Authenticator:
             if isinstance(parsed, str):
                 t("login", f"unknown: {parsed}")
                 return Verdict(Outcome.UNKNOWN, parsed)
-            found = self._find(parsed, t)
+            found = self._find(parsed, t, by_name=True)
             if isinstance(found, str):
                 return Verdict(Outcome.UNKNOWN, found)
             enabled = found.row.enabled
@@ -164,6 +167,51 @@ class Authenticator:
         except TemporaryFailure as exc:
             t("verdict", f"TEMPFAIL: {exc}")
             return Verdict(Outcome.TEMPFAIL, str(exc))
+
+    def accounts(self) -> list[str]:
+        """The canonical names of every enabled account this configuration serves, sorted:
+        each name a login or a lookup of it would hand Dovecot (with match = "local-part",
+        one per served domain). For ``doveadm -A``, ``ncauth users`` and Postfix's list of
+        recipients; raises TemporaryFailure when the database does not answer."""
+        acc = self.config.accounts
+        rows = self.store.all_users()
+        by_lower: dict[str, list[UserRow]] = {}
+        for row in rows:
+            by_lower.setdefault(row.uid_lower, []).append(row)
+        members = self.store.members(acc.groups) if acc.groups else None
+        logins: list[Login] = []
+        if acc.match == "email":
+            owners: dict[str, set[str]] = {}
+            for uid, address in self.store.emails():
+                owners.setdefault(address.lower(), set()).add(uid)
+            by_uid = {row.uid: row for row in rows}
+            candidates = [
+                (address, by_uid.get(next(iter(uids)))) for address, uids in owners.items() if len(uids) == 1
+            ]
+            pairs = [(address, row) for address, row in candidates if row is not None]
+        else:  # a login is lower-cased before it is compared: other rows no login reaches
+            pairs = [
+                (row.uid_lower, row)
+                for row in rows
+                if len(by_lower[row.uid_lower]) == 1 and row.uid_lower == row.uid_lower.lower()
+            ]
+        taken = {address.lower() for _, address in self.store.emails()} if acc.match == "email" else set()
+        names_out: set[str] = set()
+        for key, row in pairs:
+            if not row.enabled or (members is not None and row.uid not in members):
+                continue
+            if acc.match == "local-part":
+                logins = [Login(key, d) for d in acc.domains]
+            else:
+                parsed = parse_login(key, self.config)
+                logins = [] if isinstance(parsed, str) else [parsed]
+            for login in logins:
+                account = self._account(login, row)
+                # with match = "email", a name that is an e-mail address finds its owner
+                # first: list it only when that owner is this very account
+                if not isinstance(account, str) and (account.name not in taken or account.name == key):
+                    names_out.add(account.name)
+        return sorted(names_out)
 
     # -- the decision ----------------------------------------------------------------
 
@@ -232,12 +280,16 @@ class Authenticator:
         )
         return good, work
 
-    def _find(self, login: Login, t: Trace) -> Account | str:
+    def _find(self, login: Login, t: Trace, *, by_name: bool = False) -> Account | str:
         """The one Nextcloud account *login* names, with the mailbox name it owns, or
-        the reason there is none."""
+        the reason there is none. With match = "email" a lookup (*by_name*) also finds an
+        account by its canonical name, which Dovecot hands back when it iterates users
+        (``doveadm -A``), but only when no user has that string as an e-mail address."""
         mode = self.config.accounts.match
         if mode == "email":
             found = self._email_owner(login, t)
+            if found == _NO_EMAIL_OWNER and by_name:
+                return self._by_canonical_name(login, t)
             if isinstance(found, str):
                 return found
             rows = [found]
@@ -288,14 +340,25 @@ class Authenticator:
         )
         if len(uids) != 1:
             # Nextcloud's Session::logClientIn also logs in by e-mail only when it is unique
-            return (
-                "no user has this e-mail address" if not uids else "several users share this e-mail address"
-            )
+            return _NO_EMAIL_OWNER if not uids else "several users share this e-mail address"
         row = self.store.user_by_uid(uids[0])
         if row is None:
             t("row", f"none: {uids[0]!r} is not a user of {self.store.tables.users.name}")
             return "no such Nextcloud user"
         return row
+
+    def _by_canonical_name(self, login: Login, t: Trace) -> Account | str:
+        """match = "email": the account whose canonical name *login* is (its uid_lower at
+        the domain of its own, unique e-mail address), for lookups only."""
+        rows = self.store.users(login.local)
+        if len(rows) != 1:
+            return _NO_EMAIL_OWNER
+        address = self.store.email_of(rows[0].uid).lower()
+        parts = names.split_address(address)
+        if parts is None or parts[1] != login.domain or len(self.store.uids_by_email(address)) != 1:
+            return _NO_EMAIL_OWNER
+        t("row", f"{login.address!r} is the canonical name of uid {rows[0].uid!r} (e-mail {address!r})")
+        return self._account(login, rows[0])
 
     def _account(self, login: Login, row: UserRow) -> Account | str:
         """*row* with the one mailbox name it owns: its stored ``uid_lower`` as the local

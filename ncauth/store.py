@@ -252,6 +252,24 @@ class Store:
         rows = [r for r in self._user_rows(self.tables.users.c.uid == uid) if r.uid == uid]
         return rows[0] if len(rows) == 1 else None
 
+    def all_users(self) -> list[UserRow]:
+        """Every row of the users table (for listing accounts; one query)."""
+        return self._user_rows(sa.true())
+
+    def emails(self) -> list[tuple[str, str]]:
+        """(uid, address) of every ``settings``/``email`` preference that is set."""
+        p = self.tables.preferences
+        stmt = sa.select(p.c.userid, p.c.configvalue).where(p.c.appid == "settings", p.c.configkey == "email")
+        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
+        return [(r.userid, r.configvalue) for r in rows if r.configvalue]
+
+    def members(self, gids: Iterable[str]) -> set[str]:
+        """The uids in any of the groups *gids* (group ids compared exactly here)."""
+        gu, wanted = self.tables.group_user, set(gids)
+        stmt = sa.select(gu.c.uid, gu.c.gid).where(gu.c.gid.in_(sorted(wanted)))
+        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
+        return {r.uid for r in rows if r.gid in wanted}
+
     def _user_rows(self, condition: sa.ColumnElement[bool]) -> list[UserRow]:
         """User rows matching *condition*, with the ``enabled`` flag and the count of
         second factors folded in as sub-queries (one round trip per decision)."""
