@@ -14,20 +14,24 @@ prefix and nothing else: the part the filter decides on is the daemon's own outp
 
 from __future__ import annotations
 
+import grp
+import os
 import re
 import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+import population
 import pytest
 from conftest import NextcloudDB, record_output, unavailable
-from population import A, DOMAIN, P
+from dovecot_harness import Dovecot, dovecot_tmpdir
+from population import DOMAIN, A, P
 from test_daemon import Daemon, daemon_config, wait_for
+from test_dovecot import _ncauth, dovecot_venv  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 FILTER = ROOT / "fail2ban" / "filter.d" / "ncauth.conf"
@@ -82,7 +86,7 @@ def syslog_lines(daemon_log: str, pid: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def spray_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SprayLog]:
+def spray_log(tmp_path_factory: pytest.TempPathFactory) -> SprayLog:
     fail2ban_tool("fail2ban-regex")
     tmp = tmp_path_factory.mktemp("f2b-spray")
     db = NextcloudDB(f"sqlite:///{tmp / 'nextcloud.db'}", "oc_", tmp).populate()
@@ -136,7 +140,7 @@ def spray_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SprayLog]:
         db.close()
     log.path.write_text(text)
     record_output(text)
-    yield log
+    return log
 
 
 def private_confdir(tmp: Path) -> Path:
@@ -184,7 +188,9 @@ def test_filter_matches_refusals_and_throttling_only(spray_log: SprayLog, tmp_pa
     assert spray_log.answers[SPRAYER] == ["FAIL", "UNKNOWN"] * 2 + ["FAIL"] + ["TEMPFAIL:throttled"] * 3
     # Alice's own typo was the account's first failure
     botnet = [a for rip in BOTNET for a in spray_log.answers[rip]]
-    assert botnet == ["FAIL"] * (USER_FAILURES - 1) + ["TEMPFAIL:throttled"] * (len(BOTNET) - USER_FAILURES + 1)
+    assert botnet == ["FAIL"] * (USER_FAILURES - 1) + ["TEMPFAIL:throttled"] * (
+        len(BOTNET) - USER_FAILURES + 1
+    )
     assert spray_log.answers[OWNER] == ["OK", "FAIL", "OK", "OK"]
     assert spray_log.answers[OUTAGE] == ["TEMPFAIL"] * (IP_FAILURES + 3)
     assert "reason=\"throttled: too many failed logins for this user\"" in text
@@ -231,7 +237,13 @@ def decision_line(login: str, verdict: str = "unknown", reason: str = "no such u
     log.setup("info", stream=stream)
     try:
         log.decision(
-            verdict=verdict, login=login, reason=reason, ms=1.0, service="imap", remote_ip=HOSTILE, via="daemon"
+            verdict=verdict,
+            login=login,
+            reason=reason,
+            ms=1.0,
+            service="imap",
+            remote_ip=HOSTILE,
+            via="daemon",
         )
     finally:
         log.logger.handlers[:], level, log.logger.propagate = saved
@@ -243,7 +255,12 @@ def decision_line(login: str, verdict: str = "unknown", reason: str = "no such u
 
 @pytest.mark.parametrize(
     "prefix",
-    ["{stamp} mx ncauth[4242]: ", "{stamp} auth: Info: ", "{stamp} auth: Warning: ", "{stamp} mx dovecot[42]: auth: Info: "],
+    [
+        "{stamp} mx ncauth[4242]: ",
+        "{stamp} auth: Info: ",
+        "{stamp} auth: Warning: ",
+        "{stamp} mx dovecot[42]: auth: Info: ",
+    ],
     ids=["syslog-daemon", "dovecot-log-info", "dovecot-log-warning", "syslog-dovecot"],
 )
 def test_a_hostile_login_cannot_choose_the_banned_address(prefix: str, tmp_path: Path) -> None:
@@ -281,8 +298,7 @@ def test_fail2ban_server_bans_the_sprayer_only(spray_log: SprayLog, tmp_path: Pa
         "ignoreself = true\nignoreip = 127.0.0.1/8 ::1\nbanaction = dummy\naction = %(banaction)s\n"
     )
     (conf / "jail.d" / "test.local").write_text(
-        f"[ncauth-file]\nenabled = true\nlogpath = {spray_log.path}\n"
-        f"action = dummy[target={banned}]\n"
+        f"[ncauth-file]\nenabled = true\nlogpath = {spray_log.path}\naction = dummy[target={banned}]\n"
     )
     base = ["-c", str(conf), "-s", str(run / "f2b.sock"), "-p", str(run / "f2b.pid")]
     client = [fail2ban_tool("fail2ban-client"), *base]
@@ -313,3 +329,52 @@ def test_fail2ban_server_bans_the_sprayer_only(spray_log: SprayLog, tmp_path: Pa
             server.wait()
         out = server.stdout.read() if server.stdout else ""
         record_output(out, (run / "fail2ban.log").read_text() if (run / "fail2ban.log").exists() else "")
+
+
+@pytest.mark.slow
+@pytest.mark.dovecot
+def test_checkpassword_lines_in_dovecots_own_log(dovecot_venv: Path) -> None:  # noqa: F811 (the fixture)
+    """Dovecot 2.3 with ncauth-checkpassword (no daemon): the decision lines land in Dovecot's
+    log_path as ``<date> auth: Info: ncauth: ...``; the filter takes the client's address
+    from them (logins through the Postfix SASL socket, which passes the client's rip), also
+    for a hostile login."""
+    fail2ban_tool("fail2ban-regex")
+    root = dovecot_tmpdir("ncauth-f2b-")
+    try:
+        db = NextcloudDB(f"sqlite:///{root / 'nextcloud.db'}", "oc_", root).populate()
+        db.close()
+        os.chmod(root / "nextcloud.db", 0o644)
+        config = root / "ncauth.toml"
+        accounts = population.STANDARD_CONFIG.split("[userdb]")[0]
+        userdb = f'\n[userdb]\nuid = "nobody"\ngid = "nogroup"\nhome = "{root}/mail/{{domain}}/{{local}}"\n'
+        config.write_text(population.config_text(db.url, db.prefix) + accounts + userdb)
+        os.chown(config, 0, grp.getgrnam("dovecot").gr_gid)
+        config.chmod(0o640)
+        snippet = root / "ncauth.conf.ext"
+        _ncauth(
+            dovecot_venv,
+            *("dovecot-config", "--config", str(config), "--mode", "checkpassword", "--dovecot", "2.3"),
+            *("--output", str(snippet), "--postfix-socket", f"{root}/postfix-auth"),
+            *("--postfix-user", "root", "--postfix-group", "root"),
+        )
+        # Dovecot's default auth_username_chars refuses `"` and spaces before ncauth sees them;
+        # an empty one (any character) lets the hostile login through to ncauth's log line
+        with Dovecot(root, snippet.read_text(), extra_config="auth_username_chars =") as dc:
+            assert dc.sasl_plain(A, P, rip=OWNER)[0] == "OK"
+            for i in range(6):
+                assert (
+                    dc.sasl_plain(f"user{i}@{DOMAIN}" if i % 2 else A, "Summer2026!", rip=SPRAYER)[0]
+                    == "FAIL"
+                )
+            assert dc.sasl_plain(INJECTION, "Summer2026!", rip=HOSTILE)[0] == "FAIL"
+            dc.wait_for_log(f"rip={HOSTILE}")
+            text = dc.log_text()
+        record_output(text)
+        assert re.search(r"^\w{3} \d\d \d\d:\d\d:\d\d auth: Info: ncauth: verdict=refused ", text, re.M), text
+        assert text.count(" ncauth: verdict=") == 8 and "via=checkpassword" in text
+        assert f'verdict=\\"fail" service=smtp rip={HOSTILE} via=checkpassword' in text, text
+        conf = private_confdir(root / "f2b")
+        ips = Counter(fail2ban_regex(dc.log_path, conf, "-o", "ip").split())
+        assert ips == {SPRAYER: 6, HOSTILE: 1}, text
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
