@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from dovecot_harness import _free_port, _kill_pgid, _live_group_members
 
@@ -203,7 +203,7 @@ class Postfix:
         self.settings |= dict(main or {})
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self._finalizer = weakref.finalize(self, lambda: None)
+        self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(self, lambda: None)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def write_config(self) -> Path:

@@ -152,6 +152,9 @@ def test_socketmap_hit_notfound_and_temp(site: Site) -> None:
     )
     assert found[0] == 250
     assert missing[0] == 550
+    # smtpd folds the key to lower case before it asks the socketmap (DICT_FLAG_FOLD_MUL)
+    [(upper, _)] = rcpt_codes(site, "ViaSocket@Example.ORG")
+    assert upper == 250
     # a TEMP reply is a temporary lookup failure: 451 4.3.0, never "user unknown"
     assert temp[0] == 451, temp
     assert temp[1].startswith("4.3.0")

@@ -37,7 +37,7 @@ from ncauth.socketmap import (
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
 
 map_names = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20)
-keys = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=300)
+keys = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=300)
 
 
 # --- netstrings --------------------------------------------------------------------------
