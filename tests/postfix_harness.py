@@ -50,7 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from dovecot_harness import _free_port, _kill_pgid, _live_group_members
+from dovecot_harness import DovecotBase, _free_port, _kill_pgid, _live_group_members
 
 from ncauth.socketmap import Handler, serve_connection
 
@@ -301,23 +301,10 @@ class Postfix:
         return _run_on_pty([POSTFIX_BIN, "-c", str(self.config_dir), command], cwd=self.root)
 
     # ---- logs ---------------------------------------------------------------------------------
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_mark(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def log_since(self, mark: int) -> str:
-        with contextlib.suppress(FileNotFoundError), open(self.log_path, "rb") as f:
-            f.seek(mark)
-            return f.read().decode(errors="replace")
-        return ""
+    # the log file helpers of the Dovecot harness work on any object with a ``log_path``
+    log_text = DovecotBase.log_text
+    log_mark = DovecotBase.log_mark
+    log_since = DovecotBase.log_since
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0, since: int = 0) -> str:
         """Wait until the regular expression *pattern* matches the log since *since*."""

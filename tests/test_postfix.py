@@ -22,7 +22,7 @@ from postfix_harness import LmtpSink, Postfix, SocketmapServer, postfix_availabl
 
 from ncauth.socketmap import MAX_REQUEST, NetstringDecoder, Reply, Request, netstring, parse_request
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dovecot]
 
 #: Dovecot's SASL for smtpd: any user with this made-up password (the sender tests need
 #: SMTP AUTH: reject_sender_login_mismatch does nothing while smtpd_sasl_auth_enable is off)
