@@ -342,13 +342,13 @@ async def serve_connection(
                 frames = decoder.feed(chunk)
             except FramingError:
                 frames = []
-            for frame in frames:
+            for frame in frames:  # one at a time: a pipelining client cannot pile up replies
                 writer.write(await _answer(frame, handler))
+                await writer.drain()
             if decoder.failed is not None:
                 writer.write(encode_reply(Reply.perm(str(decoder.failed))))
                 await writer.drain()
                 return
-            await writer.drain()
     except ConnectionError:
         return
     finally:

@@ -5,9 +5,10 @@ the incremental reader against hostile byte streams, and one real connection ser
 from __future__ import annotations
 
 import asyncio
-import os
+import shutil
 import socket
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ from ncauth.socketmap import (
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
 
 map_names = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20)
-keys = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=300)
+keys = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=300)
 
 
 # --- netstrings --------------------------------------------------------------------------
@@ -311,12 +312,17 @@ async def _directory(request: Request) -> Reply:
     return Reply.notfound()
 
 
-@pytest.fixture
-def sock_path() -> Path:
+@pytest.fixture(scope="module")
+def sock_dir() -> Iterator[Path]:
     # AF_UNIX paths are short; pytest's tmp_path may be too long
-    d = Path(f"/tmp/ncauth-sm-{os.getpid()}")
-    d.mkdir(exist_ok=True)
-    return d / "s"
+    d = Path(tempfile.mkdtemp(prefix="ncauth-sm-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def sock_path(sock_dir: Path) -> Path:
+    return sock_dir / "s"
 
 
 def test_one_connection_carries_many_requests(sock_path: Path) -> None:
@@ -386,11 +392,14 @@ def test_an_idle_connection_is_closed(sock_path: Path) -> None:
     asyncio.run(_serve(sock_path, _directory, client, idle_timeout=0.3))
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.binary(max_size=200))
-def test_hostile_streams_never_crash_the_server(garbage: bytes) -> None:
-    path = Path(f"/tmp/ncauth-sm-{os.getpid()}")
-    path.mkdir(exist_ok=True)
+def test_hostile_streams_never_crash_the_server(sock_dir: Path, garbage: bytes) -> None:
 
     def client(s: socket.socket) -> None:
         s.sendall(garbage)
@@ -399,4 +408,4 @@ def test_hostile_streams_never_crash_the_server(garbage: bytes) -> None:
         for p in payloads:
             decode_reply(netstring(p))  # every answer is a well-formed reply
 
-    asyncio.run(_serve(path / "h", _directory, client))
+    asyncio.run(_serve(sock_dir / "h", _directory, client))
