@@ -128,6 +128,14 @@ class DaemonSection(NamedTuple):
     throttle_exempt_networks: tuple[Network, ...] = ()
 
 
+class PostfixSection(NamedTuple):
+    """The daemon's second listener: Postfix's socketmap lookups (``ncauth.socketmap``)."""
+
+    socket: str = ""  # empty: no Postfix maps
+    socket_group: str = "postfix"
+    allowed_users: tuple[str, ...] = ("postfix",)
+
+
 class Config(NamedTuple):
     path: str
     nextcloud: NextcloudSection
@@ -135,6 +143,7 @@ class Config(NamedTuple):
     userdb: Mapping[str, str] = MappingProxyType({})
     daemon: DaemonSection = DaemonSection()
     log_level: str = "info"
+    postfix: PostfixSection = PostfixSection()
 
 
 def config_path(explicit: str | None = None, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
@@ -166,12 +175,13 @@ def load(path: str) -> Config:
 def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
     """Validate a decoded TOML document; *mode* (st_mode) enables the permission checks."""
     r = _Reader(path)
-    r.only_keys("", raw, ("nextcloud", "accounts", "userdb", "daemon", "log"))
+    r.only_keys("", raw, ("nextcloud", "accounts", "userdb", "daemon", "log", "postfix"))
     nc = r.table(raw, "nextcloud", required=True)
     accounts = r.table(raw, "accounts")
     userdb = r.table(raw, "userdb")
     daemon = r.table(raw, "daemon")
     log = r.table(raw, "log")
+    postfix = r.table(raw, "postfix")
 
     if mode is not None:  # before anything else: an unsafe file is the first thing to fix
         _check_mode(path, mode, holds_secret=_holds_secret(nc))
@@ -184,6 +194,7 @@ def parse(raw: dict[str, Any], path: str, *, mode: int | None = None) -> Config:
         userdb=_userdb(r, userdb),
         daemon=_daemon(r, daemon),
         log_level=r.choice("log", log, "level", LOG_LEVELS, Config._field_defaults["log_level"]),
+        postfix=_postfix(r, postfix),
     )
     r.only_keys("log", log, ("level",))
     return config
@@ -629,6 +640,19 @@ def _daemon(r: _Reader, daemon: dict[str, Any]) -> DaemonSection:
             r.number(sec, daemon, "throttle_ipv6_prefix", d.throttle_ipv6_prefix, lo=32, hi=128)
         ),
         throttle_exempt_networks=_networks(r, sec, daemon, "throttle_exempt_networks"),
+    )
+
+
+def _postfix(r: _Reader, table: dict[str, Any]) -> PostfixSection:
+    sec, d = "postfix", PostfixSection()
+    r.only_keys(sec, table, ("socket", "socket_group", "allowed_users"))
+    socket_path = r.string(sec, table, "socket")
+    if socket_path and not socket_path.startswith("/"):
+        raise r.fail(sec, "socket", "must be an absolute path")
+    return PostfixSection(
+        socket=socket_path,
+        socket_group=r.string(sec, table, "socket_group", d.socket_group),
+        allowed_users=r.strings(sec, table, "allowed_users") if "allowed_users" in table else d.allowed_users,
     )
 
 

@@ -30,13 +30,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ncauth import config as config_mod
-from ncauth import hashes, log
+from ncauth import hashes, log, socketmap
 from ncauth.cache import VerifiedCache
 from ncauth.errors import ConfigError
 from ncauth.outcome import Outcome
 from ncauth.policy import Authenticator, Verdict, in_networks
 from ncauth.protocol import HELLO, MAX_LINE, MalformedRequest, Reply, Request, is_hello
 from ncauth.throttle import Throttle
+
+#: the socketmap names ``[postfix] socket`` answers (``socketmap:unix:PATH:NAME``)
+MAPS = ("recipients", "senders")
+#: seconds a map lookup may take: well inside Postfix's 100 s wait, so it gets TEMP, not silence
+MAP_TIMEOUT = 20.0
 
 
 class _LineTooLong(Exception):
@@ -80,6 +85,8 @@ class Daemon:
         self.stats = Stats()
         self.allowed_uids = self._allowed_uids(d.allowed_users)
         self.server: asyncio.base_events.Server | None = None
+        self.map_server: asyncio.base_events.Server | None = None
+        self.map_uids = self._allowed_uids(config.postfix.allowed_users)
         self._stopping = asyncio.Event()
         #: requests in flight per configuration: an old one is closed after its last
         self._using: Counter[Authenticator] = Counter()
@@ -135,12 +142,17 @@ class Daemon:
         path = self.config.daemon.socket
         if not path:
             raise ConfigError(f"{self.config.path}: [daemon] socket: missing (and no socket from systemd)")
+        return self._bind(path, self.config.daemon.socket_group, "[daemon]")
+
+    def _bind(self, path: str, group: str, section: str) -> socket.socket:
+        """A new listening socket at *path*, mode 0660 (group *group* when set), after
+        making sure no live daemon answers there."""
         try:
             if stat.S_ISSOCK(os.lstat(path).st_mode):
                 if _answers(path):
                     raise ConfigError(
                         f"{path}: another ncauth serve is answering there; stop it first "
-                        "(or give this one another [daemon] socket)"
+                        f"(or give this one another {section} socket)"
                     )
                 os.unlink(path)  # a stale socket from an earlier run
         except FileNotFoundError:
@@ -151,13 +163,13 @@ class Daemon:
             sock.bind(path)
         finally:
             os.umask(old_umask)
-        group = self.config.daemon.socket_group
         if group:
             try:
                 os.chown(path, -1, grp.getgrnam(group).gr_gid)
             except KeyError:
+                sock.close()
                 raise ConfigError(
-                    f"{self.config.path}: [daemon] socket_group: no such group {group!r}"
+                    f"{self.config.path}: {section} socket_group: no such group {group!r}"
                 ) from None
         os.chmod(path, 0o660)
         sock.listen(128)
@@ -176,6 +188,13 @@ class Daemon:
         self.server = await asyncio.start_unix_server(
             self._connection, sock=sock, limit=MAX_LINE, backlog=128
         )
+        if self.config.postfix.socket:
+            postfix_sock = self._bind(
+                self.config.postfix.socket, self.config.postfix.socket_group, "[postfix]"
+            )
+            self.map_server = await asyncio.start_unix_server(
+                self._map_connection, sock=postfix_sock, backlog=128
+            )
         _sd_notify("READY=1")
         log.logger.info(
             "serving with %d workers, queue %d, cache %s",
@@ -187,6 +206,8 @@ class Daemon:
         _sd_notify("STOPPING=1")
         log.logger.info("stopping: draining %d request(s)", self.inflight)
         self.server.close()
+        if self.map_server is not None:
+            self.map_server.close()
         deadline = loop.time() + self.config.daemon.drain_timeout
         while self.inflight and loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -206,6 +227,7 @@ class Daemon:
             old, self.auth, self.config = self.auth, auth, config
             self.throttle = self._throttle(config)
             self.allowed_uids = self._allowed_uids(config.daemon.allowed_users)
+            self.map_uids = self._allowed_uids(config.postfix.allowed_users)
             log.setup(config.log_level)
             if not self._using[old]:
                 self._retire(old)  # else the last request still using it does
@@ -266,6 +288,57 @@ class Daemon:
                 await asyncio.wait_for(writer.wait_closed(), 1)
             except (TimeoutError, ConnectionError, OSError):
                 pass
+
+    async def _map_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One of Postfix's socketmap connections (``[postfix] socket``)."""
+        uid = _peer_uid(writer.get_extra_info("socket"))
+        if uid not in self.map_uids:
+            self.stats.refused_peers += 1
+            log.logger.warning(
+                "refused a Postfix map connection from uid %s (not in [postfix] allowed_users)", uid
+            )
+            writer.close()
+            return
+        await socketmap.serve_connection(reader, writer, self._map_answer)
+
+    async def _map_answer(self, request: socketmap.Request) -> socketmap.Reply:
+        """``recipients``: does the address have a mailbox here; ``senders``: which login
+        names own it. Never NOTFOUND for an outage: Postfix would bounce mail for good."""
+        if request.name not in MAPS:
+            return socketmap.Reply.perm(f"unknown map {request.name!r} (ncauth serves {', '.join(MAPS)})")
+        if self.inflight >= self.workers + self.config.daemon.queue:
+            self.stats.busy += 1
+            return socketmap.Reply.temp("busy: too many requests waiting")
+        auth, started = self.auth, time.perf_counter()
+        self.inflight += 1
+        self._using[auth] += 1
+        try:
+            verdict = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self.pool, auth.mailbox_owner, request.key),
+                MAP_TIMEOUT,
+            )
+        except TimeoutError:
+            verdict = Verdict(Outcome.TEMPFAIL, f"no answer within {MAP_TIMEOUT:g} s")
+        finally:
+            self.inflight -= 1
+            self._using[auth] -= 1
+            if auth is not self.auth and not self._using[auth]:
+                self._retire(auth)
+        self.stats.record(f"MAP_{verdict.outcome.wire}", time.perf_counter() - started)
+        log.logger.debug(
+            "postfix %s \"%s\": %s (%s)",
+            request.name,
+            log.printable(request.key),
+            verdict.outcome.value,
+            verdict.reason,
+        )
+        if verdict.outcome is Outcome.TEMPFAIL:
+            return socketmap.Reply.temp(verdict.reason)
+        if not verdict.ok:
+            return socketmap.Reply.notfound()
+        if request.name == "senders":
+            return socketmap.Reply.ok(",".join(auth.login_names(verdict)))
+        return socketmap.Reply.ok(verdict.user)
 
     async def _readline(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next complete line, or None at EOF or after idle_timeout."""

@@ -168,6 +168,25 @@ class Authenticator:
             t("verdict", f"TEMPFAIL: {exc}")
             return Verdict(Outcome.TEMPFAIL, str(exc))
 
+    def mailbox_owner(self, address: str) -> Verdict:
+        """Postfix's question about *address*: the enabled account it is a mailbox of (OK,
+        with the canonical name), or UNKNOWN (no such account, disabled, not a member of
+        ``[accounts] groups``), or TEMPFAIL. A lookup: no password, no decoy, and no
+        decision line (Postfix asks for every recipient; the answer is its to log)."""
+        verdict = self.lookup(address)
+        if verdict.ok and verdict.disabled:
+            return Verdict(Outcome.UNKNOWN, "disabled in Nextcloud", uid=verdict.uid)
+        return verdict
+
+    def login_names(self, verdict: Verdict) -> list[str]:
+        """The SASL login names (Dovecot's canonical ``user=``) that own the mailbox of an
+        OK *verdict*: with match = "local-part" the account's name in every served domain
+        (one Nextcloud password logs in to each), else its one canonical name."""
+        if self.config.accounts.match != "local-part":
+            return [verdict.user]
+        local = verdict.user.rpartition("@")[0]
+        return [f"{local}@{domain}" for domain in self.config.accounts.domains]
+
     def accounts(self) -> list[str]:
         """The canonical names of every enabled account this configuration serves, sorted:
         each name a login or a lookup of it would hand Dovecot (with match = "local-part",

@@ -403,6 +403,7 @@ def test_readme_tables_state_the_code_defaults(tmp_path: Path) -> None:
         "nextcloud": {**nc._asdict(), **nested},
         "accounts": c.accounts._asdict(),
         "daemon": c.daemon._asdict(),
+        "postfix": c.postfix._asdict(),
     }
     rows = _readme_defaults()
     assert {s for s, _, _ in rows} == set(sections) and len(rows) > 40
