@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from ncauth.config import NextcloudSection
 from ncauth.errors import ConfigError, TemporaryFailure
+from ncauth.quota import QuotaSettings
 
 T = TypeVar("T")
 
@@ -98,6 +99,13 @@ class Tables:
             md,
             sa.Column("gid", s(64), primary_key=True),
             sa.Column("uid", s(64), primary_key=True),
+        )
+        self.appconfig = sa.Table(
+            f"{prefix}appconfig",
+            md,
+            sa.Column("appid", s(32), primary_key=True),
+            sa.Column("configkey", s(64), primary_key=True),
+            sa.Column("configvalue", sa.Text),
         )
         #: every table, in the order `ncauth sql` grants them
         self.all = (self.users, self.preferences, self.twofactor_providers, self.group_user, self.authtoken)
@@ -398,3 +406,33 @@ def _describe(exc: Exception | None) -> str:
     for word in ("[SQL:", "(Background on this error"):
         text = text.split(word, 1)[0].strip()
     return f"{type(orig).__name__}: {text}"[:300]
+
+
+#: The ``files`` app settings ``User::getQuota()`` reads (lib/private/User/User.php).
+_QUOTA_APPCONFIG = ("default_quota", "allow_unlimited_quota", "quota_preset")
+
+
+def quota_settings(store: Store, uid: str) -> QuotaSettings:
+    """What Nextcloud's quota for *uid* depends on: the ``files``/``quota`` preference and
+    the ``files`` app's quota settings, in one connection. The ``lazy`` flag of newer
+    ``oc_appconfig`` tables is not filtered on: ``getAppValue`` loads lazy values too."""
+    p, a = store.tables.preferences, store.tables.appconfig
+    pref = sa.select(p.c.userid, p.c.configvalue).where(
+        p.c.userid == uid, p.c.appid == "files", p.c.configkey == "quota"
+    )
+    app = sa.select(a.c.configkey, a.c.configvalue).where(
+        a.c.appid == "files", a.c.configkey.in_(_QUOTA_APPCONFIG)
+    )
+
+    def work(conn: sa.Connection) -> QuotaSettings:
+        # exact comparisons again in Python: MySQL collations ignore case and trailing spaces
+        users = [r.configvalue for r in conn.execute(pref) if r.userid == uid]
+        values = {r.configkey: r.configvalue for r in conn.execute(app) if r.configkey in _QUOTA_APPCONFIG}
+        return QuotaSettings(
+            user_quota=users[0] if len(users) == 1 and users[0] is not None else None,
+            default_quota=values.get("default_quota"),
+            allow_unlimited_quota=values.get("allow_unlimited_quota"),
+            quota_preset=values.get("quota_preset"),
+        )
+
+    return store._run(work, QuotaSettings())
