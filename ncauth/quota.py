@@ -159,9 +159,15 @@ def effective_quota(settings: QuotaSettings) -> str:
         return quota
     if settings.default_quota is not None:
         return settings.default_quota
-    allow_unlimited = (settings.allow_unlimited_quota or "1") == "1"
+    # getAppValue() returns a stored '' as it is: only a missing row takes the default
+    allow_unlimited = settings.allow_unlimited_quota in (None, "1")
     if not allow_unlimited:
-        presets = [_php_trim(p) for p in (settings.quota_preset or DEFAULT_QUOTA_PRESET).split(",")]
+        presets = [
+            _php_trim(p)
+            for p in (DEFAULT_QUOTA_PRESET if settings.quota_preset is None else settings.quota_preset).split(
+                ","
+            )
+        ]
         # array_filter() drops '' and '0'; array_diff() drops 'default' and 'none'
         usable = [p for p in presets if p not in ("", "0", "default", "none")]
         if usable:
