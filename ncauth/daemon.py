@@ -292,14 +292,20 @@ class Daemon:
     async def _map_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One of Postfix's socketmap connections (``[postfix] socket``)."""
         uid = _peer_uid(writer.get_extra_info("socket"))
-        if uid not in self.map_uids:
+        if uid not in self.map_uids or self._peer_connections[uid] >= self.config.daemon.peer_connections:
             self.stats.refused_peers += 1
             log.logger.warning(
-                "refused a Postfix map connection from uid %s (not in [postfix] allowed_users)", uid
+                "refused a Postfix map connection from uid %s (%s)",
+                uid,
+                "not in [postfix] allowed_users" if uid not in self.map_uids else "[daemon] peer_connections",
             )
             writer.close()
             return
-        await socketmap.serve_connection(reader, writer, self._map_answer)
+        self._peer_connections[uid] += 1
+        try:
+            await socketmap.serve_connection(reader, writer, self._map_answer)
+        finally:
+            self._peer_connections[uid] -= 1
 
     async def _map_answer(self, request: socketmap.Request) -> socketmap.Reply:
         """``recipients``: does the address have a mailbox here; ``senders``: which login
@@ -312,18 +318,19 @@ class Daemon:
         auth, started = self.auth, time.perf_counter()
         self.inflight += 1
         self._using[auth] += 1
-        try:
-            verdict = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(self.pool, auth.mailbox_owner, request.key),
-                MAP_TIMEOUT,
-            )
-        except TimeoutError:
-            verdict = Verdict(Outcome.TEMPFAIL, f"no answer within {MAP_TIMEOUT:g} s")
-        finally:
+
+        def release(_: object) -> None:  # when the worker is done, not when Postfix gave up
             self.inflight -= 1
             self._using[auth] -= 1
             if auth is not self.auth and not self._using[auth]:
                 self._retire(auth)
+
+        future = asyncio.get_running_loop().run_in_executor(self.pool, auth.mailbox_owner, request.key)
+        future.add_done_callback(release)
+        try:
+            verdict = await asyncio.wait_for(asyncio.shield(future), MAP_TIMEOUT)
+        except TimeoutError:
+            verdict = Verdict(Outcome.TEMPFAIL, f"no answer within {MAP_TIMEOUT:g} s")
         self.stats.record(f"MAP_{verdict.outcome.wire}", time.perf_counter() - started)
         log.logger.debug(
             "postfix %s \"%s\": %s (%s)",

@@ -150,15 +150,18 @@ class Authenticator:
             t("verdict", f"TEMPFAIL: {exc}")
             return Verdict(Outcome.TEMPFAIL, str(exc))
 
-    def lookup(self, login: str, *, trace: Trace | None = None) -> Verdict:
-        """Does *login* name a Nextcloud user? No password is involved."""
+    def lookup(self, login: str, *, trace: Trace | None = None, by_name: bool = True) -> Verdict:
+        """Does *login* name a Nextcloud user? No password is involved. *by_name*: with
+        match = "email", also by an account's canonical name (Dovecot's lookups after
+        iterating users); Postfix's maps pass False, since with trust_user_emails a user
+        could claim that name as her address and take its mail."""
         t = trace or _no_trace
         try:
             parsed = parse_login(login, self.config)
             if isinstance(parsed, str):
                 t("login", f"unknown: {parsed}")
                 return Verdict(Outcome.UNKNOWN, parsed)
-            found = self._find(parsed, t, by_name=True)
+            found = self._find(parsed, t, by_name=by_name)
             if isinstance(found, str):
                 return Verdict(Outcome.UNKNOWN, found)
             enabled = found.row.enabled
@@ -173,7 +176,7 @@ class Authenticator:
         with the canonical name), or UNKNOWN (no such account, disabled, not a member of
         ``[accounts] groups``), or TEMPFAIL. A lookup: no password, no decoy, and no
         decision line (Postfix asks for every recipient; the answer is its to log)."""
-        verdict = self.lookup(address)
+        verdict = self.lookup(address, by_name=False)
         if verdict.ok and verdict.disabled:
             return Verdict(Outcome.UNKNOWN, "disabled in Nextcloud", uid=verdict.uid)
         return verdict
@@ -203,7 +206,11 @@ class Authenticator:
             owners: dict[str, set[str]] = {}
             for uid, address in self.store.emails():
                 owners.setdefault(address.lower(), set()).add(uid)
-            by_uid = {row.uid: row for row in rows}
+            by_uid = {
+                row.uid: row
+                for row in rows
+                if len(by_lower[row.uid_lower]) == 1 and row.uid_lower == row.uid_lower.lower()
+            }
             candidates = [
                 (address, by_uid.get(next(iter(uids)))) for address, uids in owners.items() if len(uids) == 1
             ]
@@ -364,6 +371,18 @@ class Authenticator:
         if row is None:
             t("row", f"none: {uids[0]!r} is not a user of {self.store.tables.users.name}")
             return "no such Nextcloud user"
+        return self._own_uid_lower(row, t)
+
+    def _own_uid_lower(self, row: UserRow, t: Trace) -> UserRow | str:
+        """*row* when its ``uid_lower`` names it alone: lower-case, and no other row
+        carries it (the mailbox is named by it, so a row holding another's uid_lower
+        would get that person's mailbox), as match = "local-part" requires too."""
+        if row.uid_lower != row.uid_lower.lower():
+            return f"uid_lower {row.uid_lower!r} of {row.uid!r} is not lower-case"
+        rows = self.store.users(row.uid_lower)
+        if [r.uid for r in rows] != [row.uid]:
+            t("row", f"{len(rows)} rows share uid_lower {row.uid_lower!r}: refusing to guess")
+            return f"{len(rows)} Nextcloud users share uid_lower {row.uid_lower!r}"
         return row
 
     def _by_canonical_name(self, login: Login, t: Trace) -> Account | str:
@@ -374,7 +393,7 @@ class Authenticator:
             return _NO_EMAIL_OWNER
         address = self.store.email_of(rows[0].uid).lower()
         parts = names.split_address(address)
-        if parts is None or parts[1] != login.domain or len(self.store.uids_by_email(address)) != 1:
+        if parts is None or parts[1] != login.domain or self.store.uids_by_email(address) != [rows[0].uid]:
             return _NO_EMAIL_OWNER
         t("row", f"{login.address!r} is the canonical name of uid {rows[0].uid!r} (e-mail {address!r})")
         return self._account(login, rows[0])

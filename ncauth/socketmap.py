@@ -344,12 +344,12 @@ async def serve_connection(
                 frames = []
             for frame in frames:  # one at a time: a pipelining client cannot pile up replies
                 writer.write(await _answer(frame, handler))
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), idle_timeout)
             if decoder.failed is not None:
                 writer.write(encode_reply(Reply.perm(str(decoder.failed))))
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), idle_timeout)
                 return
-    except ConnectionError:
+    except (ConnectionError, TimeoutError):  # a peer that never reads its answers
         return
     finally:
         writer.close()

@@ -204,7 +204,7 @@ class QueryBuilder:
         return source, where
 
     def _login_conditions(self) -> list[str]:
-        acc, p = self.config.accounts, self.p
+        acc, p, x = self.config.accounts, self.p, self.exact
         cond = [
             "SUBSTR(u.password, 1, 2) IN ('1|', '2|', '3|')",
             "(SUBSTR(u.password, 4, 7) = 'argon2i' OR SUBSTR(u.password, 4, 2) IN ('2y', '2a', '2b'))",
@@ -225,14 +225,16 @@ class QueryBuilder:
             )
             if acc.two_factor_enforced:
                 if acc.two_factor_enforced_groups:
-                    groups = ", ".join(quote(g) for g in acc.two_factor_enforced_groups)
+                    groups = ", ".join(x(quote(g)) for g in acc.two_factor_enforced_groups)
                     cond.append(
-                        f"NOT EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))"
+                        f"NOT EXISTS (SELECT 1 FROM {p}group_user g WHERE {x('g.uid')} = {x('u.uid')}"
+                        f" AND {x('g.gid')} IN ({groups}))"
                     )
                 elif acc.two_factor_enforced_excluded_groups:
-                    groups = ", ".join(quote(g) for g in acc.two_factor_enforced_excluded_groups)
+                    groups = ", ".join(x(quote(g)) for g in acc.two_factor_enforced_excluded_groups)
                     cond.append(
-                        f"EXISTS (SELECT 1 FROM {p}group_user g WHERE g.uid = u.uid AND g.gid IN ({groups}))"
+                        f"EXISTS (SELECT 1 FROM {p}group_user g WHERE {x('g.uid')} = {x('u.uid')}"
+                        f" AND {x('g.gid')} IN ({groups}))"
                     )
                 else:
                     raise ConfigError(

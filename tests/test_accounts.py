@@ -91,3 +91,17 @@ def test_ncauth_users_command(standard_nextcloud, tmp_path) -> None:
     down.chmod(0o600)
     failed = run(str(down))
     assert failed.returncode == 75 and "Traceback" not in failed.stderr, failed.stderr
+
+
+def test_postfix_maps_find_addresses_only_by_email(standard_nextcloud) -> None:
+    """With match = "email", Dovecot's lookups also find Emma by her canonical name, but
+    Postfix's maps do not: with trust_user_emails another user could claim that name as
+    her own address and would then receive Emma's mail (review finding)."""
+    auth = _auth(standard_nextcloud, "email")
+    try:
+        assert auth.lookup(f"emma.stone@{D}").ok
+        assert not auth.mailbox_owner(f"emma.stone@{D}").ok
+        owner = auth.mailbox_owner(f"emma@{D}")
+        assert owner.ok and owner.user == f"emma.stone@{D}"
+    finally:
+        auth.store.close()
