@@ -1,76 +1,28 @@
-"""Fixtures: real databases holding Nextcloud's tables, and ncauth configs for them.
+"""Fixtures: real databases holding Nextcloud's tables, ncauth configs for them, and
+daemons serving them. The helpers behind them are in the ``support`` package.
 
-Databases come in DESIGN §6 order (see dbservers.py). Without one, a test is skipped
-locally but fails where ``CI`` or ``NCAUTH_REQUIRE_DB`` is set: CI must never pass
-by skipping the real-database tests.
+Databases come in DESIGN §6 order (see support/dbservers.py). Without one, a test is
+skipped locally but fails where ``CI`` or ``NCAUTH_REQUIRE_DB`` is set: CI must never
+pass by skipping the real-database tests.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dbservers
-import ncschema
-import population
 import pytest
-import sqlalchemy as sa
+from support import dbservers, population
+from support.daemon import Daemon, daemon_config
+from support.nextcloud import NextcloudDB, database_url
+from support.require import unavailable
 
-REQUIRE_REAL = bool(os.environ.get("CI") or os.environ.get("NCAUTH_REQUIRE_DB"))
-_counter = itertools.count()
-
-
-# --- no secret in any output ---------------------------------------------------------
-# Every test's captured stdout/stderr/log, and the output of every program the tests
-# run (recorded through record_output), is searched for the suite's passwords, app
-# tokens and database secrets; a hit fails the test that produced it.
-
-_recorded: list[str] = []
-_runtime_secrets: set[str] = set()
+pytest_plugins = ["support.leakcheck"]
 
 
-def register_secret(secret: str) -> str:
-    """Add a secret made at run time (a database password) to the leak check."""
-    _runtime_secrets.add(secret)
-    return secret
-
-
-def record_output(*texts: str) -> None:
-    """Hand the output of a subprocess (checkpassword, ncauth, Dovecot's log) to the leak check."""
-    _recorded.extend(texts)
-
-
-def leaked_secrets(texts: list[str]) -> list[str]:
-    """The secrets of population.SECRETS that occur in *texts*, shortened for the report."""
-    return [
-        s[:3] + "…" for s in sorted({*population.SECRETS, *_runtime_secrets}) if any(s in t for t in texts)
-    ]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when != "call":
-        return
-    texts = [content for _, content in report.sections] + _recorded
-    _recorded.clear()
-    leaked = leaked_secrets(texts)
-    if leaked and report.passed:
-        report.outcome = "failed"
-        report.longrepr = f"secret(s) found in the output of this test: {', '.join(leaked)}"
-
-
-def unavailable(reason: str) -> None:
-    """Skip, or fail when real components are required (CI)."""
-    if REQUIRE_REAL:
-        pytest.fail(f"{reason} (CI/NCAUTH_REQUIRE_DB is set: real components are required)")
-    pytest.skip(reason)
-
-
-def _server(start, kind: str) -> Iterator[dbservers.Server]:
+def _server(start: Callable[[], dbservers.Server], kind: str) -> Iterator[dbservers.Server]:
     try:
         server = start()
     except dbservers.DatabaseUnavailable as exc:
@@ -89,41 +41,6 @@ def postgres() -> Iterator[dbservers.Server]:
     yield from _server(dbservers.postgres_server, "PostgreSQL")
 
 
-class NextcloudDB:
-    """One database with Nextcloud's tables (under *prefix*) and the standard users."""
-
-    def __init__(self, url: str, prefix: str, directory: Path) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.directory = directory
-        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        self.config_path: Path | None = None
-        ncschema.create_schema(self.engine, prefix)
-
-    def populate(self) -> NextcloudDB:
-        with self.engine.begin() as conn:
-            population.populate(conn, self.prefix)
-        return self
-
-    def write_config(self, text: str = "", *, name: str = "ncauth.toml", mode: int = 0o600) -> Path:
-        """An ncauth config for this database; *text* adds sections after [nextcloud]."""
-        path = self.directory / name
-        path.write_text(population.config_text(self.url, self.prefix) + text)
-        path.chmod(mode)
-        return path
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
-def _database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of *kind*: a file for SQLite, a new database on the server otherwise."""
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'nextcloud.db'}"
-    server = request.getfixturevalue("mariadb" if kind == "mariadb" else "postgres")
-    return server.create_database(f"nc_{os.getpid()}_{next(_counter)}")
-
-
 @pytest.fixture(scope="session", params=["sqlite", "mariadb", "postgresql"])
 def standard_nextcloud(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -131,7 +48,7 @@ def standard_nextcloud(
     """The standard population, shared read-only by the case-table tests of a backend,
     with the standard ncauth config written beside it."""
     tmp = tmp_path_factory.mktemp(f"nc-{request.param}")
-    db = NextcloudDB(_database_url(request.param, request, tmp), "oc_", tmp).populate()
+    db = NextcloudDB(database_url(request.param, request, tmp), "oc_", tmp).populate()
     db.config_path = db.write_config(population.STANDARD_CONFIG)
     yield db
     db.close()
@@ -139,6 +56,37 @@ def standard_nextcloud(
 
 @pytest.fixture
 def nextcloud_sqlite(tmp_path: Path) -> Iterator[NextcloudDB]:
+    """The standard population in a fresh SQLite file: for tests of anything but the
+    database (the socket protocol, the process, the relay), which need no server."""
     db = NextcloudDB(f"sqlite:///{tmp_path / 'nextcloud.db'}", "oc_", tmp_path).populate()
     yield db
     db.close()
+
+
+@pytest.fixture
+def db(mariadb: dbservers.Server, tmp_path: Path) -> Iterator[NextcloudDB]:
+    """The standard population in a fresh MariaDB database."""
+    d = NextcloudDB(
+        mariadb.create_database(f"nc_daemon_{os.getpid()}_{time.monotonic_ns()}"), "oc_", tmp_path
+    )
+    yield d.populate()
+    d.close()
+
+
+def _daemon(db: NextcloudDB, tmp_path: Path) -> Iterator[Daemon]:
+    config, sock = daemon_config(db, tmp_path)
+    d = Daemon(config, sock)
+    yield d
+    assert d.stop() == 0
+
+
+@pytest.fixture
+def daemon(db: NextcloudDB, tmp_path: Path) -> Iterator[Daemon]:
+    """``ncauth serve`` on ``db`` (MariaDB), throttling off; must exit 0 on SIGTERM."""
+    yield from _daemon(db, tmp_path)
+
+
+@pytest.fixture
+def sqlite_daemon(nextcloud_sqlite: NextcloudDB, tmp_path: Path) -> Iterator[Daemon]:
+    """``ncauth serve`` on ``nextcloud_sqlite``, throttling off; must exit 0 on SIGTERM."""
+    yield from _daemon(nextcloud_sqlite, tmp_path)

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import record_output, unavailable
-from dovecot_harness import dovecot_available
+from support.dovecot_harness import dovecot_available
+from support.leakcheck import record_output
+from support.require import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

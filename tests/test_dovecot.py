@@ -9,22 +9,19 @@ listener; lookups go through ``doveadm auth lookup`` and ``doveadm user``.
 
 from __future__ import annotations
 
-import grp
-import os
-import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import population
 import pytest
-from conftest import NextcloudDB, record_output, register_secret, unavailable
-from dovecot24 import Dovecot24, dovecot24_available
-from dovecot_harness import Dovecot, DovecotBase, dovecot_available, dovecot_tmpdir, make_dovecot_venv
-from population import CASES, Case
-from test_daemon import Daemon
+from support import dovecot_e2e, population
+from support.dovecot24 import dovecot24_available
+from support.dovecot_harness import dovecot_available, make_dovecot_venv
+from support.leakcheck import record_output
+from support.nextcloud import NextcloudDB
+from support.population import CASES, Case
+from support.require import unavailable
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,26 +45,6 @@ SQL_MODE_REFUSES = {
 }
 
 
-class E2E:
-    """Mixin: SASL goes to the Postfix listener of the generated snippet, and the test
-    knows which mode it runs."""
-
-    postfix_socket: Path
-    mode: str
-
-    @property
-    def auth_smtp_socket(self) -> Path:
-        return self.postfix_socket
-
-
-class E2EDovecot23(E2E, Dovecot):
-    pass
-
-
-class E2EDovecot24(E2E, Dovecot24):
-    pass
-
-
 @pytest.fixture(scope="session")
 def dovecot_venv() -> Path:
     reason = dovecot_available()
@@ -81,81 +58,6 @@ def e2e_db(mariadb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nextcl
     db = NextcloudDB(mariadb.create_database("nc_e2e"), "oc_", tmp_path_factory.mktemp("e2e")).populate()
     yield db
     db.close()
-
-
-def _ncauth(venv: Path, *args: str) -> str:
-    proc = subprocess.run([str(venv / "bin" / "ncauth"), *args], capture_output=True, text=True, timeout=60)
-    record_output(proc.stdout, proc.stderr)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def _db_user(mariadb, db: NextcloudDB, venv: Path, config: Path, which: str, name: str) -> str:
-    """Create the least-privilege user *name* that ``ncauth sql`` prints for *which* and
-    return a URL for it: the tests then run with exactly the generated grants."""
-    password = register_secret("e2e-" + secrets.token_hex(12))
-    mariadb.execute(f"DROP USER IF EXISTS '{name}'@'127.0.0.1'")
-    sql = _ncauth(venv, "sql", "--config", str(config), "--host", "127.0.0.1", f"--{which}-user", name)
-    section = sql.split(f"({name}):\n", 1)[1].split("\n\n", 1)[0]
-    code = "\n".join(
-        line.split("--", 1)[0] for line in section.replace("'CHANGE-ME'", f"'{password}'").splitlines()
-    )
-    statements = [s.strip() for s in code.split(";") if s.strip()]
-    assert len(statements) == len(section.splitlines())  # one statement a line, none lost
-    for statement in statements:
-        mariadb.execute(statement)
-    host, port = mariadb.url("x").split("@", 1)[1].split("/", 1)[0].split(":")
-    return f"mysql+pymysql://{name}:{password}@{host}:{port}/{db.url.rsplit('/', 1)[1]}"
-
-
-def _start(
-    mode: str, version: str, daemon: bool, mariadb, db: NextcloudDB, venv: Path
-) -> tuple[DovecotBase, Daemon | None]:
-    root = dovecot_tmpdir()
-    config = root / "ncauth.toml"
-    userdb = f'\n[userdb]\nuid = "nobody"\ngid = "nogroup"\nhome = "{root}/mail/{{domain}}/{{local}}"\n'
-    accounts = population.STANDARD_CONFIG.split("[userdb]")[0]
-    sock = root / "ncauth.sock"
-    # the case table fails on purpose from one address: no failure throttling here
-    daemon_section = (
-        f'\n[daemon]\nsocket = "{sock}"\nsocket_group = "dovecot"\nthrottle = false\n' if daemon else ""
-    )
-    config.write_text(population.config_text(db.url, db.prefix) + accounts + userdb)
-    config.chmod(0o600)
-    which = "dovecot" if mode == "sql" else "ncauth"
-    url = _db_user(mariadb, db, venv, config, which, f"e2e_{mode}_{version.replace('.', '')}")
-    config.write_text(population.config_text(url, db.prefix) + accounts + userdb + daemon_section)
-    os.chown(config, 0, grp.getgrnam("dovecot").gr_gid)
-    config.chmod(0o640)
-    server = (
-        Daemon(config, sock, argv=[str(venv / "bin" / "ncauth"), "serve", "--config", str(config)])
-        if daemon
-        else None
-    )
-    snippet = root / "ncauth.conf.ext"
-    _ncauth(
-        venv,
-        "dovecot-config",
-        "--config",
-        str(config),
-        "--mode",
-        mode,
-        "--dovecot",
-        version,
-        "--output",
-        str(snippet),
-        "--postfix-socket",
-        f"{root}/postfix-auth",
-        "--postfix-user",
-        "root",
-        "--postfix-group",
-        "root",
-    )
-    cls = E2EDovecot23 if version == "2.3" else E2EDovecot24
-    dovecot = cls(root, snippet.read_text())
-    dovecot.postfix_socket = root / "postfix-auth"
-    dovecot.mode = mode
-    return dovecot.start(), server
 
 
 #: mode, Dovecot version, with the daemon
@@ -172,11 +74,13 @@ MATRIX = [
 @pytest.fixture(scope="module", params=MATRIX, ids=[f"{m}{'+daemon' if d else ''}-{v}" for m, v, d in MATRIX])
 def dovecot(
     request: pytest.FixtureRequest, mariadb, e2e_db: NextcloudDB, dovecot_venv: Path
-) -> Iterator[E2E]:
+) -> Iterator[dovecot_e2e.E2E]:
     mode, version, with_daemon = request.param
     if version == "2.4" and (reason := dovecot24_available()):
         unavailable(f"no Dovecot 2.4 chroot: {reason}")
-    d, server = _start(mode, version, with_daemon, mariadb, e2e_db, dovecot_venv)
+    d, server = dovecot_e2e.start(
+        mode, version, with_daemon, mariadb, e2e_db.url, e2e_db.prefix, dovecot_venv
+    )
     try:
         yield d
     finally:

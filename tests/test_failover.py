@@ -4,16 +4,16 @@ skipped, logins go on against the next, and the dead node is tried again later."
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import dbservers
-import population
 import pytest
-from conftest import NextcloudDB, unavailable
-from population import A, P
-from test_daemon import Daemon
+from sqlalchemy.engine import make_url
+from support import dbservers, population
+from support.daemon import Daemon, wait_for
+from support.nextcloud import NextcloudDB
+from support.population import A, P
+from support.require import unavailable
 
 
 @pytest.fixture
@@ -32,6 +32,16 @@ def two_nodes(tmp_path: Path):
     finally:
         for s in servers:
             s.close()
+
+
+def _daemon_connected(server: dbservers.Server, db: NextcloudDB) -> bool:
+    """Does *server* hold a connection to *db*'s database besides this probe (the daemon's
+    pool: it connects to a node when it sends it queries)?"""
+    rows = server.execute(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+        [make_url(db.url).database],
+    )
+    return rows[0][0] > 0
 
 
 def test_node_killed_during_a_login_storm(two_nodes, tmp_path: Path) -> None:
@@ -53,11 +63,24 @@ def test_node_killed_during_a_login_storm(two_nodes, tmp_path: Path) -> None:
     d = Daemon(config, sock)
     try:
         jobs = [(A, P, "OK") if i % 3 else (A, f"wrong-{i}", "FAIL") for i in range(200)]
-        killer = threading.Timer(1.0, servers[0].kill)
+        answered: list[str] = []
+        killed_after: list[int] = []
+
+        def ask(job: tuple[str, str, str]) -> str:
+            answered.append(verdict := d.ask("AUTH", job[0], job[1]).verdict)
+            return verdict
+
+        def kill_mid_storm() -> None:
+            wait_for(lambda: len(answered) >= 20, timeout=60)
+            servers[0].kill()
+            killed_after.append(len(answered))
+
+        killer = threading.Thread(target=kill_mid_storm)
         killer.start()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            answers = list(pool.map(lambda j: d.ask("AUTH", j[0], j[1]).verdict, jobs))
+            answers = list(pool.map(ask, jobs))
         killer.join()
+        assert killed_after and killed_after[0] < 150, killed_after  # the storm went on past the kill
         print(
             f"failover: {len(answers)} logins, {answers.count('OK')} OK, {answers.count('FAIL')} FAIL, "
             f"{answers.count('TEMPFAIL')} TEMPFAIL, db_reconnects={d.stats()['db_reconnects']}"
@@ -68,11 +91,12 @@ def test_node_killed_during_a_login_storm(two_nodes, tmp_path: Path) -> None:
         assert not servers[0].is_running()
         assert int(d.stats()["db_reconnects"]) >= 1
 
-        # the first node comes back; after failover_retry it serves again, so losing the
-        # second one costs nothing
+        # the first node comes back; after failover_retry it serves again (the daemon
+        # connects to it), so losing the second one costs nothing
         servers[0].start()
-        time.sleep(2.5)
-        assert d.ask("AUTH", A, P).verdict == "OK"
+        wait_for(
+            lambda: d.ask("AUTH", A, P).verdict == "OK" and _daemon_connected(servers[0], dbs[0]), timeout=30
+        )
         servers[1].stop()
         assert [d.ask("AUTH", A, P).verdict for _ in range(5)] == ["OK"] * 5
     finally:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import tomllib
 
-import population
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from test_checkpassword import checkpassword
+from support import population
+from support.checkpassword import checkpassword
+from support.nextcloud import NextcloudDB
 
 from ncauth import checkpassword as cp
 from ncauth import config as cfg
@@ -72,14 +73,36 @@ def test_protocol_carries_bytes_exactly(raw: list[bytes]) -> None:
 @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00")), max_size=4))
 @budget(300)
 def test_protocol_encoder_takes_any_text(fields: list[str]) -> None:
-    assert encode_line(*fields).endswith(b"\n")
+    """Any text makes one well-formed line (one field per TAB-separated slot, one LF at
+    the end, no CR: what a user types cannot add fields or lines to an answer) that
+    decodes to the same fields."""
+    line = encode_line(*fields)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and b"\r" not in line
+    assert line.count(b"\t") == max(len(fields) - 1, 0)
+    assert decode_line(line) == (fields or [""])
 
 
 @given(st.binary(max_size=300))
 @budget(400)
 def test_protocol_decoder_takes_any_bytes(line: bytes) -> None:
-    fields = decode_line(line.replace(b"\n", b""))
-    assert isinstance(key_values(fields), dict)
+    """Any line decodes to one field per TAB-separated slot, and the daemon can send
+    back what it read (a request id, a user name) unchanged; only a NUL cannot travel,
+    and encoding refuses it rather than cut the field short. ``key_values`` keeps each
+    key's last value."""
+    line = line.replace(b"\n", b"")
+    fields = decode_line(line)
+    assert len(fields) == line.count(b"\t") + 1
+    if b"\0" in line:
+        with pytest.raises(ValueError, match="NUL"):
+            encode_line(*fields)
+    else:
+        assert decode_line(encode_line(*fields)) == fields
+    pairs = key_values(fields)
+    for field in fields:
+        key = field.partition("=")[0]
+        last = next(f for f in reversed(fields) if f.partition("=")[0] == key)
+        assert pairs[key] == last.partition("=")[2]
+    assert set(pairs) == {f.partition("=")[0] for f in fields}
 
 
 _toml_values = st.recursive(
@@ -119,23 +142,29 @@ _keys = st.sampled_from(
 def test_config_loader_only_raises_config_errors(raw: dict[str, object]) -> None:
     """Whatever a TOML document holds, parse() returns a Config or raises ConfigError
     naming the file."""
-    try:
-        cfg.parse(raw, "/etc/ncauth/fuzz.toml")
-    except ConfigError as exc:
-        assert str(exc).startswith("/etc/ncauth/fuzz.toml") or "config_php" in str(exc)
+    _config_or_error_naming_the_file(raw, "/etc/ncauth/fuzz.toml")
 
 
 @given(st.text(max_size=200))
 @budget(200)
 def test_config_text_never_crashes(text: str) -> None:
+    """Any text: TOML refuses it, or parse() returns a Config or raises ConfigError naming
+    the file (which is what the admin sees, and why checkpassword exits 111)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         return
+    _config_or_error_naming_the_file(raw, "/x.toml")
+
+
+def _config_or_error_naming_the_file(raw: dict[str, object], path: str) -> None:
     try:
-        cfg.parse(raw, "/x.toml")
-    except ConfigError:
-        pass
+        config = cfg.parse(raw, path)
+    except ConfigError as exc:
+        assert str(exc).startswith(path) or "config_php" in str(exc), exc
+    else:
+        assert isinstance(config, cfg.Config) and config.path == path
+        assert config.nextcloud.database_urls  # a Config always knows where to look
 
 
 # --- through the process boundary --------------------------------------------------
@@ -148,8 +177,6 @@ VALID = {
 
 @pytest.fixture(scope="module")
 def fuzz_config(tmp_path_factory: pytest.TempPathFactory):
-    from conftest import NextcloudDB
-
     tmp = tmp_path_factory.mktemp("fuzz")
     db = NextcloudDB(f"sqlite:///{tmp / 'nc.db'}", "oc_", tmp).populate()
     yield db.write_config(population.STANDARD_CONFIG)

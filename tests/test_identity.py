@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import ncschema
-import population
 import pytest
 import sqlalchemy as sa
-from conftest import NextcloudDB, _database_url
-from population import P
+from support import ncschema, population
+from support.checkpassword import DOVECOT_ENV, REPLY_HELPER, checkpassword, expected_reply, request
+from support.daemon import NCAUTH, Daemon, daemon_config, wait_for
+from support.nextcloud import NextcloudDB, database_url
+from support.population import P
 
 from ncauth import config as config_mod
 from ncauth import hashes
@@ -182,7 +183,7 @@ def mariadb_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NextcloudDB]:
     tmp = tmp_path_factory.mktemp("identity-mariadb")
-    db = NextcloudDB(_database_url("mariadb", request, tmp), "oc_", tmp)
+    db = NextcloudDB(database_url("mariadb", request, tmp), "oc_", tmp)
     yield db
     db.close()
 
@@ -284,8 +285,6 @@ def test_hostile_hash_rows_are_refused_at_once(db: NextcloudDB, name: str) -> No
     """Finding 11: a stored hash asking for hours of work or gigabytes is refused in
     well under a second by checkpassword, with the reason logged; its memory stays
     that of an ordinary login."""
-    from test_checkpassword import checkpassword, request
-
     with db.engine.begin() as conn:
         ncschema.add_user(conn, "oc_", "mallory", HOSTILE_HASHES[name])
     config = db.write_config(f'\n[accounts]\ndomains = ["{D}"]\n')
@@ -305,8 +304,6 @@ def _children_maxrss() -> int:
 def test_the_deadline_holds_while_argon2_runs(db: NextcloudDB) -> None:
     """Finding 11: within the limits the admin raised, a slow hash is cut off at the
     deadline (exit 111), even though SIGALRM cannot interrupt argon2 itself."""
-    from test_checkpassword import DOVECOT_ENV, REPLY_HELPER, request
-
     slow = "3|$argon2id$v=19$m=16384,t=10000,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43
     with db.engine.begin() as conn:
         ncschema.add_user(conn, "oc_", "slowpoke", slow)
@@ -315,32 +312,15 @@ def test_the_deadline_holds_while_argon2_runs(db: NextcloudDB) -> None:
         "import sys; import ncauth.checkpassword as c; c.DEADLINE = 2; "
         "c.main(['--config', sys.argv[1], sys.argv[2]])"
     )
-    r3, w3 = os.pipe()
-    r4, w4 = os.pipe()
-    os.write(w3, request(f"slowpoke@{D}", P))
-    os.close(w3)
-
-    def child() -> None:
-        os.dup2(r3, 3)
-        os.dup2(w4, 4)
-
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(config), REPLY_HELPER],
+    r = checkpassword(
+        config,
+        request(f"slowpoke@{D}", P),
         env={**os.environ, **DOVECOT_ENV},
-        preexec_fn=child,
-        pass_fds=(),
-        close_fds=False,
-        capture_output=True,
-        timeout=60,
+        argv=[sys.executable, "-c", code, str(config), REPLY_HELPER],
     )
-    elapsed = time.monotonic() - started
-    os.close(r3)
-    os.close(w4)
-    os.close(r4)
-    assert proc.returncode == 111, proc.stderr
-    assert b"no verdict within" in proc.stderr
-    assert elapsed < 10  # the hash alone would run for minutes
+    assert r.code == 111, r.stderr
+    assert "no verdict within" in r.stderr
+    assert r.seconds < 10  # the hash alone would run for minutes
 
 
 # --- 12/13. the daemon: a catch-all, one daemon per socket, connections per peer -------------
@@ -348,8 +328,6 @@ def test_the_deadline_holds_while_argon2_runs(db: NextcloudDB) -> None:
 
 @pytest.fixture
 def daemon(db: NextcloudDB, tmp_path: Path):
-    from test_daemon import Daemon, daemon_config
-
     with db.engine.begin() as conn:
         population.populate(conn, "oc_")
     config, sock = daemon_config(db, tmp_path, "peer_connections = 3\n")
@@ -393,6 +371,7 @@ def test_a_request_that_cannot_be_answered_gets_tempfail_on_the_same_connection(
 def test_connections_per_peer_are_capped(daemon) -> None:
     """Finding 13: one local user cannot hold every descriptor of the daemon."""
     held = [_raw(daemon.socket) for _ in range(3)]
+    before = daemon.open_fds()
     try:
         extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         extra.settimeout(10)
@@ -401,7 +380,7 @@ def test_connections_per_peer_are_capped(daemon) -> None:
         extra.close()
     finally:
         held.pop().close()
-    time.sleep(0.2)
+    wait_for(lambda: daemon.open_fds() <= before - 1)  # the daemon let go of the refused and the closed one
     with _raw(daemon.socket) as s:  # a slot is free again
         s.sendall(f"LOOKUP\t1\talice@{D}\n".encode())
         assert _line(s).startswith(b"OK\t1\t")
@@ -412,8 +391,6 @@ def test_connections_per_peer_are_capped(daemon) -> None:
 def test_a_second_daemon_does_not_steal_a_live_socket(daemon) -> None:
     """Finding 13: a second `ncauth serve` on the same socket used to delete the first
     one's socket; now it refuses to start and the first keeps answering."""
-    from test_daemon import NCAUTH
-
     proc = subprocess.run(
         [str(NCAUTH), "serve", "--config", str(daemon.config)], capture_output=True, text=True, timeout=30
     )
@@ -473,7 +450,6 @@ def test_a_cheaper_hash_and_its_decoy_fit_dovecots_256_mib(db: NextcloudDB) -> N
     real check (a second review found a decoy thread beside it made the *correct*
     password fail under Dovecot's 256 MiB address-space limit). Both verdicts hold."""
     from argon2 import PasswordHasher
-    from test_checkpassword import checkpassword, request
 
     with db.engine.begin() as conn:
         ncschema.add_user(
@@ -493,17 +469,16 @@ def test_checkpassword_never_decides_past_a_daemon_that_is_there(daemon) -> None
     """Review finding: a daemon that refuses the connection (too many) or does not answer
     in time used to count as "not there", and checkpassword then decided in-process,
     without the daemon's throttle. Now only a missing daemon is; the rest is 111."""
-    from test_checkpassword import checkpassword, request
-
     config = daemon.config
     held = [_raw(daemon.socket) for _ in range(3)]  # peer_connections = 3
+    before = daemon.open_fds()
     try:
         r = checkpassword(config, request(f"alice@{D}", P))
         assert r.code == 111 and "deciding in-process" not in r.stderr
     finally:
         for s in held:
             s.close()
-    time.sleep(0.2)
+    wait_for(lambda: daemon.open_fds() <= before - 3)  # the daemon let go of all three
     assert checkpassword(config, request(f"alice@{D}", P)).code == 0  # the daemon decides again
     daemon.proc.send_signal(signal.SIGSTOP)  # there, but silent
     try:
@@ -522,8 +497,6 @@ def test_checkpassword_never_decides_past_a_daemon_that_is_there(daemon) -> None
 def test_email_match_through_checkpassword_never_reaches_another_mailbox(db: NextcloudDB) -> None:
     """Finding 1 through a real checkpassword process: an address copied by another user
     reaches nobody, and an address's owner gets the mailbox named by her account."""
-    from test_checkpassword import checkpassword, expected_reply, request
-
     _users(db, ("Anna", P), ("eve", HOSTILE_P), ("boss", P))
     _email(db, "Anna", f"anna.k@{D}")
     _email(db, "boss", f"boss@{D}")

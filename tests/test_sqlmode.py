@@ -5,9 +5,9 @@ Dovecot's own username checks would hide there, such as padded logins.)"""
 
 from __future__ import annotations
 
-import population
 import pytest
 import sqlalchemy as sa
+from support import population
 
 from ncauth import config as config_mod
 from ncauth.sqlgen import QueryBuilder, dialect_of

@@ -20,10 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nctokens
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import nctokens
 
 from ncauth import tokencrypt
 from ncauth.tokencrypt import TokenDecryptError, crypto_decrypt, decrypt_private_key, stored_login_password

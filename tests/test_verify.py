@@ -7,10 +7,10 @@ import io
 import subprocess
 import sys
 
-import population
 import pytest
-from conftest import record_output
-from population import CASES, Case
+from support import population
+from support.leakcheck import leaked_secrets, record_output
+from support.population import CASES, Case
 
 from ncauth import cli
 
@@ -238,8 +238,6 @@ def test_entry_point_and_exit_codes(standard_nextcloud) -> None:
 
 
 def test_leak_check_catches_a_leak() -> None:
-    """The suite-wide check (conftest.pytest_runtest_makereport) would see a password."""
-    from conftest import leaked_secrets
-
+    """The suite-wide check (support/leakcheck.py) would see a password."""
     assert leaked_secrets([f"login failed: password={population.P}"]) == [population.P[:3] + "…"]
     assert leaked_secrets([f'verdict=refused login="{population.A}" reason="wrong password"']) == []

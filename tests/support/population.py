@@ -14,11 +14,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import ncschema
-import nctokens
 from sqlalchemy.engine import Connection
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "nextcloud_hashes.json").read_text())
+from . import ncschema, nctokens
+
+VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "nextcloud_hashes.json").read_text())
 HASH = {case["name"]: case["stored"] for case in VECTORS["cases"]}
 PASSWORD_SALT = VECTORS["passwordsalt"]
 SECRET = "ncauth-test-secret-6d1c0f0e2b"
