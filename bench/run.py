@@ -3,7 +3,7 @@ argon2 verify of the same hash measured in the same run (the floor).
 
     .venv/bin/python bench/run.py [--quick] [--json bench/results/latest.json]
 
-Starts its own throwaway MariaDB (tests/dbservers.py), loads users whose hashes PHP's
+Starts its own throwaway MariaDB (tests/support/dbservers.py), loads users whose hashes PHP's
 password_hash made with Nextcloud's defaults (argon2id m=64 MiB t=4 p=1; argon2i m=32 MiB;
 bcrypt cost 10), runs the daemon as a real process, and prints one markdown table plus
 the machine; the same goes to JSON for comparison across runs. No figure is asserted:
@@ -13,11 +13,11 @@ targets are reported next to the measurements.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,14 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import argon2.low_level  # noqa: E402
-import dbservers  # noqa: E402
-import ncschema  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
-from dovecot_harness import make_dovecot_venv  # noqa: E402
-from test_checkpassword import checkpassword, request  # noqa: E402
+from support import dbservers, dovecot_e2e, ncschema  # noqa: E402
+from support.checkpassword import checkpassword, request  # noqa: E402
+from support.daemon import Daemon  # noqa: E402
+from support.dovecot_harness import dovecot_available, make_dovecot_venv  # noqa: E402
 
-from ncauth import client, hashes  # noqa: E402
 from ncauth import config as config_mod  # noqa: E402
+from ncauth import hashes  # noqa: E402
 from ncauth.policy import Authenticator  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
@@ -48,11 +48,18 @@ PHP_HASHES = {
     "argon2i": 'echo "2|" . password_hash($argv[1], PASSWORD_ARGON2I, ["memory_cost" => 32768]);',
     "bcrypt": 'echo "1|" . password_hash($argv[1], PASSWORD_BCRYPT, ["cost" => 10]);',
 }
-# Programs run as an admin installs them: a virtualenv from Debian's python with `pip install .`
-# (the development interpreter's site-packages would add their own start-up cost).
-VENV = make_dovecot_venv(ROOT)
-NCAUTH = VENV / "bin" / "ncauth"
-CHECKPASSWORD = VENV / "bin" / "ncauth-checkpassword"
+
+
+@functools.cache
+def venv() -> Path:
+    """Programs run as an admin installs them: a virtualenv from Debian's python with
+    `pip install .` (the development interpreter's site-packages would add their own
+    start-up cost). Built, or found in its cache, when a benchmark first runs a program."""
+    return make_dovecot_venv(ROOT)
+
+
+def program(name: str) -> Path:
+    return venv() / "bin" / name
 
 
 @dataclass
@@ -167,40 +174,17 @@ def machine() -> dict[str, str]:
     }
 
 
-class DaemonProcess:
-    def __init__(self, config: Path, sock: Path) -> None:
-        self.sock = sock
-        self.proc = subprocess.Popen(
-            [str(NCAUTH), "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self.ask("STATS")
-                break
-            except client.DaemonUnavailable:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def ask(self, command: str, *args: str) -> client.Answer:
-        return client.request(str(self.sock), command, *args, connect_timeout=2, reply_timeout=60)
-
-    def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+def start_daemon(config: Path, sock: Path) -> Daemon:
+    """The venv's ``ncauth serve``; a cold storm may queue a request for long."""
+    return Daemon(
+        config, sock, argv=[str(program("ncauth")), "serve", "--config", str(config)], reply_timeout=60
+    )
 
 
 def run_checkpassword(config: Path, user: str, password: str) -> None:
-    result = checkpassword(config, request(user, password), {"SERVICE": "imap"}, program=CHECKPASSWORD)
+    result = checkpassword(
+        config, request(user, password), {"SERVICE": "imap"}, program=program("ncauth-checkpassword")
+    )
     if result.code != 0:
         raise RuntimeError(f"checkpassword exited {result.code}: {result.stderr}")
 
@@ -308,7 +292,7 @@ def main() -> int:
                 "`ncauth verify` (whole command)",
                 timed(
                     lambda: subprocess.run(
-                        [str(NCAUTH), "verify", "--config", str(inproc), user, "--password-stdin"],
+                        [str(program("ncauth")), "verify", "--config", str(inproc), user, "--password-stdin"],
                         input=PASSWORD.encode(),
                         capture_output=True,
                         check=True,
@@ -324,7 +308,7 @@ def main() -> int:
             )
         )
 
-        d = DaemonProcess(cold, sock)
+        d = start_daemon(cold, sock)
         d.ask("AUTH", user, PASSWORD)
         samples, floor_samples = paired(lambda: d.ask("AUTH", user, PASSWORD), bare, n)
         rows.append(Row("daemon, cold (cache off)", samples, floor_ms=floor_samples))
@@ -333,7 +317,7 @@ def main() -> int:
             rows.append(Row(f"daemon, cold, concurrency {c}", samples, concurrency=c, wall_s=wall))
         d.stop()
 
-        d = DaemonProcess(cached, sock)
+        d = start_daemon(cached, sock)
         d.ask("AUTH", user, PASSWORD)
         repeated = Row("daemon, repeated (cache hit)", timed(lambda: d.ask("AUTH", user, PASSWORD), n * 4))
         rows.append(repeated)
@@ -348,14 +332,14 @@ def main() -> int:
         d.stop()
 
         # memory: a storm of distinct wrong passwords (every one a cold 64 MiB argon2 run)
-        d = DaemonProcess(cold, sock)
+        d = start_daemon(cold, sock)
         workers = int(d.ask("STATS").fields["workers"])
         samples, wall = concurrent(lambda i: d.ask("AUTH", user, f"wrong-{i}"), storm, 32)
         rows.append(
             Row(f"daemon storm: {storm} cold wrong-password logins", samples, concurrency=32, wall_s=wall)
         )
         extra["storm_logins"] = storm
-        extra["daemon_peak_rss_mib"] = round(d.peak_rss_mib(), 1)
+        extra["daemon_peak_rss_mib"] = round(d.rss_peak_kib() / 1024, 1)
         extra["daemon_rss_budget_mib"] = 100 + workers * 64
         extra["workers"] = workers
         d.stop()
@@ -410,10 +394,6 @@ def dovecot_paths(
 ) -> None:
     """Logins through a real Dovecot 2.3 on its SASL socket (as Postfix authenticates), for
     every mode ncauth generates, cold (a user's first login) and repeated."""
-    import test_dovecot as e2e
-    from conftest import NextcloudDB
-    from dovecot_harness import dovecot_available
-
     if reason := dovecot_available():
         extra["dovecot"] = f"skipped: {reason}"
         return
@@ -425,8 +405,6 @@ def dovecot_paths(
             ncschema.add_user(conn, "oc_", login.split("@")[0], php_hash("argon2id"))
     engine.dispose()
     fresh = iter(cold_users)
-    db = NextcloudDB.__new__(NextcloudDB)
-    db.url, db.prefix = url, "oc_"
     user = "argon2id@example.org"
     paths = [
         ("checkpassword", False, "Dovecot -> checkpassword (in-process)"),
@@ -435,7 +413,7 @@ def dovecot_paths(
         ("sql", False, "Dovecot SQL passdb, auth_cache on"),
     ]
     for mode, with_daemon, label in paths:
-        dovecot, daemon = e2e._start(mode, "2.3", with_daemon, server, db, VENV)
+        dovecot, daemon = dovecot_e2e.start(mode, "2.3", with_daemon, server, url, "oc_", venv())
         try:
 
             def login(who: str = user, password: str = PASSWORD) -> None:
@@ -476,7 +454,7 @@ def dovecot_paths(
                 daemon.stop()
             shutil.rmtree(dovecot.root, ignore_errors=True)
     # Dovecot's SQL passdb without its cache: the same snippet with auth_cache_size = 0
-    dovecot, _ = e2e._start("sql", "2.3", False, server, db, VENV)
+    dovecot, _ = dovecot_e2e.start("sql", "2.3", False, server, url, "oc_", venv())
     dovecot.stop()
     dovecot.auth_config = dovecot.auth_config.replace("auth_cache_size = 10M", "auth_cache_size = 0")
     dovecot.start()

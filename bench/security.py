@@ -6,7 +6,7 @@ the same run on the same machine).
 
 --code DIR runs the daemon and the CLI from another checkout (e.g. a `git worktree` of an
 older commit); the Nextcloud database (SQLite, Nextcloud's default argon2id made by PHP's
-password_hash where php is installed) is built by this checkout's tests/ncschema.py.
+password_hash where php is installed) is built by this checkout's tests/support/ncschema.py.
 Prints three tables:
 
 * repeated refusals through the daemon: median ms of the first attempt and of repeats, for a
@@ -32,10 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import ncschema  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from support import ncschema  # noqa: E402
+from support.daemon import Daemon  # noqa: E402
 
 P = "correct horse battery staple"
 D = "example.org"
@@ -124,39 +125,24 @@ class Setup:
         ]
 
 
-class Daemon:
-    def __init__(self, setup: Setup, config: Path) -> None:
-        self.sock = str(config) + ".sock"
-        self.log = open(config.with_suffix(".log"), "wb")
-        self.proc = subprocess.Popen(
-            [*setup.python(), "serve", "--config", str(config)], stdout=self.log, stderr=self.log
-        )
-        sys.path.insert(0, str(ROOT))
-        from ncauth import client
+def start_daemon(setup: Setup, config: Path) -> Daemon:
+    """``serve`` of the checkout measured, on the socket *config* names."""
+    return Daemon(
+        config,
+        Path(f"{config}.sock"),
+        argv=[*setup.python(), "serve", "--config", str(config)],
+        reply_timeout=60,
+    )
 
-        self.client = client
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.ask("STATS")
-                break
-            except client.DaemonUnavailable:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("daemon did not start") from None
-                time.sleep(0.05)
 
-    def ask(self, command: str, *args: str) -> str:
-        return self.client.request(self.sock, command, *args, connect_timeout=2, reply_timeout=60).verdict
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.log.close()
+def auth(d: Daemon, *args: str) -> str:
+    """The verdict of one AUTH request."""
+    return d.ask("AUTH", *args).verdict
 
 
 def refusals(setup: Setup, repeats: int) -> list[tuple[str, float, float, str]]:
     """(case, first ms, median repeat ms, verdict) through a daemon with its cache on."""
-    d = Daemon(setup, setup.config("refusals.toml", "throttle = false"))
+    d = start_daemon(setup, setup.config("refusals.toml", "throttle = false"))
     rows = []
     try:
         cases = [
@@ -172,7 +158,7 @@ def refusals(setup: Setup, repeats: int) -> list[tuple[str, float, float, str]]:
             times, verdict = [], ""
             for _ in range(repeats + 1):
                 started = time.perf_counter()
-                verdict = d.ask("AUTH", login, password)
+                verdict = auth(d, login, password)
                 times.append((time.perf_counter() - started) * 1000)
             rows.append((name, times[0], statistics.median(times[1:]), verdict))
     finally:
@@ -183,21 +169,21 @@ def refusals(setup: Setup, repeats: int) -> list[tuple[str, float, float, str]]:
 def throttle(setup: Setup) -> list[tuple[str, int, int]]:
     """(scenario, attempts, attempts decided rather than throttled), default budgets."""
     rows = []
-    d = Daemon(setup, setup.config("spell.toml", "throttle = true"))
+    d = start_daemon(setup, setup.config("spell.toml", "throttle = true"))
     try:
         spellings = [f"bob@{D}", f"BOB@{D}", f"Bob@{D.upper()}", "bob@other.org", "bob"]
         decided = sum(
-            d.ask("AUTH", s, f"guess-{i}", f"rip=198.51.{i}.{j}") != "TEMPFAIL"
+            auth(d, s, f"guess-{i}", f"rip=198.51.{i}.{j}") != "TEMPFAIL"
             for i, s in enumerate(spellings)
             for j in range(20)
         )
         rows.append(("one account, 5 spellings x 20 guesses, 100 IPv4 sources", 100, decided))
     finally:
         d.stop()
-    d = Daemon(setup, setup.config("v6.toml", "throttle = true"))
+    d = start_daemon(setup, setup.config("v6.toml", "throttle = true"))
     try:
         decided = sum(
-            d.ask("AUTH", f"user{(i * 20 + j) % 100}@{D}", f"guess-{j}", f"rip=2001:db8:7:7::{i + 1:x}")
+            auth(d, f"user{(i * 20 + j) % 100}@{D}", f"guess-{j}", f"rip=2001:db8:7:7::{i + 1:x}")
             != "TEMPFAIL"
             for i in range(40)
             for j in range(20)
@@ -205,11 +191,11 @@ def throttle(setup: Setup) -> list[tuple[str, int, int]]:
         rows.append(("40 addresses of one IPv6 /64 x 20 guesses, many accounts", 800, decided))
     finally:
         d.stop()
-    d = Daemon(setup, setup.config("burst.toml", "throttle = true\nqueue = 200"))
+    d = start_daemon(setup, setup.config("burst.toml", "throttle = true\nqueue = 200"))
     try:
         with ThreadPoolExecutor(80) as pool:
             verdicts = list(
-                pool.map(lambda i: d.ask("AUTH", f"user{i}@{D}", "guess", "rip=203.0.113.9"), range(80))
+                pool.map(lambda i: auth(d, f"user{i}@{D}", "guess", "rip=203.0.113.9"), range(80))
             )
         rows.append(
             ("80 parallel guesses from one address, 80 accounts", 80, sum(v != "TEMPFAIL" for v in verdicts))

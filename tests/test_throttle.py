@@ -149,6 +149,12 @@ def test_ipv4_mapped_ipv6_is_the_ipv4_address(clock: Clock) -> None:
     assert t24.admit("c", "203.0.113.9") == "throttled: too many failed logins from 203.0.113.0/24"
 
 
+def test_prefix_lengths_out_of_range_are_refused() -> None:
+    for kwargs in ({"ipv4_prefix": 7}, {"ipv4_prefix": 33}, {"ipv6_prefix": 129}):
+        with pytest.raises(ValueError, match="prefix"):
+            Throttle(**kwargs)
+
+
 def test_unparsable_addresses_are_budgeted_too(clock: Clock) -> None:
     t = Throttle(ip_failures=2, user_failures=1000, clock=clock)
     fail(t, "a", "not-an-address")
@@ -257,6 +263,63 @@ def test_an_attempt_dropped_unsettled_does_not_leak_its_count(clock: Clock) -> N
     t.admit("alice", "203.0.113.1")  # dropped at once, e.g. a cancelled request
     gc.collect()
     assert admitted(t.admit("alice", "203.0.113.1"))
+
+
+def test_an_attempt_in_flight_keeps_its_count_when_the_table_is_trimmed(clock: Clock) -> None:
+    """Eviction prefers keys with nothing in flight: a slow guess still counts against
+    its source while other sources come and go."""
+    t = Throttle(max_keys=2, ip_failures=1, user_failures=1000, clock=clock)
+    slow = t.admit("u0", "203.0.113.1")
+    assert isinstance(slow, Attempt)
+    fail(t, "u1", "203.0.113.2")
+    fail(t, "u2", "203.0.113.3")  # three sources for two slots: one must go
+    assert t.sizes()["sources"] == 2
+    assert t.admit("u9", "203.0.113.1") == "throttled: too many failed logins from 203.0.113.1"
+    assert admitted(t.admit("u9", "203.0.113.2"))  # the idle one went
+
+
+def test_a_failure_settled_after_its_key_was_evicted_still_counts(clock: Clock) -> None:
+    """When every key has attempts in flight, some must go anyway (memory stays bounded);
+    their failures, settled later, are recorded afresh rather than lost."""
+    t = Throttle(max_keys=1, ip_failures=1, user_failures=1000, clock=clock)
+    first, second = t.admit("u0", "203.0.113.1"), t.admit("u1", "203.0.113.2")
+    assert isinstance(first, Attempt) and isinstance(second, Attempt)
+    assert t.sizes()["sources"] == 1  # one of the two was evicted while in flight
+    first.settle(False)
+    second.settle(False)
+    for ip in ("203.0.113.1", "203.0.113.2"):
+        assert t.admit("u9", ip) == f"throttled: too many failed logins from {ip}"
+
+
+# --- known-good sources ----------------------------------------------------------------------
+
+
+def test_known_good_sources_are_forgotten_after_good_ip_days(clock: Clock) -> None:
+    t = Throttle(good_ip_days=1, clock=clock)
+    t.admit("alice", "198.51.100.5").settle(True)
+    assert t.sizes()["known_good"] == 1
+    clock.now += 86400 + 1
+    t.admit("bob", "198.51.100.6").settle(None)  # any call does the housekeeping
+    assert t.sizes()["known_good"] == 0
+
+
+def test_known_good_sources_are_bounded_and_the_oldest_go_first(clock: Clock) -> None:
+    t = Throttle(max_keys=3, ip_failures=100, user_failures=1, clock=clock)
+    for account, ip in (("alice", "198.51.100.1"), ("bob", "198.51.100.2"), ("carol", "198.51.100.3")):
+        t.admit(account, ip).settle(True)
+        clock.now += 1
+    t.admit("alice", "198.51.100.4").settle(True)  # a fourth pair: alice's first address goes
+    assert t.sizes()["known_good"] == 3
+    fail(t, "alice", "203.0.113.9")
+    assert admitted(t.admit("alice", "198.51.100.4"))
+    assert t.admit("alice", "198.51.100.1") == "throttled: too many failed logins for this user"
+
+
+def test_good_ip_days_zero_turns_the_known_good_exception_off(clock: Clock) -> None:
+    t = Throttle(good_ip_days=0, ip_failures=100, user_failures=1, clock=clock)
+    t.admit("alice", "198.51.100.5").settle(True)
+    fail(t, "alice", "203.0.113.9")
+    assert t.admit("alice", "198.51.100.5") == "throttled: too many failed logins for this user"
 
 
 # --- reload --------------------------------------------------------------------------------
