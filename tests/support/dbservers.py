@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -89,10 +89,6 @@ class Server:
     def url(self, database: str, user: str | None = None, password: str | None = None) -> str:
         """SQLAlchemy URL for `database`; user/password default to the admin's."""
         return _render(self._base_url(), database, user, password)
-
-    def socket_url(self, database: str, user: str | None = None, password: str | None = None) -> str:
-        """URL over the Unix socket; only servers started here have a known socket."""
-        raise UnsupportedOperation(f"no Unix socket known for {self.description}")
 
     def execute(
         self, sql: str, params: Sequence[Any] | None = None, database: str | None = None
@@ -377,11 +373,6 @@ class LocalMariaDB(_LocalServer):
     def _base_url(self) -> URL:
         return URL.create("mysql+pymysql", username="root", host="127.0.0.1", port=self.port)
 
-    def socket_url(self, database: str, user: str | None = None, password: str | None = None) -> str:
-        query = {"unix_socket": self.socket_path}
-        base = URL.create("mysql+pymysql", username="root", host="localhost", query=query)
-        return _render(base, database, user, password)
-
 
 class LocalPostgres(_LocalServer):
     """A private PostgreSQL (trust auth) from /usr/lib/postgresql/*/bin; never runs as root."""
@@ -449,11 +440,6 @@ class LocalPostgres(_LocalServer):
     def _base_url(self) -> URL:
         return URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=self.port)
 
-    def socket_url(self, database: str, user: str | None = None, password: str | None = None) -> str:
-        query = {"host": self.socket_dir, "port": str(self.port)}
-        base = URL.create("postgresql+psycopg", username="postgres", query=query)
-        return _render(base, database, user, password)
-
 
 def mariadb_server() -> Server:
     """A started MariaDB, the first one DESIGN §6 allows; the caller must close() it."""
@@ -484,20 +470,6 @@ def postgres_server() -> Server:
         raise DatabaseUnavailable(
             f"no PostgreSQL for the tests; tried: NCAUTH_TEST_POSTGRES_URL is not set; local PostgreSQL: {exc}"
         ) from exc
-
-
-@contextlib.contextmanager
-def provide_mariadb() -> Iterator[Server]:
-    """mariadb_server() as a context manager."""
-    with mariadb_server() as server:
-        yield server
-
-
-@contextlib.contextmanager
-def provide_postgres() -> Iterator[Server]:
-    """postgres_server() as a context manager."""
-    with postgres_server() as server:
-        yield server
 
 
 def _render(base: URL, database: str | None, user: str | None, password: str | None) -> str:

@@ -51,7 +51,6 @@ __all__ = [
     "DovecotBase",
     "DovecotError",
     "dovecot_available",
-    "dovecot_log_line",
     "dovecot_tmpdir",
     "make_dovecot_venv",
 ]
@@ -130,21 +129,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def dovecot_log_line(text: str, level: str = "info") -> str:
-    """The line a child of Dovecot writes to stderr to be logged at ``level`` instead of Error.
-
-    Dovecot's log process parses every stderr line with ``i_failure_parse_line``
-    (src/lib/failures.c): ``\\x01`` + chr(log_type + 1) + ``<pid> `` + text, with log_type
-    0 debug, 1 info, 2 warning, 3 error, 4 fatal, 5 panic. A line without the ``\\x01`` prefix is
-    logged as Error. The pid only selects a per-process prefix; an unknown pid (such as a
-    checkpassword child's) gets the service's default prefix ``auth: ``. Verified on 2.3.19.1
-    from a checkpassword child: ``\x01\x02<pid> text`` → ``auth: Info: text``, ``\x01\x03…`` →
-    ``auth: Warning: …``, a plain line → ``auth: Error: …``. Dovecot 2.4 parses the same prefix.
-    """
-    levels = {"debug": 0, "info": 1, "warning": 2, "error": 3}
-    return f"\x01{chr(levels[level] + 1)}{os.getpid()} {text}\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,10 +394,6 @@ class DovecotBase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     # ---- logs -------------------------------------------------------------------------------
     def log_text(self) -> str:

@@ -69,13 +69,11 @@ __all__ = [
     "add_user",
     "create_schema",
     "disable_user",
-    "drop_schema",
     "enable_user",
     "hash_app_token",
     "nextcloud_metadata",
     "php_mb_strtolower",
     "php_strtolower",
-    "set_appconfig",
     "set_email",
     "set_preference",
 ]
@@ -251,14 +249,6 @@ def create_schema(
     md = nextcloud_metadata(prefix, version=version, index_name_prefix=index_name_prefix)
     md.create_all(engine)
     return md
-
-
-def drop_schema(
-    engine: Engine, prefix: str = "oc_", *, version: int = 31, index_name_prefix: str = ""
-) -> None:
-    """Drop the tables created by :func:`create_schema` (missing ones are skipped)."""
-    md = nextcloud_metadata(prefix, version=version, index_name_prefix=index_name_prefix)
-    md.drop_all(engine)
 
 
 # ---------------------------------------------------------------- PHP parity
@@ -476,25 +466,6 @@ def add_two_factor(conn: Connection, prefix: str, uid: str, provider_id: str, en
         _t(conn, prefix, "twofactor_providers"),
         {"provider_id": provider_id, "uid": uid},
         {"enabled": 1 if enabled else 0},
-    )
-
-
-def set_appconfig(
-    conn: Connection,
-    prefix: str,
-    appid: str,
-    configkey: str,
-    value: str,
-    *,
-    value_type: int = APPCONFIG_TYPE_MIXED,
-    lazy: bool = False,
-) -> None:
-    """Upsert ``oc_appconfig`` (type 2 = VALUE_MIXED, as ``setAppValue`` writes)."""
-    _upsert(
-        conn,
-        _t(conn, prefix, "appconfig"),
-        {"appid": appid, "configkey": configkey},
-        {"configvalue": value, "type": value_type, "lazy": 1 if lazy else 0},
     )
 
 
