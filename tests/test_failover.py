@@ -39,7 +39,7 @@ def _daemon_connected(server: dbservers.Server, db: NextcloudDB) -> bool:
     pool: it connects to a node when it sends it queries)?"""
     rows = server.execute(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
-        [make_url(db.url).database],
+        (make_url(db.url).database,),
     )
     return rows[0][0] > 0
 
