@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from support import dbservers, population
 from support.daemon import Daemon, daemon_config
+from support.dovecot_harness import dovecot_available, make_dovecot_venv
 from support.nextcloud import NextcloudDB, database_url
 from support.require import unavailable
 
 pytest_plugins = ["support.leakcheck"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _server(start: Callable[[], dbservers.Server], kind: str) -> Iterator[dbservers.Server]:
@@ -90,3 +92,13 @@ def daemon(db: NextcloudDB, tmp_path: Path) -> Iterator[Daemon]:
 def sqlite_daemon(nextcloud_sqlite: NextcloudDB, tmp_path: Path) -> Iterator[Daemon]:
     """``ncauth serve`` on ``nextcloud_sqlite``, throttling off; must exit 0 on SIGTERM."""
     yield from _daemon(nextcloud_sqlite, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def dovecot_venv() -> Path:
+    """A virtualenv with this checkout installed that user dovecot can run (cached across
+    sessions under /var/tmp/ncauth-test-venvs, keyed by the installed sources)."""
+    reason = dovecot_available()
+    if reason:
+        unavailable(f"no usable Dovecot 2.3: {reason}")
+    return make_dovecot_venv(ROOT)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import population
 import pytest
-from conftest import record_output
+from support import population
+from support.leakcheck import record_output
 
 from ncauth import config as config_mod
 from ncauth.policy import Authenticator

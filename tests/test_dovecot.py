@@ -17,14 +17,12 @@ from pathlib import Path
 import pytest
 from support import dovecot_e2e, population
 from support.dovecot24 import dovecot24_available
-from support.dovecot_harness import dovecot_available, make_dovecot_venv
 from support.leakcheck import record_output
 from support.nextcloud import NextcloudDB
 from support.population import CASES, Case
 from support.require import unavailable
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
 
 #: What SQL mode cannot do (README: "Choose your Dovecot path"): these logins are refused there.
 SQL_MODE_REFUSES = {
@@ -43,14 +41,6 @@ SQL_MODE_REFUSES = {
     "app-password-stores-no-password",
     "urlencoded-password",
 }
-
-
-@pytest.fixture(scope="session")
-def dovecot_venv() -> Path:
-    reason = dovecot_available()
-    if reason:
-        unavailable(f"no usable Dovecot 2.3: {reason}")
-    return make_dovecot_venv(ROOT)
 
 
 @pytest.fixture(scope="module")

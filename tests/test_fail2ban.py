@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-import population
 import pytest
-from conftest import NextcloudDB, record_output, unavailable
-from dovecot_harness import Dovecot, dovecot_tmpdir
-from population import DOMAIN, A, P
-from test_daemon import Daemon, daemon_config, wait_for
-from test_dovecot import _ncauth, dovecot_venv  # noqa: F401 (a fixture)
+from support import population
+from support.daemon import Daemon, daemon_config, wait_for
+from support.dovecot_e2e import ncauth
+from support.dovecot_harness import Dovecot, dovecot_tmpdir
+from support.leakcheck import record_output
+from support.nextcloud import NextcloudDB
+from support.population import DOMAIN, A, P
+from support.require import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 FILTER = ROOT / "fail2ban" / "filter.d" / "ncauth.conf"
@@ -333,7 +335,7 @@ def test_fail2ban_server_bans_the_sprayer_only(spray_log: SprayLog, tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.dovecot
-def test_checkpassword_lines_in_dovecots_own_log(dovecot_venv: Path) -> None:  # noqa: F811 (the fixture)
+def test_checkpassword_lines_in_dovecots_own_log(dovecot_venv: Path) -> None:
     """Dovecot 2.3 with ncauth-checkpassword (no daemon): the decision lines land in Dovecot's
     log_path as ``<date> auth: Info: ncauth: ...``; the filter takes the client's address
     from them (logins through the Postfix SASL socket, which passes the client's rip), also
@@ -351,7 +353,7 @@ def test_checkpassword_lines_in_dovecots_own_log(dovecot_venv: Path) -> None:  #
         os.chown(config, 0, grp.getgrnam("dovecot").gr_gid)
         config.chmod(0o640)
         snippet = root / "ncauth.conf.ext"
-        _ncauth(
+        ncauth(
             dovecot_venv,
             *("dovecot-config", "--config", str(config), "--mode", "checkpassword", "--dovecot", "2.3"),
             *("--output", str(snippet), "--postfix-socket", f"{root}/postfix-auth"),

@@ -64,7 +64,7 @@ def test_readme_install_and_run_commands() -> None:
     import re
     import subprocess
 
-    from dovecot_harness import make_dovecot_venv
+    from support.dovecot_harness import make_dovecot_venv
 
     block = re.search(r"## Install and run.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(
         1

@@ -4,9 +4,9 @@ ids compare exactly (oc_group_user.gid), as Nextcloud's Manager::get does."""
 
 from __future__ import annotations
 
-import population
 import pytest
 import sqlalchemy as sa
+from support import population
 
 from ncauth import config as config_mod
 from ncauth.outcome import Outcome

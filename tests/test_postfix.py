@@ -16,9 +16,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import record_output, unavailable
-from dovecot_harness import Dovecot, dovecot_available, dovecot_tmpdir
-from postfix_harness import LmtpSink, Postfix, SocketmapServer, postfix_available
+from support.dovecot_harness import Dovecot, dovecot_available, dovecot_tmpdir
+from support.leakcheck import record_output
+from support.postfix_harness import LmtpSink, Postfix, SocketmapServer, postfix_available
+from support.require import unavailable
 
 from ncauth.socketmap import MAX_REQUEST, NetstringDecoder, Reply, Request, netstring, parse_request
 

@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import population
 import pytest
-from conftest import record_output
+from support import population
+from support.leakcheck import record_output
 
 from ncauth import socketmap
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.require import unavailable
 
 from ncauth.checkpassword import encode_fields, reply_fields
 from ncauth.protocol import MalformedRequest, Reply, Request, tab_escape, tab_unescape
@@ -54,8 +55,6 @@ def test_lua_copy_gives_the_same_answers(tmp_path: Path) -> None:
     answer every vector as protocol.py does."""
     lua = shutil.which("lua5.4")
     if lua is None:
-        from conftest import unavailable
-
         unavailable("lua5.4 is not installed (Debian package lua5.4)")
     lines = [f"escape {r.encode().hex()}" for r, _ in ESCAPE] + [
         f"unescape {e.encode().hex()}" for _, e in UNESCAPE

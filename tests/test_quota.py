@@ -17,10 +17,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import ncschema
-import population
 import pytest
-from conftest import NextcloudDB, _database_url, unavailable
+from support import ncschema, population
+from support.nextcloud import NextcloudDB, database_url
+from support.require import unavailable
 
 from ncauth import config as config_mod
 from ncauth.quota import (
@@ -298,7 +298,7 @@ def test_dovecot_forms(limit: int | None, placeholder: str, rule23: str, size24:
 
 @pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
 def quota_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[NextcloudDB, Store]]:
-    db = NextcloudDB(_database_url(request.param, request, tmp_path), "oc_", tmp_path)
+    db = NextcloudDB(database_url(request.param, request, tmp_path), "oc_", tmp_path)
     path = tmp_path / "ncauth.toml"
     path.write_text(population.config_text(db.url, db.prefix) + '[accounts]\ndomains = ["example.org"]\n')
     path.chmod(0o600)

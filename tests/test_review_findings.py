@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import ncschema
-import population
 import pytest
 import sqlalchemy as sa
-from conftest import NextcloudDB, _database_url
+from support import ncschema, population
+from support.nextcloud import NextcloudDB, database_url
 
 from ncauth import config as config_mod
 from ncauth.outcome import Outcome
@@ -23,7 +22,7 @@ EMAIL = "match = 'email'\ntrust_user_emails = true"
 
 @pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NextcloudDB]:
-    d = NextcloudDB(_database_url(request.param, request, tmp_path), "oc_", tmp_path)
+    d = NextcloudDB(database_url(request.param, request, tmp_path), "oc_", tmp_path)
     yield d
     d.close()
 

@@ -74,6 +74,7 @@ __all__ = [
     "nextcloud_metadata",
     "php_mb_strtolower",
     "php_strtolower",
+    "set_appconfig",
     "set_email",
     "set_preference",
 ]
@@ -466,6 +467,25 @@ def add_two_factor(conn: Connection, prefix: str, uid: str, provider_id: str, en
         _t(conn, prefix, "twofactor_providers"),
         {"provider_id": provider_id, "uid": uid},
         {"enabled": 1 if enabled else 0},
+    )
+
+
+def set_appconfig(
+    conn: Connection,
+    prefix: str,
+    appid: str,
+    configkey: str,
+    value: str,
+    *,
+    value_type: int = APPCONFIG_TYPE_MIXED,
+    lazy: bool = False,
+) -> None:
+    """Upsert ``oc_appconfig`` (type 2 = VALUE_MIXED, as ``setAppValue`` writes)."""
+    _upsert(
+        conn,
+        _t(conn, prefix, "appconfig"),
+        {"appid": appid, "configkey": configkey},
+        {"configvalue": value, "type": value_type, "lazy": 1 if lazy else 0},
     )
 
 
