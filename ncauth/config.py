@@ -37,7 +37,9 @@ MATCH_MODES = ("local-part", "address", "email")
 TWO_FACTOR_MODES = ("app-password-only", "allow-login-password")
 FORWARD_MODES = ("auto", "always", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-USERDB_PLACEHOLDERS = ("user", "local", "domain", "uid")
+USERDB_PLACEHOLDERS = ("user", "local", "domain", "uid", "quota_bytes")
+#: The placeholder that costs a query of its own (ncauth.quota): filled only where a value uses it.
+QUOTA_PLACEHOLDER = "quota_bytes"
 
 
 class Hashing(NamedTuple):
@@ -144,6 +146,10 @@ class Config(NamedTuple):
     daemon: DaemonSection = DaemonSection()
     log_level: str = "info"
     postfix: PostfixSection = PostfixSection()
+
+    def uses_placeholder(self, name: str) -> bool:
+        """Does some ``[userdb]`` value use ``{name}``? (``{quota_bytes}`` costs a query.)"""
+        return any(name in PLACEHOLDER_RE.findall(value) for value in self.userdb.values())
 
 
 def config_path(explicit: str | None = None, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
@@ -575,6 +581,14 @@ def _userdb(r: _Reader, userdb: dict[str, Any]) -> dict[str, str]:
                 )
         if any(c in PLACEHOLDER_RE.sub("", value) for c in "{}"):
             raise r.fail("userdb", key, "unbalanced '{' or '}'")
+        if re.search(r"storage=\{" + QUOTA_PLACEHOLDER + r"\}", value):
+            # Dovecot 2.3 quota-util.c quota_rule_parse_limits: a bare storage= number is KiB
+            raise r.fail(
+                "userdb",
+                key,
+                f"storage={{{QUOTA_PLACEHOLDER}}} would read the byte count as KiB: write "
+                f"bytes={{{QUOTA_PLACEHOLDER}}}",
+            )
         fields[key] = value
     return fields
 

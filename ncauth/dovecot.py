@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncauth import __version__, carry
-from ncauth.config import Config
+from ncauth.config import QUOTA_PLACEHOLDER, Config
 from ncauth.errors import ConfigError
 from ncauth.sqlgen import QueryBuilder, dialect_of
 
@@ -97,6 +97,50 @@ def _vsz_limit(config: Config, services: tuple[str, ...] = ("auth",)) -> str:
     return text + "".join(f"service {name} {{\n  vsz_limit = {need_mib + 256}M\n}}\n" for name in services)
 
 
+#: The userdb field that carries a quota limit, per Dovecot version, and the other version's.
+QUOTA_FIELD = {"2.3": "quota_rule", "2.4": "quota_storage_size"}
+
+
+def _quota(config: Config, version: str) -> str:
+    """The quota plugin, when a ``[userdb]`` value hands Dovecot ``{quota_bytes}``: the
+    limit then comes from the userdb, the usage from the count driver. A quota field
+    of the other version is refused: 2.3 ignores ``quota_storage_size`` (quota left
+    unenforced without a word), 2.4 no longer knows ``quota_rule``."""
+    other = QUOTA_FIELD["2.4" if version == "2.3" else "2.3"]
+    if other in config.userdb:
+        raise ConfigError(
+            f"{config.path}: [userdb] {other} is not a Dovecot {version} setting: write "
+            f"{QUOTA_FIELD[version]} = "
+            + ('"*:bytes={quota_bytes}"' if version == "2.3" else '"{quota_bytes}"')
+            + " for Dovecot "
+            + version
+        )
+    if not config.uses_placeholder(QUOTA_PLACEHOLDER):
+        return ""
+    text = (
+        "\n# Quota from Nextcloud: [userdb] hands Dovecot each user's limit ({quota_bytes}; 0 = none).\n"
+        "# Keep one mail_plugins line for quota if your config already enables it elsewhere.\n"
+    )
+    if QUOTA_FIELD[version] not in config.userdb:
+        text += f"# NOTE: no [userdb] {QUOTA_FIELD[version]} in {config.path}: Dovecot {version} reads the limit from it.\n"
+    if version == "2.3":
+        # doc/wiki/Quota.txt, Quota.Count.txt (Dovecot 2.3): the count driver needs quota_vsizes;
+        # mailbox_list_index = yes makes it faster
+        return text + (
+            "mail_plugins = $mail_plugins quota\n"
+            "protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}\n"
+            "plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n}\n"
+        )
+    # https://doc.dovecot.org/latest/core/plugins/quota.html: the limit outside quota { }
+    # so that the userdb field overrides it
+    return text + (
+        "mail_plugins {\n  quota = yes\n}\n"
+        "protocol imap {\n  mail_plugins {\n    imap_quota = yes\n  }\n}\n"
+        "quota_storage_size = unlimited\n"
+        'quota "User quota" {\n}\n'
+    )
+
+
 def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Snippet:
     if version != "2.3":
         raise ConfigError(
@@ -130,7 +174,7 @@ def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Sni
         f"  args = {args}\n"
         "}\n"
     )
-    text += _vsz_limit(config) + _postfix(postfix)
+    text += _quota(config, version) + _vsz_limit(config) + _postfix(postfix)
     return Snippet(text)
 
 
@@ -280,7 +324,7 @@ def lua_snippet(config: Config, version: str, postfix: Postfix, lua_path: str) -
             "userdb prefetch {\n}\n"
             f"userdb lua {{\n  lua_file = {lua_path}\n}}\n"
         )
-    text += _postfix(postfix)
+    text += _quota(config, version) + _postfix(postfix)
     return Snippet(text, lua=lua_script(socket_path), lua_path=lua_path)
 
 

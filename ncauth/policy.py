@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
-from ncauth.config import Config
+from ncauth.config import QUOTA_PLACEHOLDER, Config
 from ncauth.errors import TemporaryFailure
 from ncauth.outcome import Outcome
-from ncauth.store import Store, TokenRow, UserRow
+from ncauth.quota import dovecot_bytes, effective_quota, quota_bytes
+from ncauth.store import Store, TokenRow, UserRow, quota_settings
 
 #: Nextcloud refuses shorter strings as app passwords before any lookup.
 MIN_TOKEN_LENGTH = 22
@@ -150,11 +151,14 @@ class Authenticator:
             t("verdict", f"TEMPFAIL: {exc}")
             return Verdict(Outcome.TEMPFAIL, str(exc))
 
-    def lookup(self, login: str, *, trace: Trace | None = None, by_name: bool = True) -> Verdict:
+    def lookup(
+        self, login: str, *, trace: Trace | None = None, by_name: bool = True, userdb: bool = True
+    ) -> Verdict:
         """Does *login* name a Nextcloud user? No password is involved. *by_name*: with
         match = "email", also by an account's canonical name (Dovecot's lookups after
         iterating users); Postfix's maps pass False, since with trust_user_emails a user
-        could claim that name as her address and take its mail."""
+        could claim that name as her address and take its mail. *userdb*: False leaves
+        the ``[userdb]`` fields (and the queries they cost) out."""
         t = trace or _no_trace
         try:
             parsed = parse_login(login, self.config)
@@ -166,7 +170,7 @@ class Authenticator:
                 return Verdict(Outcome.UNKNOWN, found)
             enabled = found.row.enabled
             t("enabled", "yes" if enabled else "NO (disabled in Nextcloud)")
-            return self._ok(found, "lookup", "user exists", t, disabled=not enabled)
+            return self._ok(found, "lookup", "user exists", t, disabled=not enabled, userdb=userdb)
         except TemporaryFailure as exc:
             t("verdict", f"TEMPFAIL: {exc}")
             return Verdict(Outcome.TEMPFAIL, str(exc))
@@ -176,7 +180,7 @@ class Authenticator:
         with the canonical name), or UNKNOWN (no such account, disabled, not a member of
         ``[accounts] groups``), or TEMPFAIL. A lookup: no password, no decoy, and no
         decision line (Postfix asks for every recipient; the answer is its to log)."""
-        verdict = self.lookup(address, by_name=False)
+        verdict = self.lookup(address, by_name=False, userdb=False)
         if verdict.ok and verdict.disabled:
             return Verdict(Outcome.UNKNOWN, "disabled in Nextcloud", uid=verdict.uid)
         return verdict
@@ -585,14 +589,43 @@ class Authenticator:
         times = sorted(self._decoy_times)
         return times[len(times) // 2] if times else None
 
-    def _ok(self, account: Account, method: str, reason: str, t: Trace, *, disabled: bool = False) -> Verdict:
+    def _quota_bytes(self, uid: str, t: Trace) -> str:
+        """``{quota_bytes}``: the limit Nextcloud enforces for *uid* (``ncauth.quota``), as
+        Dovecot reads a byte count. A database error is a TemporaryFailure, as for any read."""
+        settings = quota_settings(self.store, uid)
+        limit = quota_bytes(settings)
+        value = dovecot_bytes(limit)
+        t(
+            "quota",
+            f"Nextcloud quota {effective_quota(settings)!r}: "
+            + ("no limit" if limit is None else f"{limit} bytes")
+            + f" -> {{quota_bytes}} = {value}",
+        )
+        return value
+
+    def _ok(
+        self,
+        account: Account,
+        method: str,
+        reason: str,
+        t: Trace,
+        *,
+        disabled: bool = False,
+        userdb: bool = True,
+    ) -> Verdict:
+        """An OK verdict for *account*, with its ``[userdb]`` fields unless *userdb* is
+        False (Postfix's maps ask only whether the mailbox exists: no quota query)."""
         values = {
             "user": account.name,
             "local": account.local,
             "domain": account.domain,
             "uid": account.row.uid,
         }
-        fields = {key: template.format_map(values) for key, template in self.config.userdb.items()}
+        fields: dict[str, str] = {}
+        if userdb:
+            if self.config.uses_placeholder(QUOTA_PLACEHOLDER):
+                values[QUOTA_PLACEHOLDER] = self._quota_bytes(account.row.uid, t)
+            fields = {key: template.format_map(values) for key, template in self.config.userdb.items()}
         t("user", account.name)
         if fields:
             t("userdb", " ".join(f"{k}={v}" for k, v in fields.items()))

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from ncauth import carry
-from ncauth.config import ANY_DOMAIN, PLACEHOLDER_RE, TABLE_PREFIX_RE, Config
+from ncauth.config import ANY_DOMAIN, PLACEHOLDER_RE, QUOTA_PLACEHOLDER, TABLE_PREFIX_RE, Config
 from ncauth.errors import ConfigError
 
 DIALECTS = ("mysql", "postgresql", "sqlite")
@@ -127,7 +127,8 @@ class QueryBuilder:
         return f"{self.exact(expr)} = {self.exact(column)}"
 
     def template(self, text: str) -> str:
-        """A ``[userdb]`` value with ``{user}``/``{local}``/``{domain}``/``{uid}`` as SQL."""
+        """A ``[userdb]`` value with ``{user}``/``{local}``/``{domain}``/``{uid}`` as SQL
+        (``{quota_bytes}`` has no SQL form: a ConfigError)."""
         exprs = {
             "user": self.user_expr(),
             "local": self.local_expr(),
@@ -136,6 +137,12 @@ class QueryBuilder:
         }
         parts: list[str] = []
         pos = 0
+        if QUOTA_PLACEHOLDER in PLACEHOLDER_RE.findall(text):
+            raise ConfigError(
+                f"[userdb] {{{QUOTA_PLACEHOLDER}}}: Nextcloud's quota rules (defaults, presets, sizes "
+                "such as '2 GB' parsed as PHP does) cannot be expressed in SQL: use checkpassword or "
+                "the daemon (--mode checkpassword or --mode lua)"
+            )
         for m in PLACEHOLDER_RE.finditer(text):
             if m.start() > pos:
                 parts.append(quote(text[pos : m.start()]))
@@ -278,12 +285,17 @@ SQL_MODE_COLUMNS = {
 }
 
 
-def ncauth_columns() -> dict[str, tuple[str, ...]]:
-    """Columns ncauth's own store reads, per table (without prefix): derived from the
-    store's table definitions, so the grants can never fall behind a new query."""
+def ncauth_columns(config: Config | None = None) -> dict[str, tuple[str, ...]]:
+    """Columns ncauth's own store reads under *config*, per table (without prefix): derived
+    from the store's table definitions, so the grants can never fall behind a new query;
+    ``oc_appconfig`` only where a ``[userdb]`` value uses ``{quota_bytes}``."""
     from ncauth.store import Tables
 
-    return {table.name: tuple(column.name for column in table.columns) for table in Tables("").all}
+    quota = config is not None and config.uses_placeholder(QUOTA_PLACEHOLDER)
+    return {
+        table.name: tuple(column.name for column in table.columns)
+        for table in Tables("").read_by(quota=quota)
+    }
 
 
 def grants(
@@ -334,14 +346,24 @@ def report(
     and the grants of both database users."""
     q = QueryBuilder(config, dialect, dovecot)
     prefix = config.nextcloud.table_prefix
+    head = f"-- ncauth sql --dialect {dialect} --dovecot {dovecot} (from {config.path})\n"
+    try:
+        queries = (
+            "-- Dovecot SQL passdb (fallback mode): Dovecot fills in and escapes its variables.\n"
+            f"-- password_query = {q.password_query()}\n"
+            f"-- user_query = {q.user_query()}\n\n"
+            "-- Least privilege: each database user may read only the columns it needs.\n"
+            f"-- For Dovecot's SQL passdb ({dovecot_user}):\n"
+            + grants(dialect, prefix, database, dovecot_user, SQL_MODE_COLUMNS, host)
+        )
+    except ConfigError as exc:
+        # this config cannot run in SQL mode; ncauth's own grants are still what the other modes need
+        queries = (
+            f"-- No SQL passdb for this config: {exc}\n\n-- Least privilege: only the columns ncauth reads.\n"
+        )
     return (
-        f"-- ncauth sql --dialect {dialect} --dovecot {dovecot} (from {config.path})\n"
-        "-- Dovecot SQL passdb (fallback mode): Dovecot fills in and escapes its variables.\n"
-        f"-- password_query = {q.password_query()}\n"
-        f"-- user_query = {q.user_query()}\n\n"
-        "-- Least privilege: each database user may read only the columns it needs.\n"
-        f"-- For Dovecot's SQL passdb ({dovecot_user}):\n"
-        + grants(dialect, prefix, database, dovecot_user, SQL_MODE_COLUMNS, host)
+        head
+        + queries
         + f"\n-- For ncauth's checkpassword program and daemon ({ncauth_user}):\n"
-        + grants(dialect, prefix, database, ncauth_user, ncauth_columns(), host)
+        + grants(dialect, prefix, database, ncauth_user, ncauth_columns(config), host)
     )

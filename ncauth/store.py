@@ -107,8 +107,16 @@ class Tables:
             sa.Column("configkey", s(64), primary_key=True),
             sa.Column("configvalue", sa.Text),
         )
-        #: every table, in the order `ncauth sql` grants them
+        #: every table every configuration reads, in the order `ncauth sql` grants them
         self.all = (self.users, self.preferences, self.twofactor_providers, self.group_user, self.authtoken)
+        #: what ``quota_settings`` reads, for ``{quota_bytes}`` (preferences are in ``all``)
+        self.quota = (self.preferences, self.appconfig)
+
+    def read_by(self, *, quota: bool) -> tuple[sa.Table, ...]:
+        """The tables ncauth's queries read: ``all``, plus ``quota`` when a ``[userdb]``
+        value uses ``{quota_bytes}``; each once, in grant order."""
+        tables = self.all + (self.quota if quota else ())
+        return tuple(dict.fromkeys(tables))
 
 
 def _connect_args(url: sa.URL, section: NextcloudSection) -> dict[str, object]:
