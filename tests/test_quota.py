@@ -10,19 +10,27 @@ and PostgreSQL with Nextcloud's own table layout (tests/ncschema.py).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from support import ncschema, population
 from support.nextcloud import NextcloudDB, database_url
 from support.require import unavailable
 
+from ncauth import cli, dovecot, sqlgen
 from ncauth import config as config_mod
+from ncauth.config import Config
+from ncauth.errors import ConfigError
+from ncauth.outcome import Outcome
+from ncauth.policy import Authenticator
 from ncauth.quota import (
     QuotaSettings,
     computer_file_size,
@@ -32,7 +40,7 @@ from ncauth.quota import (
     effective_quota,
     quota_bytes,
 )
-from ncauth.store import Store, quota_settings
+from ncauth.store import Store, Tables, quota_settings
 
 GiB = 1024**3
 
@@ -360,3 +368,202 @@ def test_store_lazy_and_forbidden_unlimited(quota_db: tuple[NextcloudDB, Store])
     assert quota_bytes(settings) is None  # ends in '-': no unit, unparsable, no limit
     # no row of her own: default_quota is missing and unlimited is forbidden, so the first preset
     assert quota_bytes(quota_settings(store, "nobody")) == GiB
+
+
+# --- {quota_bytes}: through ncauth lookup and verify, on every database ------------------------
+
+QUOTA_USERDB = '\nquota_rule = "*:bytes={quota_bytes}"\n'
+_APP_KEYS = ("default_quota", "allow_unlimited_quota", "quota_preset")
+
+
+@pytest.fixture
+def nc_quota(standard_nextcloud: NextcloudDB) -> Iterator[tuple[NextcloudDB, str]]:
+    """The standard population with a quota config beside it; the quota rows a test writes
+    are removed afterwards (the population is shared by the other tests of its backend)."""
+    db = standard_nextcloud
+    config = db.write_config(population.STANDARD_CONFIG + QUOTA_USERDB, name="quota.toml")
+    yield db, str(config)
+    with db.engine.begin() as conn:
+        p, a = ncschema_tables(db)
+        conn.execute(sa.delete(p).where(p.c.appid == "files", p.c.configkey == "quota"))
+        conn.execute(sa.delete(a).where(a.c.appid == "files", a.c.configkey.in_(_APP_KEYS)))
+
+
+def ncschema_tables(db: NextcloudDB) -> tuple[sa.Table, sa.Table]:
+    tables = Tables(db.prefix)
+    return tables.preferences, tables.appconfig
+
+
+def _lookup(config: str, login: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str], str]:
+    code = cli.main(["lookup", "--config", config, login])
+    out, err = capsys.readouterr()
+    return code, dict(line.split("=", 1) for line in out.splitlines()), err
+
+
+def test_lookup_and_verify_hand_dovecot_the_nextcloud_quota(
+    nc_quota: tuple[NextcloudDB, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nextcloud's rules (User::getQuota, getQuotaBytes) end as the userdb field the admin
+    wrote: a set size, 'default', 'none', '0 B', no row at all."""
+    db, config = nc_quota
+    _seed(db, {"Alice": "2 GB", "bob": "default", "ivy": "none", "dig": "0 B"}, {"default_quota": "1 GB"})
+    expected = {
+        "alice": str(2 * GiB),  # oc_preferences files/quota '2 GB'
+        "bob": str(GiB),  # 'default': the files app's default_quota
+        "ivy": "0",  # 'none': no limit, which Dovecot spells 0
+        "dig": "1",  # Nextcloud's zero: one byte, since Dovecot reads 0 as no limit
+        "uni": str(GiB),  # no row: default_quota
+        "dave": str(GiB),  # disabled users still get their fields (delivery goes on)
+    }
+    for local, value in expected.items():
+        code, fields, err = _lookup(config, f"{local}@example.org", capsys)
+        assert code == cli.EX_OK, err
+        assert fields["quota_rule"] == f"*:bytes={value}", (local, err)
+        assert fields["home"] == f"/var/vmail/example.org/{local}"
+        assert "quota" in err and "{quota_bytes} = " + value in err  # the trace names the source
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(population.P.encode())))
+    code = cli.main(["verify", "--config", config, population.A, "--password-stdin"])
+    out, err = capsys.readouterr()
+    assert code == cli.EX_OK, err
+    assert f"quota_rule=*:bytes={2 * GiB}" in out.splitlines()
+    assert "Nextcloud quota '2 GB'" in err
+
+
+def test_missing_default_quota(nc_quota: tuple[NextcloudDB, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a default_quota row a missing value is unlimited, unless the admin forbade
+    unlimited quotas: then the first usable preset (User::getQuota)."""
+    db, config = nc_quota
+    assert _lookup(config, "uni@example.org", capsys)[1]["quota_rule"] == "*:bytes=0"
+    _seed(db, {}, {"allow_unlimited_quota": "0", "quota_preset": "none, 0, 5 GB, 10 GB"})
+    assert _lookup(config, "uni@example.org", capsys)[1]["quota_rule"] == f"*:bytes={5 * GiB}"
+
+
+def test_only_configs_that_use_it_pay_the_query(
+    nextcloud_sqlite: NextcloudDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No appconfig query without {quota_bytes}, nor for Postfix's maps (no userdb fields)."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        for extra, lookups, owners in (("", 0, 0), (QUOTA_USERDB, 1, 0)):
+            path = nextcloud_sqlite.write_config(population.STANDARD_CONFIG + extra, name="q.toml")
+            auth = Authenticator(config_mod.load(str(path)))
+            statements.clear()
+            assert auth.lookup(population.A).ok
+            assert sum("oc_appconfig" in s for s in statements) == lookups
+            statements.clear()
+            assert auth.mailbox_owner(population.A).ok
+            assert sum("oc_appconfig" in s for s in statements) == owners
+            auth.store.close()
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+def test_database_error_reading_the_quota_is_temporary(
+    nextcloud_sqlite: NextcloudDB, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The password checked out, but the quota cannot be read: TEMPFAIL, never a login
+    without its limit (and never a refusal: clients would drop the saved password)."""
+    db = nextcloud_sqlite
+    config = str(db.write_config(population.STANDARD_CONFIG + QUOTA_USERDB, name="q.toml"))
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {db.prefix}appconfig"))
+    auth = Authenticator(config_mod.load(config))
+    verdict = auth.authenticate(population.A, population.P.encode())
+    assert verdict.outcome is Outcome.TEMPFAIL and "appconfig" in verdict.reason, verdict
+    assert auth.lookup(population.A).outcome is Outcome.TEMPFAIL
+    assert auth.mailbox_owner(population.A).ok  # Postfix's maps read no quota
+    auth.store.close()
+    assert _lookup(config, population.A, capsys)[0] == cli.EX_TEMPFAIL
+
+
+def test_grants_follow_the_placeholder(mariadb, tmp_path: Path) -> None:
+    """``ncauth sql`` grants ncauth SELECT on oc_appconfig exactly when {quota_bytes} is
+    used: with those grants the lookup works; with the grants of a config without it,
+    MariaDB refuses the quota query and the lookup is a temporary failure."""
+    db = NextcloudDB(mariadb.create_database("nc_quota_grants"), "oc_", tmp_path).populate()
+    try:
+        _seed(db, {"Alice": "2 GB"}, {})
+        plain = db.write_config(population.STANDARD_CONFIG, name="plain.toml")
+        quota = db.write_config(population.STANDARD_CONFIG + QUOTA_USERDB, name="quota.toml")
+        results = {}
+        for name, path in (("plain", plain), ("quota", quota)):
+            report = sqlgen.report(config_mod.load(str(path)), "mysql", "2.3", "nc_quota_grants", host="%")
+            assert ("oc_appconfig" in report) == (name == "quota")
+            user = f"ncq_{name}"
+            mariadb.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            section = report.split("(ncauth):\n", 1)[1]
+            for line in section.splitlines():
+                statement = line.split("--", 1)[0].strip().replace("'ncauth'", f"'{user}'")
+                mariadb.execute(statement.replace("'CHANGE-ME'", "'ncq-pw-0ac3'").rstrip(";"))
+            url = mariadb.url("nc_quota_grants", user, "ncq-pw-0ac3")
+            text = population.config_text(url, "oc_") + population.STANDARD_CONFIG + QUOTA_USERDB
+            (tmp_path / f"{name}-user.toml").write_text(text)
+            (tmp_path / f"{name}-user.toml").chmod(0o600)
+            auth = Authenticator(config_mod.load(str(tmp_path / f"{name}-user.toml")))
+            results[name] = auth.lookup(population.A)
+            auth.store.close()
+        assert results["quota"].ok and results["quota"].fields["quota_rule"] == f"*:bytes={2 * GiB}"
+        assert results["plain"].outcome is Outcome.TEMPFAIL, results["plain"]
+    finally:
+        db.close()
+
+
+# --- {quota_bytes} in the config, the snippets and SQL mode ------------------------------
+
+
+def _config(tmp_path: Path, userdb: str, url: str = "mysql+pymysql://nc:pw@localhost/nextcloud") -> Config:
+    path = tmp_path / "c.toml"
+    path.write_text(population.config_text(url, "oc_") + population.STANDARD_CONFIG + userdb)
+    path.chmod(0o600)
+    return config_mod.load(str(path))
+
+
+def test_config_refuses_storage_in_kib(tmp_path: Path) -> None:
+    """quota_rule's storage= counts KiB: a byte count there would be 1024 times too much."""
+    with pytest.raises(ConfigError, match=r"storage=\{quota_bytes\} would read the byte count as KiB"):
+        _config(tmp_path, '\nquota_rule = "*:storage={quota_bytes}"\n')
+    assert _config(tmp_path, QUOTA_USERDB).uses_placeholder("quota_bytes")
+    assert not _config(tmp_path, "").uses_placeholder("quota_bytes")
+
+
+def test_sql_mode_cannot_express_the_quota(tmp_path: Path) -> None:
+    config = _config(tmp_path, QUOTA_USERDB)
+    for version in ("2.3", "2.4"):
+        with pytest.raises(ConfigError, match="cannot be expressed in SQL: use checkpassword or the daemon"):
+            dovecot.snippet(config, "sql", version)
+    report = sqlgen.report(config, "mysql", "2.3", "nextcloud")  # ncauth's own grants still print
+    assert "-- No SQL passdb for this config" in report and "password_query" not in report
+    assert "GRANT SELECT (appid, configkey, configvalue) ON `nextcloud`.`oc_appconfig` TO 'ncauth'" in report
+    assert "oc_appconfig" not in sqlgen.report(_config(tmp_path, ""), "mysql", "2.3", "nextcloud")
+
+
+def test_snippets_enable_the_quota_plugin(tmp_path: Path) -> None:
+    c23 = _config(tmp_path, QUOTA_USERDB + '[daemon]\nsocket = "/run/ncauth/auth.sock"\n')
+    for mode in ("checkpassword", "lua"):
+        text = dovecot.snippet(c23, mode, "2.3").text
+        assert "mail_plugins = $mail_plugins quota\n" in text
+        assert "protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}\n" in text
+        assert "plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n}\n" in text
+    with pytest.raises(
+        ConfigError,
+        match='quota_rule is not a Dovecot 2.4 setting: write quota_storage_size = "{quota_bytes}"',
+    ):
+        dovecot.snippet(c23, "lua", "2.4")
+    c24 = _config(
+        tmp_path, '\nquota_storage_size = "{quota_bytes}"\n[daemon]\nsocket = "/run/ncauth/auth.sock"\n'
+    )
+    text = dovecot.snippet(c24, "lua", "2.4").text
+    assert "mail_plugins {\n  quota = yes\n}\n" in text
+    assert "protocol imap {\n  mail_plugins {\n    imap_quota = yes\n  }\n}\n" in text
+    assert 'quota_storage_size = unlimited\nquota "User quota" {\n}\n' in text
+    with pytest.raises(ConfigError, match="quota_storage_size is not a Dovecot 2.3 setting"):
+        dovecot.snippet(c24, "checkpassword", "2.3")
+    plain = _config(tmp_path, '[daemon]\nsocket = "/run/ncauth/auth.sock"\n')
+    assert "mail_plugins" not in dovecot.snippet(plain, "lua", "2.4").text
+    assert "mail_plugins" not in dovecot.snippet(plain, "checkpassword", "2.3").text
