@@ -66,13 +66,23 @@ def _db_user(mariadb: Server, url: str, venv: Path, config: Path, which: str, na
 
 
 def start(
-    mode: str, version: str, daemon: bool, mariadb: Server, url: str, prefix: str, venv: Path
+    mode: str,
+    version: str,
+    daemon: bool,
+    mariadb: Server,
+    url: str,
+    prefix: str,
+    venv: Path,
+    *,
+    userdb_extra: str = "",
 ) -> tuple[E2EDovecot23 | E2EDovecot24, Daemon | None]:
     """A started Dovecot *version* (2.3 or 2.4) in *mode* (checkpassword, sql, lua) on the
-    Nextcloud database at *url*, and the daemon when *daemon* is set."""
+    Nextcloud database at *url*, and the daemon when *daemon* is set. *userdb_extra*:
+    more ``[userdb]`` lines (TOML), e.g. a quota field."""
     root = dovecot_tmpdir()
     config = root / "ncauth.toml"
     userdb = f'\n[userdb]\nuid = "nobody"\ngid = "nogroup"\nhome = "{root}/mail/{{domain}}/{{local}}"\n'
+    userdb += userdb_extra
     accounts = population.STANDARD_CONFIG.split("[userdb]")[0]
     sock = root / "ncauth.sock"
     # the case table fails on purpose from one address: no failure throttling here

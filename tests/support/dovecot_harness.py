@@ -520,6 +520,10 @@ class DovecotBase:
         """``doveadm user`` (userdb lookup, as LMTP/LDA would do): 0 found, 67 unknown."""
         return self._doveadm(["user", user], timeout)
 
+    def quota_get(self, user: str, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
+        """``doveadm quota get -u user``: the quota plugin's usage and limits (STORAGE in KiB)."""
+        return self._doveadm(["quota", "get", "-u", user], timeout)
+
     def auth_cache_flush(
         self, user: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
     ) -> tuple[int, str]:
