@@ -13,7 +13,7 @@ import time
 from typing import NamedTuple
 
 from ncauth.errors import TemporaryFailure
-from ncauth.protocol import HELLO, MAX_LINE, Reply, Request, is_hello
+from ncauth.protocol import HELLO, LISTED, MAX_LINE, Listed, Reply, Request, is_hello
 
 
 class DaemonUnavailable(TemporaryFailure):
@@ -44,6 +44,25 @@ def ask(path: str, req: Request, connect_timeout: float = 0.5, reply_timeout: fl
     connection by a TEMPFAIL line (too many connections), runs out of time or answers
     garbage, the answer is TEMPFAIL, never DaemonUnavailable, because deciding elsewhere
     would skip the daemon's failure throttle."""
+    return _converse(path, req, connect_timeout, reply_timeout)[0]
+
+
+def users(path: str, connect_timeout: float = 0.5, reply_timeout: float = 60.0) -> list[str]:
+    """The daemon's USERS answer: every account it serves, by canonical name. Raises
+    TemporaryFailure (DaemonUnavailable when nobody serves *path*) unless the whole list
+    arrived, so that a failure never looks like an empty list."""
+    answer, names = _converse(path, Request("USERS", "1"), connect_timeout, reply_timeout)
+    if answer.verdict != "OK":
+        raise TemporaryFailure(answer.fields.get("reason", answer.verdict))
+    if answer.fields.get("count") != str(len(names)):
+        raise TemporaryFailure(f"daemon at {path}: the list of users is incomplete")
+    return names
+
+
+def _converse(
+    path: str, req: Request, connect_timeout: float, reply_timeout: float
+) -> tuple[Answer, list[str]]:
+    """The answer to *req*, and the names of the Listed lines before it (USERS)."""
     deadline = time.monotonic() + connect_timeout + reply_timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
@@ -52,28 +71,30 @@ def ask(path: str, req: Request, connect_timeout: float = 0.5, reply_timeout: fl
         except (FileNotFoundError, ConnectionRefusedError) as exc:  # no socket, or nobody listening
             raise DaemonUnavailable(f"{path}: {exc.strerror or exc}") from None
         except OSError as exc:  # e.g. EAGAIN: a full listen backlog is a daemon that is there
-            return _tempfail(path, exc.strerror or str(exc))
-        buf, problem = b"", ""
+            return _tempfail(path, exc.strerror or str(exc)), []
+        lines: list[bytes] = []
+        problem = ""
         try:
             try:
                 sock.sendall(HELLO + req.encode())
             except (ConnectionResetError, BrokenPipeError):
                 pass  # it may have refused us with a line first: read what is there
-            buf, problem = _read_lines(sock, 2, deadline)
+            problem = _read_lines(sock, lines, deadline)
         except OSError as exc:
             problem = exc.strerror or str(exc)
-    if not buf and problem == _CLOSED:
+    if not lines and problem == _CLOSED:
         raise DaemonUnavailable(f"{path}: connection closed before any answer")
-    lines = buf.split(b"\n")
-    refusal = Reply.parse(lines[0]) if buf else None
+    refusal = Reply.parse(lines[0]) if lines else None
     if refusal is not None and refusal.verdict == "TEMPFAIL":  # refused before the handshake
-        return Answer("TEMPFAIL", refusal.fields)
+        return Answer("TEMPFAIL", refusal.fields), []
     if problem or not is_hello(lines[0]):
-        return _tempfail(path, problem or "unexpected handshake")
-    answer = Reply.parse(lines[1])
-    if answer is None or answer.rid != req.rid:
-        return _tempfail(path, "unexpected answer")
-    return Answer(answer.verdict, answer.fields)
+        return _tempfail(path, problem or "unexpected handshake"), []
+    listed = [Listed.parse(line) for line in lines[1:-1]]
+    names = [item.name for item in listed if item is not None and item.rid == req.rid]
+    answer = Reply.parse(lines[-1])
+    if answer is None or answer.rid != req.rid or len(names) != len(listed):
+        return _tempfail(path, "unexpected answer"), []
+    return Answer(answer.verdict, answer.fields), names
 
 
 def _tempfail(path: str, why: str) -> Answer:
@@ -82,26 +103,29 @@ def _tempfail(path: str, why: str) -> Answer:
 
 
 _CLOSED = "connection closed before the answer"
+_LISTED_PREFIX = LISTED.encode() + b"\t"
 
 
-def _read_lines(sock: socket.socket, count: int, deadline: float) -> tuple[bytes, str]:
-    """(what arrived, "" or why it is not *count* whole lines)."""
-    buf = b""
-    while buf.count(b"\n") < count:
+def _read_lines(sock: socket.socket, lines: list[bytes], deadline: float) -> str:
+    """Read into *lines* the handshake and the answer (with the Listed lines before it);
+    "" when they are all there, else why not."""
+    rest = b""
+    while len(lines) < 2 or lines[-1].startswith(_LISTED_PREFIX):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return buf, "no answer in time"
+            return "no answer in time"
         sock.settimeout(remaining)
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
-            return buf, "no answer in time"
+            return "no answer in time"
         except ConnectionResetError:
             chunk = b""
         if not chunk:
             # a refusal line before the handshake is a whole answer on its own
-            return buf, "" if buf.startswith(b"TEMPFAIL") and buf.endswith(b"\n") else _CLOSED
-        buf += chunk
-        if len(buf) > count * MAX_LINE:
-            return buf, "answer too long"
-    return buf, ""
+            return "" if len(lines) == 1 and not rest and lines[0].startswith(b"TEMPFAIL") else _CLOSED
+        *complete, rest = (rest + chunk).split(b"\n")
+        lines.extend(complete)
+        if len(rest) > MAX_LINE or any(len(line) >= MAX_LINE for line in complete):
+            return "answer too long"
+    return ""

@@ -27,15 +27,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from ncauth import config as config_mod
 from ncauth import hashes, log, socketmap
 from ncauth.cache import VerifiedCache
-from ncauth.errors import ConfigError
+from ncauth.errors import ConfigError, NcauthError
 from ncauth.outcome import Outcome
 from ncauth.policy import Authenticator, Verdict, in_networks
-from ncauth.protocol import HELLO, MAX_LINE, MalformedRequest, Reply, Request, is_hello
+from ncauth.protocol import HELLO, MAX_LINE, Listed, MalformedRequest, Reply, Request, is_hello
 from ncauth.throttle import Throttle
 
 #: the socketmap names ``[postfix] socket`` answers (``socketmap:unix:PATH:NAME``)
@@ -44,8 +44,18 @@ MAPS = ("recipients", "senders")
 MAP_TIMEOUT = 20.0
 
 
+#: the reason a request gets when the workers and the queue are full
+BUSY = "busy: too many requests waiting"
+
+_T = TypeVar("_T")
+
+
 class _LineTooLong(Exception):
     pass
+
+
+class _Busy(Exception):
+    """The workers and their queue are full: the request is answered TEMPFAIL at once."""
 
 
 class Stats:
@@ -314,7 +324,7 @@ class Daemon:
             return socketmap.Reply.perm(f"unknown map {request.name!r} (ncauth serves {', '.join(MAPS)})")
         if self.inflight >= self.workers + self.config.daemon.queue:
             self.stats.busy += 1
-            return socketmap.Reply.temp("busy: too many requests waiting")
+            return socketmap.Reply.temp(BUSY)
         auth, started = self.auth, time.perf_counter()
         self.inflight += 1
         self._using[auth] += 1
@@ -372,6 +382,8 @@ class Daemon:
         rid, extra = request.rid, request.extra
         if request.command == "STATS":
             return Reply(Outcome.OK.wire, rid, {k: str(v) for k, v in self.snapshot().items()}).encode()
+        if request.command == "USERS":
+            return await self._users(rid)
         rip, service = extra.get("rip", ""), extra.get("service", "")
         log.logger.debug(
             "%s %s login=\"%s\" %s",
@@ -419,26 +431,57 @@ class Daemon:
             attempt = admitted
         outcome: bool | None = None
         try:
-            if self.inflight >= self.workers + self.config.daemon.queue:
-                self.stats.busy += 1
-                return Verdict(Outcome.TEMPFAIL, "busy: too many requests waiting")
-            self.inflight += 1
-            self._using[auth] += 1
             try:
-                verdict = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, self._decide, auth, user, password, rip
-                )
-            finally:
-                self.inflight -= 1
-                self._using[auth] -= 1
-                if auth is not self.auth and not self._using[auth]:
-                    self._retire(auth)
+                verdict = await self._in_worker(auth, self._decide, auth, user, password, rip)
+            except _Busy:
+                return Verdict(Outcome.TEMPFAIL, BUSY)
             if verdict.outcome is not Outcome.TEMPFAIL:
                 outcome = verdict.outcome is Outcome.OK
             return verdict
         finally:
             if attempt is not None:
                 attempt.settle(outcome)
+
+    async def _in_worker(self, auth: Authenticator, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in a worker thread, counted in flight and as a use of *auth* (the
+        configuration it decides with); _Busy when the workers and the queue are full."""
+        if self.inflight >= self.workers + self.config.daemon.queue:
+            self.stats.busy += 1
+            raise _Busy
+        self.inflight += 1
+        self._using[auth] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        finally:
+            self.inflight -= 1
+            self._using[auth] -= 1
+            if auth is not self.auth and not self._using[auth]:
+                self._retire(auth)
+
+    async def _users(self, rid: str) -> bytes:
+        """USERS: a Listed line per account, then ``OK count=N``; a TEMPFAIL alone when
+        the list cannot be had, so that an outage never reads as "no accounts". Counted
+        as a request, kept out of the latency figures (those are the logins')."""
+        started = time.perf_counter()
+        try:
+            names = await self._in_worker(self.auth, self.auth.accounts)
+            listed = b"".join(Listed(rid, name).encode() for name in names)
+        except _Busy:
+            why = BUSY
+        except Exception as exc:
+            why = str(exc) if isinstance(exc, NcauthError) else f"internal error ({type(exc).__name__})"
+        else:
+            self.stats.verdicts[Outcome.OK.wire] += 1
+            log.logger.info(
+                "USERS %s: %d account(s) listed, ms=%.0f",
+                log.printable(rid, 32),
+                len(names),
+                (time.perf_counter() - started) * 1000,
+            )
+            return listed + Reply(Outcome.OK.wire, rid, {"count": str(len(names))}).encode()
+        self.stats.verdicts[Outcome.TEMPFAIL.wire] += 1
+        log.logger.warning("USERS %s: tempfail: %s", log.printable(rid, 32), log.printable(why, 300))
+        return Reply(Outcome.TEMPFAIL.wire, rid, {"reason": why}).encode()
 
     @staticmethod
     def _decide(auth: Authenticator, user: str, password: bytes | None, remote_ip: str) -> Verdict:

@@ -14,7 +14,8 @@
 --                 }
 --   both:         userdb prefetch (the userdb_* fields of a login), then `userdb lua`
 --                 (auth_userdb_lookup below) for lookups without a login (LMTP,
---                 doveadm user). `ncauth dovecot-config --mode lua` writes all of it.
+--                 doveadm user), and auth_userdb_iterate for `doveadm user '*'` and
+--                 `doveadm -A`. `ncauth dovecot-config --mode lua` writes all of it.
 --
 -- The script runs in Dovecot's auth-worker processes (root by default; blocking=yes on
 -- 2.3, use_worker = yes is the default on 2.4). Each worker has its own Lua state, and
@@ -29,6 +30,9 @@
 --   -> AUTH <id> <user> <password> service=... rip=... lip=...
 --   -> LOOKUP <id> <user> service=... rip=... lip=...
 --   <- OK <id> user=... userdb_...=...  |  FAIL|UNKNOWN|TEMPFAIL <id> reason=...
+--   -> USERS <id>
+--   <- USER <id> <name>   (one line per account)  then  OK <id> count=<N>
+--      |  TEMPFAIL <id> reason=...
 --
 -- Verdicts: OK -> PASSDB_RESULT_OK; FAIL -> PASSWORD_MISMATCH; UNKNOWN -> USER_UNKNOWN;
 -- TEMPFAIL, no daemon, a timeout or any answer that is not understood -> INTERNAL_FAILURE
@@ -40,6 +44,9 @@ local NCAUTH_SOCKET = "/run/ncauth/auth.sock"
 -- Seconds one request may take in all (connect, send, answer). Below Postfix's 10 s
 -- SASL timeout and Dovecot's 60 s auth-worker limit, above argon2 plus a short queue.
 local NCAUTH_TIMEOUT = 8
+-- Seconds the list of all accounts may take (doveadm -A): no login waits on it, and
+-- reading every account of a large Nextcloud takes longer than one lookup.
+local NCAUTH_LIST_TIMEOUT = 50
 
 local socket = require("socket")
 local unix = require("socket.unix")
@@ -157,23 +164,29 @@ end
 
 local VERSION_LINE = encode_line({ "VERSION", "1", "0" })
 
-local function reason_of(fields)
+-- The value of the answer's first `key=value` field named *key*, or nil.
+local function value_of(fields, key)
+  local prefix = key .. "="
   for i = 3, #fields do
-    local value = string.match(fields[i], "^reason=(.*)$")
-    if value then
-      return value
+    if string.sub(fields[i], 1, #prefix) == prefix then
+      return string.sub(fields[i], #prefix + 1)
     end
   end
-  return "no reason given"
+  return nil
 end
 
--- Send one request line and return the answer's fields, or nil and why not. A fresh
--- connection carries the VERSION handshake in the same write. A reused connection that
--- turns out to be broken is replaced once; a fresh one that fails is the daemon's
--- answer (down, refusing us), and a timeout is never retried. Any failure drops the
--- connection, so a late answer can never be taken for the next request's.
-local function exchange(line)
-  local deadline = socket.gettime() + NCAUTH_TIMEOUT
+local function reason_of(fields)
+  return value_of(fields, "reason") or "no reason given"
+end
+
+-- Send one request line and return the first answer line's fields, or nil and why not,
+-- by *deadline* (socket.gettime() seconds). A fresh connection carries the VERSION
+-- handshake in the same write. A reused connection that turns out to be broken is
+-- replaced once; a fresh one that fails is the daemon's answer (down, refusing us), and
+-- a timeout is never retried. Any failure drops the connection, so a late answer can
+-- never be taken for the next request's. Further answer lines (USERS) are the caller's
+-- to read from `conn`, by the same deadline.
+local function exchange(line, deadline)
   for attempt = 1, 2 do
     if conn and is_stale(conn) then
       disconnect()
@@ -256,7 +269,7 @@ local function ask(command, user, password, req)
     return "TOOLONG", "request longer than " .. MAX_LINE .. " bytes"
   end
 
-  local answer, err = exchange(line)
+  local answer, err = exchange(line, socket.gettime() + NCAUTH_TIMEOUT)
   if not answer then
     return "TEMPFAIL", "ncauth daemon unavailable: " .. err
   end
@@ -298,6 +311,37 @@ local function safe_ask(command, user, password, req)
     return "TEMPFAIL", "ncauth.lua: " .. tostring(verdict)
   end
   return verdict, detail
+end
+
+-- The canonical names of all accounts the daemon serves (USERS), or nil and why not.
+-- Only a whole list counts: it ends with OK and the number of names sent before it.
+local function list_users()
+  last_id = last_id + 1
+  local id = tostring(last_id)
+  local deadline = socket.gettime() + NCAUTH_LIST_TIMEOUT
+  local answer, err = exchange(encode_line({ "USERS", id }), deadline)
+  if not answer then
+    return nil, "ncauth daemon unavailable: " .. err
+  end
+  local names = {}
+  while answer[1] == "USER" and answer[2] == id and #answer == 3 do
+    names[#names + 1] = answer[3]
+    local line
+    line, err = receive_line(conn, deadline)
+    if not line then
+      disconnect()
+      return nil, "ncauth daemon: list cut off after " .. #names .. " name(s): " .. tostring(err)
+    end
+    answer = split_fields(line)
+  end
+  if answer[2] == id and answer[1] == "OK" and value_of(answer, "count") == tostring(#names) then
+    return names
+  end
+  disconnect()
+  if answer[2] == id and answer[1] == "TEMPFAIL" then
+    return nil, "ncauth daemon: temporary failure: " .. reason_of(answer)
+  end
+  return nil, "malformed answer from the ncauth daemon to USERS"
 end
 
 -- ---- the Dovecot entry points --------------------------------------------------------
@@ -372,6 +416,24 @@ function auth_userdb_lookup(req)
     return dovecot.auth.USERDB_RESULT_USER_UNKNOWN, "unknown user"
   end
   return dovecot.auth.USERDB_RESULT_INTERNAL_FAILURE, detail
+end
+
+-- `doveadm user '*'` and `doveadm -A`: Dovecot (db-lua.c, 2.3.19 and 2.4) calls this
+-- without arguments, in an auth-worker, and takes the values of the table it returns as
+-- the user names (keys are ignored). A Lua error, or anything but a table, makes the
+-- iteration fail: Dovecot logs "auth_userdb_iterate failed: <message>" and doveadm exits
+-- non-zero. An empty table is a success with no users, so an outage must raise, never
+-- return {}: `doveadm -A` would otherwise quietly do nothing.
+function auth_userdb_iterate()
+  local ok, names, err = pcall(list_users)
+  if not ok then
+    disconnect()
+    error("ncauth.lua: " .. tostring(names), 0)
+  end
+  if not names then
+    error(err, 0)
+  end
+  return names
 end
 
 -- Dovecot's own auth cache stays off for this passdb on 2.4 (no cache key function):

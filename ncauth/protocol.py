@@ -56,10 +56,19 @@ def tab_unescape(value: str) -> str:
 #   client: AUTH   <TAB> id <TAB> user <TAB> password [<TAB> key=value ...]
 #           LOOKUP <TAB> id <TAB> user [<TAB> key=value ...]
 #           STATS  <TAB> id
+#           USERS  <TAB> id                           (every account: doveadm -A, user '*')
 #   server: OK       <TAB> id [<TAB> key=value ...]   user=<canonical>, userdb_<k>=<v>...
 #           FAIL     <TAB> id <TAB> reason=...        known user, refused
 #           UNKNOWN  <TAB> id <TAB> reason=...        no such user
 #           TEMPFAIL <TAB> id <TAB> reason=...        try again later (also: busy, malformed)
+#
+# USERS is answered by one line per account, then the verdict that ends the list:
+#   server: USER <TAB> id <TAB> name                  (zero or more, canonical names)
+#           OK   <TAB> id <TAB> count=N               N = the USER lines sent
+#        or TEMPFAIL <TAB> id <TAB> reason=...        (no USER line before it)
+# One name a line keeps every line far below MAX_LINE whatever the number of accounts,
+# and needs no separator inside a line; the count lets a client tell a complete list
+# (possibly empty) from a cut-off one.
 #
 # Request keys: service=imap|pop3|smtp|..., rip=<client IP>, lip=<local IP>. Unknown keys
 # are ignored. Answers come in request order; "id" (any string without TAB) is echoed so
@@ -69,6 +78,10 @@ def tab_unescape(value: str) -> str:
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 0
 MAX_LINE = 16384  # as Dovecot's auth-client protocol
+#: the requests that carry nothing but their id
+BARE_COMMANDS = ("STATS", "USERS")
+#: the first field of a USERS answer's list lines
+LISTED = "USER"
 VERDICTS = tuple(o.wire for o in Outcome)
 
 
@@ -108,7 +121,7 @@ class MalformedRequest(NcauthError):
 
 @dataclass(frozen=True)
 class Request:
-    """One request line: ``AUTH`` (with a password), ``LOOKUP`` or ``STATS``."""
+    """One request line: ``AUTH`` (with a password), ``LOOKUP``, ``STATS`` or ``USERS``."""
 
     command: str
     rid: str
@@ -128,7 +141,7 @@ class Request:
         command, rid = fields[0], fields[1] if len(fields) > 1 else ""
         if any("\x00" in f for f in fields):
             raise MalformedRequest(rid.replace("\x00", ""), "malformed request: NUL byte")
-        if command == "STATS" and len(fields) >= 2:
+        if command in BARE_COMMANDS and len(fields) >= 2:
             return cls(command, rid)
         if command == "AUTH" and len(fields) >= 4:
             password = fields[3].encode("utf-8", "surrogateescape")
@@ -139,7 +152,7 @@ class Request:
 
     def encode(self) -> bytes:
         args: list[str] = []
-        if self.command != "STATS":
+        if self.command not in BARE_COMMANDS:
             args.append(self.user)
         if self.password is not None:
             args.append(self.password.decode("utf-8", "surrogateescape"))
@@ -164,6 +177,25 @@ class Reply:
 
     def encode(self) -> bytes:
         return encode_line(self.verdict, self.rid, *(f"{k}={v}" for k, v in self.fields.items()))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One list line of a USERS answer: an account's canonical name."""
+
+    rid: str
+    name: str
+
+    @classmethod
+    def parse(cls, line: bytes) -> Listed | None:
+        """The list line on *line*, or None when it is not one."""
+        fields = decode_line(line)
+        if len(fields) != 3 or fields[0] != LISTED:
+            return None
+        return cls(fields[1], fields[2])
+
+    def encode(self) -> bytes:
+        return encode_line(LISTED, self.rid, self.name)
 
 
 HELLO = encode_line("VERSION", str(PROTOCOL_MAJOR), str(PROTOCOL_MINOR))

@@ -19,10 +19,14 @@ import pytest
 import sqlalchemy as sa
 from support import ncschema, population
 from support.checkpassword import Result, checkpassword, expected_reply, request
-from support.daemon import HELLO, NCAUTH, Daemon, daemon_config, raw, wait_for
+from support.daemon import HELLO, NCAUTH, Daemon, accounts, daemon_config, raw, wait_for
+from support.leakcheck import record_output
 from support.nextcloud import NextcloudDB
 from support.population import CASES, A, P
+from support.require import unavailable
 
+from ncauth import client, dovecot
+from ncauth.errors import TemporaryFailure
 from ncauth.protocol import MAX_LINE, decode_line, encode_line
 
 # --- protocol ---------------------------------------------------------------------
@@ -287,6 +291,92 @@ def test_database_restart_tempfail_then_recovery(mariadb, daemon: Daemon) -> Non
         mariadb.start()
     assert daemon.ask("AUTH", A, P).verdict == "OK"
     assert int(daemon.stats()["db_reconnects"]) >= 1
+
+
+# --- USERS (doveadm user '*', doveadm -A) ----------------------------------------------
+
+#: runs ncauth.lua's auth_userdb_iterate() outside Dovecot (db-lua.c calls it with no
+#: arguments and takes the table's values): the names on stdout, or exit 3 and the error
+LUA_ITERATE = r"""
+dofile(arg[1])
+local ok, names = pcall(auth_userdb_iterate)
+if not ok then
+  io.stderr:write(tostring(names), "\n")
+  os.exit(3)
+end
+for i = 1, #names do
+  io.write(names[i], "\n")
+end
+"""
+
+
+def _lua_iterate(socket_path: Path, directory: Path) -> subprocess.CompletedProcess[str]:
+    lua = shutil.which("lua5.4")
+    if lua is None:
+        unavailable("lua5.4 is not installed (Debian packages lua5.4, lua-socket)")
+    (directory / "ncauth.lua").write_text(dovecot.lua_script(str(socket_path)))
+    (directory / "iterate.lua").write_text(LUA_ITERATE)
+    proc = subprocess.run(
+        [lua, str(directory / "iterate.lua"), str(directory / "ncauth.lua")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    record_output(proc.stdout, proc.stderr)
+    return proc
+
+
+def test_users_streams_every_account(nextcloud_sqlite: NextcloudDB, tmp_path: Path) -> None:
+    """Far more names than one line (or one read) holds: one USER line each, then the
+    count; the Python client and ncauth.lua read the same list accounts() gives."""
+    stored = population.php_hash(P)
+    with nextcloud_sqlite.engine.begin() as conn:
+        for i in range(3000):
+            ncschema.add_user(conn, "oc_", f"bulk.user-{i:05d}", stored)
+    config, sock = daemon_config(nextcloud_sqlite, tmp_path)
+    expected = accounts(config)
+    assert len(expected) > 3000 and sum(len(n) for n in expected) > 4 * MAX_LINE
+    d = Daemon(config, sock)
+    try:
+        lines = raw(
+            sock,
+            HELLO + encode_line("USERS", "u1") + encode_line("LOOKUP", "l2", A),
+            read_lines=3 + len(expected),
+        )
+        assert lines[1 : 1 + len(expected)] == [["USER", "u1", name] for name in expected]
+        assert lines[1 + len(expected)] == ["OK", "u1", f"count={len(expected)}"]
+        assert lines[2 + len(expected)][:3] == ["OK", "l2", f"user={A}"]  # the next answer, in order
+        assert client.users(str(sock)) == expected
+        lua = _lua_iterate(sock, tmp_path)
+        assert lua.returncode == 0, lua.stderr
+        assert lua.stdout.splitlines() == expected
+    finally:
+        assert d.stop() == 0
+    assert f"{len(expected)} account(s) listed" in d.log()
+    lua = _lua_iterate(sock, tmp_path)  # nobody there: an error, never an empty list
+    assert lua.returncode == 3 and "ncauth daemon unavailable" in lua.stderr, lua.stderr
+    with pytest.raises(client.DaemonUnavailable):
+        client.users(str(sock))
+
+
+def test_users_database_down_is_a_tempfail_alone(mariadb, daemon: Daemon, tmp_path: Path) -> None:
+    """No USER line before the TEMPFAIL: nothing a client could take for a short list."""
+    expected = accounts(daemon.config)
+    assert client.users(str(daemon.socket)) == expected and expected
+    mariadb.stop()
+    try:
+        data = HELLO + encode_line("USERS", "u9") + encode_line("STATS", "s")
+        lines = raw(daemon.socket, data, read_lines=3, timeout=30)
+        assert [line[:2] for line in lines] == [["VERSION", "1"], ["TEMPFAIL", "u9"], ["OK", "s"]], lines
+        assert lines[1][2].startswith("reason=database: "), lines
+        with pytest.raises(TemporaryFailure, match="database"):
+            client.users(str(daemon.socket))
+        lua = _lua_iterate(daemon.socket, tmp_path)
+        assert lua.returncode == 3 and "ncauth daemon: temporary failure: database" in lua.stderr, lua.stderr
+    finally:
+        mariadb.start()
+    assert client.users(str(daemon.socket)) == expected
 
 
 def test_checkpassword_relays_to_the_daemon(sqlite_daemon: Daemon, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from support.require import unavailable
 
 from ncauth.checkpassword import encode_fields, reply_fields
-from ncauth.protocol import MalformedRequest, Reply, Request, tab_escape, tab_unescape
+from ncauth.protocol import Listed, MalformedRequest, Reply, Request, tab_escape, tab_unescape
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "tabescape.json").read_text())
@@ -121,3 +121,14 @@ def test_reply_round_trip_and_garbage() -> None:
     reply = Reply("OK", "3", {"user": "alice@example.org", "userdb_home": "/m/a\tb"})
     assert Reply.parse(reply.encode()) == reply
     assert Reply.parse(b"MAYBE\t3\n") is None and Reply.parse(b"OK\n") is None
+
+
+def test_users_request_and_list_lines() -> None:
+    """USERS carries only its id; a list line carries one escaped name."""
+    assert Request.parse(b"USERS\t7\n") == Request("USERS", "7")
+    assert Request("USERS", "7").encode() == b"USERS\t7\n"
+    listed = Listed("7", "odd\tname@example.org")
+    assert listed.encode() == b"USER\t7\todd\x01tname@example.org\n"
+    assert Listed.parse(listed.encode()) == listed
+    assert Listed.parse(b"OK\t7\tcount=1\n") is None and Listed.parse(b"USER\t7\n") is None
+    assert Reply.parse(listed.encode()) is None  # never taken for the answer that ends the list

@@ -118,6 +118,18 @@ def daemon_config(db: NextcloudDB, directory: Path, extra: str = "") -> tuple[Pa
     return config, sock
 
 
+def accounts(config: Path) -> list[str]:
+    """What ``Authenticator.accounts()`` lists for *config*: what USERS must answer."""
+    from ncauth import config as config_mod
+    from ncauth.policy import Authenticator
+
+    auth = Authenticator(config_mod.load(str(config)))
+    try:
+        return auth.accounts()
+    finally:
+        auth.store.close()
+
+
 def raw(sock_path: Path, data: bytes, *, read_lines: int = 2, timeout: float = 10) -> list[list[str]]:
     """Send raw bytes, read *read_lines* answer lines (fewer if the daemon closes)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

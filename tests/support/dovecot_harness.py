@@ -493,6 +493,11 @@ class DovecotBase:
         )
         return r.returncode, (r.stdout + r.stderr).strip()
 
+    def doveadm(self, *args: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
+        """Any ``doveadm`` command against this instance (e.g. ``mailbox list -A``):
+        exit code and output."""
+        return self._doveadm(args, timeout)
+
     def auth_test(
         self,
         user: str,
@@ -517,7 +522,8 @@ class DovecotBase:
         return self._doveadm(["auth", "lookup", user], timeout)
 
     def user_lookup(self, user: str, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
-        """``doveadm user`` (userdb lookup, as LMTP/LDA would do): 0 found, 67 unknown."""
+        """``doveadm user`` (userdb lookup, as LMTP/LDA would do): 0 found, 67 unknown;
+        with a wildcard (``*``) the userdb's iteration, one name a line."""
         return self._doveadm(["user", user], timeout)
 
     def quota_get(self, user: str, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
