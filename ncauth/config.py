@@ -356,37 +356,14 @@ def _nextcloud(
         argon2_threads=int(r.number(sec, nc, "max_argon2_threads", d.argon2_threads, lo=1, hi=255)),
         bcrypt_cost=int(r.number(sec, nc, "max_bcrypt_cost", d.bcrypt_cost, lo=4, hi=31)),
     )
+    # each bounded by its limit above: the decoy must never cost more than a hash may
+    defaults = (php.hashing_memory_cost, php.hashing_time_cost, php.hashing_threads) if php else tuple(h)
+    highest = (limits.argon2_memory_cost, limits.argon2_time_cost, limits.argon2_threads)
     hashing = Hashing(
-        memory_cost=int(
-            r.number(
-                sec,
-                nc,
-                "hashing_memory_cost",
-                php.hashing_memory_cost if php else h.memory_cost,
-                lo=8,
-                hi=limits.argon2_memory_cost,
-            )
-        ),
-        time_cost=int(
-            r.number(
-                sec,
-                nc,
-                "hashing_time_cost",
-                php.hashing_time_cost if php else h.time_cost,
-                lo=1,
-                hi=limits.argon2_time_cost,
-            )
-        ),
-        threads=int(
-            r.number(
-                sec,
-                nc,
-                "hashing_threads",
-                php.hashing_threads if php else h.threads,
-                lo=1,
-                hi=limits.argon2_threads,
-            )
-        ),
+        *(
+            int(r.number(sec, nc, f"hashing_{name}", default, lo=lo, hi=hi))
+            for name, default, lo, hi in zip(Hashing._fields, defaults, (8, 1, 1), highest, strict=True)
+        )
     )
     return NextcloudSection(
         database_urls=urls,

@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from support import population
-from support.leakcheck import record_output
+from support import leakcheck, population
 
 from ncauth import config as config_mod
 from ncauth.policy import Authenticator
@@ -70,15 +69,7 @@ def test_groups_limit_the_listing(standard_nextcloud) -> None:
 
 def test_ncauth_users_command(standard_nextcloud, tmp_path) -> None:
     def run(config: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "ncauth", "users", "--config", config],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        record_output(proc.stdout, proc.stderr)
-        return proc
+        return leakcheck.run([sys.executable, "-m", "ncauth", "users", "--config", config])
 
     ok = run(str(standard_nextcloud.config_path))
     assert ok.returncode == 0, ok.stderr

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import ncschema, population
+from support import leakcheck, ncschema, population
 from support.checkpassword import Result, checkpassword, expected_reply, request
 from support.daemon import HELLO, NCAUTH, Daemon, accounts, daemon_config, raw, wait_for
-from support.leakcheck import record_output
 from support.nextcloud import NextcloudDB
 from support.population import CASES, A, P
 from support.require import unavailable
@@ -316,15 +315,7 @@ def _lua_iterate(socket_path: Path, directory: Path) -> subprocess.CompletedProc
         unavailable("lua5.4 is not installed (Debian packages lua5.4, lua-socket)")
     (directory / "ncauth.lua").write_text(dovecot.lua_script(str(socket_path)))
     (directory / "iterate.lua").write_text(LUA_ITERATE)
-    proc = subprocess.run(
-        [lua, str(directory / "iterate.lua"), str(directory / "ncauth.lua")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    record_output(proc.stdout, proc.stderr)
-    return proc
+    return leakcheck.run([lua, str(directory / "iterate.lua"), str(directory / "ncauth.lua")])
 
 
 def test_users_streams_every_account(nextcloud_sqlite: NextcloudDB, tmp_path: Path) -> None:

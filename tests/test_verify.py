@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from support import population
-from support.leakcheck import leaked_secrets, record_output
+from support import leakcheck, population
+from support.leakcheck import leaked_secrets
 from support.population import CASES, Case
 
 from ncauth import cli
@@ -216,15 +216,7 @@ def test_entry_point_and_exit_codes(standard_nextcloud) -> None:
     config = str(standard_nextcloud.config_path)
 
     def run(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "ncauth", *args],
-            input=password,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        record_output(proc.stdout, proc.stderr)
-        return proc
+        return leakcheck.run([sys.executable, "-m", "ncauth", *args], input=password)
 
     ok = run("verify", "--config", config, population.A, "--password-stdin", password=population.P + "\n")
     assert ok.returncode == 0, ok.stderr

@@ -7,6 +7,8 @@ tokens and database secrets; a hit fails the test that produced it.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from . import population
@@ -24,6 +26,16 @@ def register_secret(secret: str) -> str:
 def record_output(*texts: str) -> None:
     """Hand the output of a subprocess (checkpassword, ncauth, Dovecot's log) to the leak check."""
     _recorded.extend(texts)
+
+
+def run(
+    args: list[str], *, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run a program of the suite's (ncauth, lua, fail2ban-regex) to its end, its output
+    handed to the leak check; the caller asserts on the exit code."""
+    proc = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    record_output(proc.stdout, proc.stderr)
+    return proc
 
 
 def leaked_secrets(texts: list[str]) -> list[str]:
