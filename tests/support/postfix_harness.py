@@ -63,6 +63,7 @@ __all__ = [
     "Postfix",
     "PostfixError",
     "SocketmapServer",
+    "parse_main_cf",
     "postfix_available",
     "postfix_version",
 ]
@@ -108,6 +109,25 @@ def postfix_available() -> str | None:
         # maillog_file/postlogd and start-fg need 3.4 or later
         return f"Postfix {version or '?'} found; this harness needs 3.4 or later"
     return None
+
+
+def parse_main_cf(text: str) -> dict[str, str]:
+    """The settings of ``main.cf`` *text* (as ``ncauth postfix-config`` prints it): comments
+    and blank lines skipped, a line that starts with white space continues the one before."""
+    settings: dict[str, str] = {}
+    key = ""
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace() and key:
+            settings[key] += " " + line.strip()
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"not a main.cf setting: {line!r}")
+        key = key.strip()
+        settings[key] = value.strip()
+    return settings
 
 
 # --------------------------------------------------------------------------------------------
