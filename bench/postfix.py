@@ -83,7 +83,7 @@ def table_text(rows: list[Row]) -> str:
     for row in rows:
         how = "`-q KEY` (one process each)" if row.kind == "single" else "`-q -` batch, per address"
         lines.append(
-            f"| {row.lookup} | {how} | {row.p50:.2f} | {row.p95:.2f} | {row.p50 / base[row.kind]:.1f}x |"
+            f"| {row.lookup} | {how} | {row.p50:.3f} | {row.p95:.3f} | {row.p50 / base[row.kind]:.3g}x |"
         )
     return "\n".join(lines) + "\n"
 
