@@ -5,7 +5,7 @@ socketmap protocol; only a real ``smtpd`` shows what a reply turns into on the w
 451), and only a real queue shows that an accepted message is delivered. This module writes a
 ``main.cf`` and ``master.cf`` into a temp dir and runs ``postfix -c DIR start-fg``: its own
 queue, data directory and log file (``maillog_file`` via ``postlogd``), SMTP on a free port of
-127.0.0.1, no chroot, children as user ``postfix`` (``mail_owner``; the master itself must be
+127.0.0.1, no chroot unless ``chroot=True`` (then as Debian's master.cf), children as user ``postfix`` (``mail_owner``; the master itself must be
 root). Nothing of the system's Postfix (``/etc/postfix/main.cf``, the system queue) is used.
 
 The maps are plain strings, so a test plugs in whatever a production main.cf would say:
