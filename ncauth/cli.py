@@ -92,6 +92,17 @@ def _parser() -> _Parser:
         "--host", default="localhost", help="MySQL/MariaDB host part of the users (default: localhost)"
     )
 
+    pf = sub.add_parser(
+        "postfix-config",
+        parents=[common],
+        help="print the main.cf lines for the [postfix] maps, SMTP AUTH and LMTP delivery",
+    )
+    pf.add_argument(
+        "--direct",
+        action="store_true",
+        help="socketmap without proxy: (only for an smtpd that does not run chrooted)",
+    )
+
     sub.add_parser(
         "users",
         parents=[common],
@@ -147,6 +158,8 @@ def _run(args: argparse.Namespace) -> int:
         return dovecot_config(args)
     if args.command == "sql":
         return sql(args)
+    if args.command == "postfix-config":
+        return postfix_config(args.config, direct=args.direct)
     return EX_USAGE  # pragma: no cover - argparse enforces the choices
 
 
@@ -335,6 +348,14 @@ def sql(args: argparse.Namespace) -> int:
         host=args.host,
     )
     sys.stdout.write(text)
+    return EX_OK
+
+
+def postfix_config(config_arg: str | None, *, direct: bool) -> int:
+    """``ncauth postfix-config``: the main.cf lines (README "One account list")."""
+    from ncauth import postfix
+
+    sys.stdout.write(postfix.main_cf(_load_quiet(config_arg), direct=direct))
     return EX_OK
 
 

@@ -1,5 +1,5 @@
-"""The benchmark runs (``bench/run.py --quick``, as CI's smoke run) and reports every path
-with a ratio to the floor. Nothing here asserts a time."""
+"""The benchmarks run (``bench/run.py --quick``, as CI's smoke run; ``bench/postfix.py
+--quick``) and report every path with a ratio to its baseline. Nothing here asserts a time."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from support.dovecot_harness import dovecot_available
 from support.leakcheck import record_output
+from support.postfix_harness import postfix_available
 from support.require import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,3 +47,27 @@ def test_quick_benchmark_reports_every_path(tmp_path: Path) -> None:
     assert all(row["ratio_to_floor"] > 0 for row in result["rows"])
     assert result["daemon_peak_rss_mib"] > 0 and result["dovecot_auth_tree_peak_rss_mib"] > 0
     assert "| path | p50 ms | p95 ms | logins/s | p50 / floor |" in proc.stdout
+
+
+def test_quick_postfix_benchmark_reports_every_lookup(tmp_path: Path) -> None:
+    if reason := postfix_available():
+        unavailable(f"the benchmark drives a real Postfix: {reason}")
+    out = tmp_path / "postfix.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "postfix.py"), "--quick", "--users", "20", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    record_output(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {(row["lookup"], row["kind"]): row for row in json.loads(out.read_text())["rows"]}
+    for kind in ("single", "batch"):
+        for lookup in (
+            "texthash, warm",
+            "daemon, socketmap, warm",
+            "daemon, socketmap, cold (after a restart)",
+            "daemon, proxy:socketmap, warm",
+        ):
+            assert rows[(lookup, kind)]["p50"] > 0, (lookup, kind)
+    assert "| lookup | postmap | p50 ms | p95 ms | p50 / texthash |" in proc.stdout

@@ -75,20 +75,31 @@ def start(
     venv: Path,
     *,
     userdb_extra: str = "",
+    root: Path | None = None,
+    accounts_extra: str = "",
+    ncauth_extra: str = "",
+    extra_config: str = "",
+    postfix_socket: Path | None = None,
+    postfix_owner: str = "root",
 ) -> tuple[E2EDovecot23 | E2EDovecot24, Daemon | None]:
     """A started Dovecot *version* (2.3 or 2.4) in *mode* (checkpassword, sql, lua) on the
     Nextcloud database at *url*, and the daemon when *daemon* is set. *userdb_extra*:
-    more ``[userdb]`` lines (TOML), e.g. a quota field."""
-    root = dovecot_tmpdir()
+    more ``[userdb]`` lines (TOML), e.g. a quota field.
+
+    For a real Postfix in front: *accounts_extra* adds keys to ``[accounts]``,
+    *ncauth_extra* whole sections (``[postfix]``) to ncauth's config, *extra_config* goes
+    to dovecot.conf (an LMTP listener), and the SASL listener is made at *postfix_socket*
+    for user and group *postfix_owner*."""
+    root = root or dovecot_tmpdir()
     config = root / "ncauth.toml"
     userdb = f'\n[userdb]\nuid = "nobody"\ngid = "nogroup"\nhome = "{root}/mail/{{domain}}/{{local}}"\n'
     userdb += userdb_extra
-    accounts = population.STANDARD_CONFIG.split("[userdb]")[0]
+    accounts = population.STANDARD_CONFIG.split("[userdb]")[0] + accounts_extra
     sock = root / "ncauth.sock"
     # the case table fails on purpose from one address: no failure throttling here
     daemon_section = (
         f'\n[daemon]\nsocket = "{sock}"\nsocket_group = "dovecot"\nthrottle = false\n' if daemon else ""
-    )
+    ) + ncauth_extra
     config.write_text(population.config_text(url, prefix) + accounts + userdb)
     config.chmod(0o600)
     which = "dovecot" if mode == "sql" else "ncauth"
@@ -114,14 +125,14 @@ def start(
         "--output",
         str(snippet),
         "--postfix-socket",
-        f"{root}/postfix-auth",
+        str(postfix_socket or root / "postfix-auth"),
         "--postfix-user",
-        "root",
+        postfix_owner,
         "--postfix-group",
-        "root",
+        postfix_owner,
     )
     cls = E2EDovecot23 if version == "2.3" else E2EDovecot24
-    dovecot = cls(root, snippet.read_text())
-    dovecot.postfix_socket = root / "postfix-auth"
+    dovecot = cls(root, snippet.read_text(), extra_config=extra_config)
+    dovecot.postfix_socket = postfix_socket or root / "postfix-auth"
     dovecot.mode = mode
     return dovecot.start(), server

@@ -482,6 +482,29 @@ class DovecotBase:
             with contextlib.suppress(Exception):
                 conn.shutdown()
 
+    def imap_inbox(self, user: str, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> list[bytes]:
+        """Log in over IMAP and return every message of INBOX (``BODY.PEEK[]``, in order):
+        how a test sees that mail was delivered to *user*'s mailbox, as the user would.
+        Raises DovecotError when the login or a command fails."""
+        conn = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=timeout)
+        try:
+            typ, data = conn._simple_command("LOGIN", conn._quote(user), conn._quote(password))
+            if typ != "OK":
+                raise DovecotError(f"IMAP LOGIN for {user!r}: {typ} {data!r}")
+            conn.state = "AUTH"
+            typ, data = conn.select("INBOX", readonly=True)
+            if typ != "OK":
+                raise DovecotError(f"SELECT INBOX: {typ} {data!r}")
+            if int(_text(data[0])) == 0:
+                return []
+            typ, data = conn.fetch("1:*", "(BODY.PEEK[])")
+            if typ != "OK":
+                raise DovecotError(f"FETCH: {typ} {data!r}")
+            return [part[1] for part in data if isinstance(part, tuple)]
+        finally:
+            with contextlib.suppress(Exception):
+                conn.logout()
+
     def _doveadm(self, args: Sequence[str], timeout: float) -> tuple[int, str]:
         r = subprocess.run(
             self._doveadm_argv(args),
