@@ -103,6 +103,29 @@ def _parser() -> _Parser:
         help="socketmap without proxy: (only for an smtpd that does not run chrooted)",
     )
 
+    nm = sub.add_parser(
+        "nextcloud-mail",
+        parents=[common],
+        help="print the occ command that gives every Nextcloud user a Mail app account on this server",
+    )
+    nm.add_argument(
+        "--imap-host", metavar="HOST", help="IMAP server as Nextcloud reaches it (default: this host's name)"
+    )
+    nm.add_argument("--imap-port", type=int, default=993, metavar="PORT", help="default 993 (implicit TLS)")
+    nm.add_argument(
+        "--imap-ssl-mode", default="ssl", metavar="MODE", help="none, ssl (implicit TLS) or tls (STARTTLS)"
+    )
+    nm.add_argument("--smtp-host", metavar="HOST", help="SMTP submission server (default: the IMAP host)")
+    nm.add_argument(
+        "--smtp-port", type=int, default=587, metavar="PORT", help="default 587 (submission, STARTTLS)"
+    )
+    nm.add_argument(
+        "--smtp-ssl-mode", default="tls", metavar="MODE", help="none, ssl (implicit TLS) or tls (STARTTLS)"
+    )
+    nm.add_argument(
+        "--occ", default="occ", help="how occ is run here, e.g. 'sudo -u www-data php /var/www/nextcloud/occ'"
+    )
+
     sub.add_parser(
         "users",
         parents=[common],
@@ -160,6 +183,8 @@ def _run(args: argparse.Namespace) -> int:
         return sql(args)
     if args.command == "postfix-config":
         return postfix_config(args.config, direct=args.direct)
+    if args.command == "nextcloud-mail":
+        return nextcloud_mail(args)
     return EX_USAGE  # pragma: no cover - argparse enforces the choices
 
 
@@ -356,6 +381,25 @@ def postfix_config(config_arg: str | None, *, direct: bool) -> int:
     from ncauth import postfix
 
     sys.stdout.write(postfix.main_cf(_load_quiet(config_arg), direct=direct))
+    return EX_OK
+
+
+def nextcloud_mail(args: argparse.Namespace) -> int:
+    """``ncauth nextcloud-mail``: the Mail app's provisioning for the configured ``match``."""
+    import socket
+
+    from ncauth.nextcloud_mail import Endpoints, command
+
+    imap_host = args.imap_host or socket.getfqdn()
+    endpoints = Endpoints(
+        imap_host,
+        args.smtp_host or imap_host,
+        args.imap_port,
+        args.imap_ssl_mode,
+        args.smtp_port,
+        args.smtp_ssl_mode,
+    )
+    sys.stdout.write(command(_load_quiet(args.config), endpoints, args.occ))
     return EX_OK
 
 
