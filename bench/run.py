@@ -93,6 +93,10 @@ class Row:
         return 1000 / self.p50 if self.p50 else 0.0
 
 
+#: the concurrency levels each path is measured at (--quick: one level, to exercise the code)
+CONCURRENCY: tuple[int, ...] = (1, 2, 8, 32)
+
+
 def timed(fn: Callable[[], object], n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -198,6 +202,8 @@ def main() -> int:
     args = parser.parse_args()
     n = 2 if args.quick else 30
     storm = 20 if args.quick else 200
+    global CONCURRENCY
+    CONCURRENCY = (2,) if args.quick else CONCURRENCY
 
     work = Path(tempfile.mkdtemp(prefix="ncauth-bench-"))
     rows: list[Row] = []
@@ -312,7 +318,7 @@ def main() -> int:
         d.ask("AUTH", user, PASSWORD)
         samples, floor_samples = paired(lambda: d.ask("AUTH", user, PASSWORD), bare, n)
         rows.append(Row("daemon, cold (cache off)", samples, floor_ms=floor_samples))
-        for c in (1, 2, 8, 32):
+        for c in CONCURRENCY:
             samples, wall = concurrent(lambda i: d.ask("AUTH", user, PASSWORD), max(n, 4 * c), c)
             rows.append(Row(f"daemon, cold, concurrency {c}", samples, concurrency=c, wall_s=wall))
         d.stop()
@@ -321,7 +327,7 @@ def main() -> int:
         d.ask("AUTH", user, PASSWORD)
         repeated = Row("daemon, repeated (cache hit)", timed(lambda: d.ask("AUTH", user, PASSWORD), n * 4))
         rows.append(repeated)
-        for c in (1, 2, 8, 32):
+        for c in CONCURRENCY:
             samples, wall = concurrent(lambda i: d.ask("AUTH", user, PASSWORD), max(4 * n, 8 * c), c)
             rows.append(Row(f"daemon, repeated, concurrency {c}", samples, concurrency=c, wall_s=wall))
         relay = Row(
@@ -427,7 +433,7 @@ def dovecot_paths(
                 rows.append(Row(f"{label}, cold", timed(lambda: login(next(fresh)), n)))
                 login()
                 rows.append(Row(f"{label}, repeated", timed(login, n * 2)))
-                for c in (1, 2, 8, 32):
+                for c in CONCURRENCY:
                     samples, wall = concurrent(lambda i: login(), max(2 * n, 4 * c), c)
                     rows.append(
                         Row(f"{label}, repeated, concurrency {c}", samples, concurrency=c, wall_s=wall)
@@ -465,7 +471,7 @@ def dovecot_paths(
                 timed(lambda: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"), n),
             )
         )
-        for c in (1, 2, 8, 32):
+        for c in CONCURRENCY:
             samples, wall = concurrent(
                 lambda i: dovecot.sasl_plain(user, PASSWORD, rip="198.51.100.1"), max(n, 2 * c), c
             )
