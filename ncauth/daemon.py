@@ -354,7 +354,16 @@ class Daemon:
         if not verdict.ok:
             return socketmap.Reply.notfound()
         if request.name == "senders":
-            return socketmap.Reply.ok(",".join(auth.login_names(verdict)))
+            owners = auth.login_names(verdict)
+            # Postfix splits an owner list at commas and white space: a name holding either
+            # would make a stranger an owner ("alice smith" -> "alice", "smith@...")
+            if any(c.isspace() or c == "," for name in owners for c in name):
+                log.logger.warning(
+                    "senders: %s has a login name Postfix would split; nobody owns it",
+                    log.printable(request.key),
+                )
+                return socketmap.Reply.notfound()
+            return socketmap.Reply.ok(",".join(owners))
         return socketmap.Reply.ok(verdict.user)
 
     async def _readline(self, reader: asyncio.StreamReader) -> bytes | None:

@@ -180,6 +180,8 @@ class Authenticator:
         with the canonical name), or UNKNOWN (no such account, disabled, not a member of
         ``[accounts] groups``), or TEMPFAIL. A lookup: no password, no decoy, and no
         decision line (Postfix asks for every recipient; the answer is its to log)."""
+        if address.count("@") != 1:  # Postfix asks a bare local part only for its own local
+            return Verdict(Outcome.UNKNOWN, "not an address with exactly one '@'")  # domains
         verdict = self.lookup(address, by_name=False, userdb=False)
         if verdict.ok and verdict.disabled:
             return Verdict(Outcome.UNKNOWN, "disabled in Nextcloud", uid=verdict.uid)
@@ -319,7 +321,8 @@ class Authenticator:
         if mode == "email":
             found = self._email_owner(login, t)
             if found == _NO_EMAIL_OWNER and by_name:
-                return self._by_canonical_name(login, t)
+                named = self._by_canonical_name(login, t)
+                return named if isinstance(named, str) else self._member(named, t)
             if isinstance(found, str):
                 return found
             rows = [found]

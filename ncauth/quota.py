@@ -86,7 +86,8 @@ def _php_number(numeric: str) -> int | float:
     """``0 + $numericString`` (``OCP\\Util::numericToNumber``): an int when the string is an
     integer that fits PHP_INT, a float otherwise."""
     text = numeric.strip(_WS)
-    if _INTEGER.fullmatch(text):
+    # more than 19 significant digits cannot fit PHP_INT (and int() refuses 4300 and more)
+    if _INTEGER.fullmatch(text) and len(text.lstrip("+-").lstrip("0")) <= 19:
         value = int(text)
         if -_PHP_INT_MAX - 1 <= value <= _PHP_INT_MAX:
             return value
