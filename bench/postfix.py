@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import sqlalchemy as sa  # noqa: E402
+from samples import Percentiles  # noqa: E402
 from support import dbservers, ncschema  # noqa: E402
 from support.daemon import Daemon  # noqa: E402
 from support.dovecot_harness import dovecot_tmpdir  # noqa: E402
@@ -43,19 +43,10 @@ HASH = "3|$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaG
 
 
 @dataclass
-class Row:
+class Row(Percentiles):
     lookup: str
     kind: str  # single | batch: the texthash row of the same kind is the baseline
     samples_ms: list[float] = field(repr=False)
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.samples_ms)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.samples_ms)
-        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
 def single(pf: Postfix, table: str, keys: list[str]) -> list[float]:

@@ -33,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import argon2.low_level  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from samples import Percentiles  # noqa: E402
 from support import dbservers, dovecot_e2e, ncschema  # noqa: E402
 from support.checkpassword import checkpassword, request  # noqa: E402
 from support.daemon import Daemon  # noqa: E402
@@ -63,7 +64,7 @@ def program(name: str) -> Path:
 
 
 @dataclass
-class Row:
+class Row(Percentiles):
     path: str
     samples_ms: list[float] = field(repr=False)
     note: str = ""
@@ -76,15 +77,6 @@ class Row:
         that a slow spell of a shared machine falls on both sides of the ratio alike."""
         base = statistics.median(self.floor_ms) if self.floor_ms else floor.p50
         return self.p50 / base
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.samples_ms)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.samples_ms)
-        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
     @property
     def per_second(self) -> float:

@@ -1,7 +1,7 @@
 """Fixtures: real databases holding Nextcloud's tables, ncauth configs for them, and
 daemons serving them. The helpers behind them are in the ``support`` package.
 
-Databases come in DESIGN §6 order (see support/dbservers.py). Without one, a test is
+Databases come in the order README's "Run the tests" gives (see support/dbservers.py). Without one, a test is
 skipped locally but fails where ``CI`` or ``NCAUTH_REQUIRE_DB`` is set: CI must never
 pass by skipping the real-database tests.
 """

@@ -1,5 +1,5 @@
 """The installed ``ncauth-checkpassword`` as Dovecot 2.3 runs it: real fd 3 / fd 4 pipes,
-no PATH, exit status and reply bytes checked (research/dovecot-checkpassword.md §1-3)."""
+no PATH, exit status and reply bytes checked (Dovecot's src/auth/db-checkpassword.c and checkpassword-reply.c)."""
 
 from __future__ import annotations
 

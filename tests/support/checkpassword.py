@@ -1,5 +1,5 @@
 """The installed ``ncauth-checkpassword`` as Dovecot 2.3 runs it: the request on fd 3,
-the reply helper's input on fd 4, no PATH (research/dovecot-checkpassword.md §1-3)."""
+the reply helper's input on fd 4, no PATH (Dovecot's src/auth/db-checkpassword.c and checkpassword-reply.c)."""
 
 from __future__ import annotations
 

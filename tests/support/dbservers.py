@@ -1,4 +1,4 @@
-"""Throwaway database servers for the test-suite (DESIGN §6, research/peers.md §C).
+"""Throwaway database servers for the test-suite (in the order README's "Run the tests" gives).
 
 Why this exists: ncauth's store is only proven against a real MariaDB (and PostgreSQL), including
 what happens when the server goes away and comes back. A mail admin's Debian box has no Docker, so
@@ -442,7 +442,7 @@ class LocalPostgres(_LocalServer):
 
 
 def mariadb_server() -> Server:
-    """A started MariaDB, the first one DESIGN §6 allows; the caller must close() it."""
+    """A started MariaDB, the first one README's order allows; the caller must close() it."""
     if url := os.environ.get("NCAUTH_TEST_DATABASE_URL"):
         return _external(url, None, "NCAUTH_TEST_DATABASE_URL")
     tried = ["NCAUTH_TEST_DATABASE_URL is not set"]

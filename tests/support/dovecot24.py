@@ -3,7 +3,7 @@
 Why this exists: Dovecot 2.4 has no checkpassword driver and a new config syntax, so ncauth's
 2.4 snippets (SQL passdb, Lua passdb talking to the daemon) are only proven by a real 2.4. The
 project's machines run Debian 12 (Dovecot 2.3), so 2.4 runs from a ``debootstrap trixie`` chroot
-built once and cached under /var/cache/ncauth-tests (research/dovecot-checkpassword.md §5, §7.2).
+built once and cached under /var/cache/ncauth-tests.
 
 Each instance runs in a private mount namespace (``unshare --mount``): the cached chroot is the
 read-only lower layer of an overlay whose upper layer sits in the work dir, and /proc, /dev, the

@@ -7,8 +7,9 @@ a temp dir (ports, sockets, log, mail all private), includes the passdb/userdb t
 ``!include`` exactly as an admin would include a generated snippet, and offers the clients a mail
 system really has: an IMAP client, ``doveadm auth …``, and Postfix's SASL client on the auth socket.
 
-Facts it relies on are in ``research/dovecot-checkpassword.md`` §7 (running 2.3 as root from a temp
-dir) and Postfix's ``src/xsasl/xsasl_dovecot_server.c`` (what Postfix sends on ``private/auth``).
+Facts it relies on: Dovecot 2.3 runs as root from a temp dir with its own base_dir and
+state_dir (``dovecot -F -c FILE``), and Postfix's ``src/xsasl/xsasl_dovecot_server.c`` says what
+Postfix sends on ``private/auth``.
 
 Usage::
 
