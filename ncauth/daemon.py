@@ -322,23 +322,11 @@ class Daemon:
         names own it. Never NOTFOUND for an outage: Postfix would bounce mail for good."""
         if request.name not in MAPS:
             return socketmap.Reply.perm(f"unknown map {request.name!r} (ncauth serves {', '.join(MAPS)})")
-        if self.inflight >= self.workers + self.config.daemon.queue:
-            self.stats.busy += 1
-            return socketmap.Reply.temp(BUSY)
         auth, started = self.auth, time.perf_counter()
-        self.inflight += 1
-        self._using[auth] += 1
-
-        def release(_: object) -> None:  # when the worker is done, not when Postfix gave up
-            self.inflight -= 1
-            self._using[auth] -= 1
-            if auth is not self.auth and not self._using[auth]:
-                self._retire(auth)
-
-        future = asyncio.get_running_loop().run_in_executor(self.pool, auth.mailbox_owner, request.key)
-        future.add_done_callback(release)
         try:
-            verdict = await asyncio.wait_for(asyncio.shield(future), MAP_TIMEOUT)
+            verdict = await self._in_worker(auth, auth.mailbox_owner, request.key, timeout=MAP_TIMEOUT)
+        except _Busy:
+            return socketmap.Reply.temp(BUSY)
         except TimeoutError:
             verdict = Verdict(Outcome.TEMPFAIL, f"no answer within {MAP_TIMEOUT:g} s")
         self.stats.record(f"MAP_{verdict.outcome.wire}", time.perf_counter() - started)
@@ -451,21 +439,30 @@ class Daemon:
             if attempt is not None:
                 attempt.settle(outcome)
 
-    async def _in_worker(self, auth: Authenticator, fn: Callable[..., _T], *args: Any) -> _T:
+    async def _in_worker(
+        self, auth: Authenticator, fn: Callable[..., _T], *args: Any, timeout: float | None = None
+    ) -> _T:
         """``fn(*args)`` in a worker thread, counted in flight and as a use of *auth* (the
-        configuration it decides with); _Busy when the workers and the queue are full."""
+        configuration it decides with) until the worker returns, even when the caller
+        stopped waiting (after *timeout*: TimeoutError); _Busy when the workers and the
+        queue are full."""
         if self.inflight >= self.workers + self.config.daemon.queue:
             self.stats.busy += 1
             raise _Busy
         self.inflight += 1
         self._using[auth] += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-        finally:
+
+        def release(done: asyncio.Future[_T]) -> None:
+            if not done.cancelled():
+                done.exception()  # retrieved here, also when nobody waits for it any more
             self.inflight -= 1
             self._using[auth] -= 1
             if auth is not self.auth and not self._using[auth]:
                 self._retire(auth)
+
+        future = asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        future.add_done_callback(release)
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
 
     async def _users(self, rid: str) -> bytes:
         """USERS: a Listed line per account, then ``OK count=N``; a TEMPFAIL alone when

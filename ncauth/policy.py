@@ -207,27 +207,24 @@ class Authenticator:
         for row in rows:
             by_lower.setdefault(row.uid_lower, []).append(row)
         members = self.store.members(acc.groups) if acc.groups else None
-        logins: list[Login] = []
+        # rows that alone own their uid_lower, in lower case (as _own_uid_lower demands of
+        # one row): a login is lower-cased before it is compared, so no login reaches others
+        own = {
+            row.uid: row
+            for row in rows
+            if len(by_lower[row.uid_lower]) == 1 and row.uid_lower == row.uid_lower.lower()
+        }
+        owners: dict[str, set[str]] = {}
         if acc.match == "email":
-            owners: dict[str, set[str]] = {}
             for uid, address in self.store.emails():
                 owners.setdefault(address.lower(), set()).add(uid)
-            by_uid = {
-                row.uid: row
-                for row in rows
-                if len(by_lower[row.uid_lower]) == 1 and row.uid_lower == row.uid_lower.lower()
-            }
             candidates = [
-                (address, by_uid.get(next(iter(uids)))) for address, uids in owners.items() if len(uids) == 1
+                (address, own.get(next(iter(uids)))) for address, uids in owners.items() if len(uids) == 1
             ]
             pairs = [(address, row) for address, row in candidates if row is not None]
-        else:  # a login is lower-cased before it is compared: other rows no login reaches
-            pairs = [
-                (row.uid_lower, row)
-                for row in rows
-                if len(by_lower[row.uid_lower]) == 1 and row.uid_lower == row.uid_lower.lower()
-            ]
-        taken = {address.lower() for _, address in self.store.emails()} if acc.match == "email" else set()
+        else:
+            pairs = [(row.uid_lower, row) for row in own.values()]
+        taken = set(owners)  # with match = "email": every address somebody has
         names_out: set[str] = set()
         for key, row in pairs:
             if not row.enabled or (members is not None and row.uid not in members):
