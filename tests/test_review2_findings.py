@@ -4,16 +4,12 @@ in the one-account-list work (USERS, {quota_bytes}, Postfix maps)."""
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import ncschema, population
-from support.leakcheck import record_output
+from support.maps import ask, serving_maps
 from support.nextcloud import NextcloudDB
 
 from ncauth import config as config_mod
@@ -43,38 +39,8 @@ def _auth(db: NextcloudDB, accounts: str, extra: str = "") -> Authenticator:
 
 def _senders(db: NextcloudDB, tmp_path: Path, accounts: str, keys: list[str]) -> list[socketmap.Reply]:
     """The daemon's ``senders`` answers for *keys*, from a real ``ncauth serve``."""
-    map_sock = tmp_path / "map.sock"
-    config = db.write_config(
-        _config(accounts)
-        + f'\n[daemon]\nsocket = "{tmp_path / "auth.sock"}"\n\n[postfix]\nsocket = "{map_sock}"\n'
-        + 'socket_group = ""\nallowed_users = ["root"]\n',
-        name="maps.toml",
-    )
-    log = tmp_path / "daemon.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ncauth", "serve", "--config", str(config)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not map_sock.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(30)
-            s.connect(str(map_sock))
-            s.sendall(b"".join(socketmap.encode_request("senders", k) for k in keys))
-            decoder, replies = socketmap.NetstringDecoder(socketmap.MAX_REPLY), []
-            while len(replies) < len(keys):
-                chunk = s.recv(65536)
-                assert chunk, f"closed after {len(replies)} replies"
-                replies += [socketmap.parse_reply(frame) for frame in decoder.feed(chunk)]
-        return replies
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        record_output(log.read_text())
+    with serving_maps(db, tmp_path, _config(accounts)) as (path, _):
+        return ask(path, *(("senders", k) for k in keys))
 
 
 def _postfix_owners(reply: socketmap.Reply) -> list[str]:
