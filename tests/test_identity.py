@@ -510,3 +510,44 @@ def test_email_match_through_checkpassword_never_reaches_another_mailbox(db: Nex
     r = checkpassword(config, request(f"Anna.K@{D}", P))
     assert (r.code, r.reply) == (0, expected_reply(f"anna@{D}"))
     assert checkpassword(config, request(f"anna.k@{D}", HOSTILE_P)).code == 1
+
+
+def test_account_list_rules_through_checkpassword_reach_no_other_mailbox(db: NextcloudDB) -> None:
+    """Today's rules through a real checkpassword process (logins exit 0/1, lookups with
+    AUTHORIZED=1 exit 2/3):
+    - match = "email": while a row carries another row's uid_lower (eve's holds alice's),
+      neither logs in nor looks up (the mailbox name would be ambiguous), and an address two
+      users have names nobody; once both are mended, alice's address logs her in, and a
+      lookup by her canonical name (what doveadm -A hands back) finds that very account.
+    - [accounts] groups: a non-member neither logs in nor exists, whatever her address."""
+    _users(db, ("alice", P), ("eve", HOSTILE_P), ("mia", HOSTILE_P))
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE oc_users SET uid_lower = 'alice' WHERE uid = 'eve'"))
+        ncschema.add_group_member(conn, "oc_", "mail", "alice")
+    _email(db, "alice", f"alice.w@{D}")
+    _email(db, "eve", f"eve@{D}")
+    _email(db, "mia", f"ALICE.W@{D}")  # mia copies alice's address: it names nobody now
+    userdb = '[userdb]\nuid = "vmail"\ngid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n'
+    email = db.write_config(
+        f'\n[accounts]\ndomains = ["{D}"]\nmatch = "email"\ntrust_user_emails = true\n' + userdb
+    )
+    lookup = {"AUTHORIZED": "1"}
+    for who in (f"eve@{D}", f"alice.w@{D}"):
+        for password in (P, HOSTILE_P):
+            assert checkpassword(email, request(who, password)).code == 1, (who, password)
+        assert checkpassword(email, request(who, ""), lookup).code == 3, who
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE oc_users SET uid_lower = 'eve' WHERE uid = 'eve'"))
+    _email(db, "mia", f"mia@{D}")  # the copy gone, alice's address is hers again
+    r = checkpassword(email, request(f"alice.w@{D}", P))
+    assert (r.code, r.reply) == (0, expected_reply(f"alice@{D}"))
+    r = checkpassword(email, request(f"alice@{D}", ""), lookup)  # the canonical name
+    assert (r.code, r.reply) == (2, expected_reply(f"alice@{D}"))
+    r = checkpassword(email, request(f"eve@{D}", ""), lookup)
+    assert (r.code, r.reply) == (2, expected_reply(f"eve@{D}"))
+    grouped = db.write_config(
+        f'\n[accounts]\ndomains = ["{D}"]\ngroups = ["mail"]\n' + userdb, name="groups.toml"
+    )
+    assert checkpassword(grouped, request(f"alice@{D}", P)).code == 0
+    assert checkpassword(grouped, request(f"mia@{D}", HOSTILE_P)).code == 1
+    assert checkpassword(grouped, request(f"mia@{D}", ""), lookup).code == 3
