@@ -139,8 +139,8 @@ def test_login(dovecot, case: Case, request: pytest.FixtureRequest) -> None:
     rip = case.remote_ip or "198.51.100.1"
     if "auth_test" in paths:
         code, out = dovecot.auth_test(case.login, case.password, rip=rip, extra=["no-penalty"])
-        assert code == (0 if ok else 77), out
-        assert "temp_fail" not in out
+        assert code == (0 if ok else 77), out + dovecot.log_since(mark)
+        assert "temp_fail" not in out, out + dovecot.log_since(mark)
         if ok:
             assert f"user={case.user}" in out
     if "sasl" in paths:
