@@ -136,7 +136,7 @@ def run(options: Options, out: TextIO = sys.stdout) -> int:
     except NcauthError as exc:
         emit(iter([Finding("FAIL", f"config {path}", f"{exc} — fix it, then run ncauth doctor again")]))
     dovecot = _doveconf(options)
-    emit(_dovecot_checks(options, config, dovecot))
+    emit(dovecot_findings(options, config, dovecot))
     conf = dovecot if isinstance(dovecot, DovecotConf) else None
     if config is not None:
         emit(_readers(options, config, conf))
@@ -591,8 +591,8 @@ def _socket(options: Options, config: Config, conf: DovecotConf | None) -> Itera
     if not stat.S_ISSOCK(st.st_mode):
         yield Finding("FAIL", subject, f"not a socket — remove it and {start}")
         return
-    yield from _socket_mode(config, subject, st)
-    yield from _peers(options, config, conf, subject)
+    yield from _socket_mode(config, path, st)
+    yield from _peers(options, config, conf, path)
     try:
         answer = client.request(path, "STATS", connect_timeout=config.daemon.connect_timeout, reply_timeout=5)
     except client.DaemonUnavailable as exc:
@@ -614,7 +614,8 @@ def _socket(options: Options, config: Config, conf: DovecotConf | None) -> Itera
     yield Finding("OK", "daemon", f"answers (up {f.get('uptime', '?')} s, {f.get('requests', '?')} requests)")
 
 
-def _socket_mode(config: Config, subject: str, st: os.stat_result) -> Iterator[Finding]:
+def _socket_mode(config: Config, path: str, st: os.stat_result) -> Iterator[Finding]:
+    subject = f"socket {path}"
     mode = stat.S_IMODE(st.st_mode)
     owner = _name(pwd.getpwuid, st.st_uid)
     group = _name(grp.getgrgid, st.st_gid)
@@ -628,13 +629,13 @@ def _socket_mode(config: Config, subject: str, st: os.stat_result) -> Iterator[F
             f"chmod 0660 (ncauth.socket: SocketMode=0660)",
         )
     elif mode & 0o060 != 0o060 and want_group:
-        yield Finding("FAIL", subject, f"{facts}: the group cannot connect — chmod 0660 {subject[7:]}")
+        yield Finding("FAIL", subject, f"{facts}: the group cannot connect — chmod 0660 {path}")
     elif want_group and group != want_group:
         yield Finding(
             "FAIL",
             subject,
             f"{facts}: group should be {want_group} ([daemon] socket_group / SocketGroup=) — "
-            f"chgrp {want_group} {subject[7:]}",
+            f"chgrp {want_group} {path}",
         )
     else:
         yield Finding("OK", subject, facts)
@@ -647,7 +648,7 @@ def _name(lookup: Callable[[int], object], number: int) -> str:
         return str(number)
 
 
-def _peers(options: Options, config: Config, conf: DovecotConf | None, subject: str) -> Iterator[Finding]:
+def _peers(options: Options, config: Config, conf: DovecotConf | None, path: str) -> Iterator[Finding]:
     """The users that must connect may, by the socket's permissions and by allowed_users."""
     allowed = set()
     for name in config.daemon.allowed_users:
@@ -664,7 +665,7 @@ def _peers(options: Options, config: Config, conf: DovecotConf | None, subject: 
     elif ours is not None and ours.driver == "checkpassword" and config.daemon.forward != "never":
         clients.append(("Dovecot's auth process (checkpassword relay)", False))
     elif options.dovecot_user:
-        clients.append(("--dovecot-user", False))
+        clients.append(("the checkpassword user (--dovecot-user)", False))
     for role, worker in clients:
         name = _dovecot_user(options, conf, worker)
         try:
@@ -680,19 +681,19 @@ def _peers(options: Options, config: Config, conf: DovecotConf | None, subject: 
             )
         if os.geteuid() != 0 and os.geteuid() != who.uid:
             yield Finding(
-                "SKIP", f"{subject} as {name}", "run ncauth doctor as root to connect as other users"
+                "SKIP", f"socket {path} as {name}", "run ncauth doctor as root to connect as other users"
             )
             continue
-        problem = as_user(who, _connect(subject[7:]))
+        problem = as_user(who, _connect(path))
         if problem:
             yield Finding(
                 "FAIL",
-                f"{subject} as {name}",
+                f"socket {path} as {name}",
                 f"{role} cannot connect: {problem} — make the socket's group one of {name}'s groups "
                 "(socket_group / SocketGroup=) with mode 0660",
             )
         else:
-            yield Finding("OK", f"{subject} as {name}", f"{role} can connect")
+            yield Finding("OK", f"socket {path} as {name}", f"{role} can connect")
 
 
 # --- Dovecot ------------------------------------------------------------------------
@@ -755,7 +756,7 @@ def parse_doveconf(text: str) -> DovecotConf:
     return DovecotConf(version, path, dbs, settings)
 
 
-def _dovecot_checks(options: Options, config: Config | None, conf: DovecotConf | str) -> Iterator[Finding]:
+def dovecot_findings(options: Options, config: Config | None, conf: DovecotConf | str) -> Iterator[Finding]:
     if isinstance(conf, str):
         if conf.startswith("FAIL:"):
             yield Finding("FAIL", "dovecot", f"doveconf -n: {conf[5:]} — fix Dovecot's config")

@@ -22,16 +22,20 @@ from support.dbservers import Server
 from support.dovecot_e2e import _db_user, start
 from support.dovecot_harness import Dovecot, dovecot_available, dovecot_tmpdir
 from support.leakcheck import record_output
-from support.nextcloud import NextcloudDB
+from support.nextcloud import NextcloudDB, database_url
 from support.require import unavailable
 
 NCAUTH = Path(sys.executable).parent / "ncauth"
 VENV = Path(sys.executable).parent.parent
 
 
-def doctor(*args: str) -> tuple[int, list[str]]:
-    """``ncauth doctor`` as an admin runs it (root, a process of its own): exit, lines."""
-    proc = subprocess.run([str(NCAUTH), "doctor", *args], capture_output=True, text=True, timeout=120)
+def doctor(*args: str, dovecot: bool = True) -> tuple[int, list[str]]:
+    """``ncauth doctor`` as an admin runs it (root, a process of its own): exit, lines.
+    *dovecot* False: as on a host without Dovecot (no doveconf on PATH)."""
+    env = None if dovecot else {**os.environ, "PATH": str(NCAUTH.parent)}
+    proc = subprocess.run(
+        [str(NCAUTH), "doctor", *args], capture_output=True, text=True, timeout=120, env=env
+    )
     record_output(proc.stdout, proc.stderr)
     assert proc.stderr == "", proc.stderr
     return proc.returncode, proc.stdout.splitlines()
@@ -136,6 +140,48 @@ def test_grants_exact_too_broad_and_missing(mariadb: Server, db: NextcloudDB, ro
     mariadb.execute(f"DROP USER '{name}'@'127.0.0.1'")
 
 
+@pytest.mark.slow
+def test_postgresql_grants_exact_and_too_broad(
+    postgres: Server, request: pytest.FixtureRequest, root: Path
+) -> None:
+    """PostgreSQL's privilege catalog: a role with exactly ``ncauth sql``'s grants, then
+    one given every table of the schema."""
+    url = database_url("postgresql", request, root)
+    db = NextcloudDB(url, "oc_", root).populate()
+    database = url.rsplit("/", 1)[1]
+    name = f"doctor_{os.getpid()}"
+    config = db.write_config(population.STANDARD_CONFIG)
+    sql = subprocess.run(
+        [str(NCAUTH), "sql", "--config", str(config), "--ncauth-user", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split(f"({name}):\n", 1)[1]
+    for statement in filter(None, (s.split("--")[0].strip() for s in sql.split(";\n"))):
+        postgres.execute(statement, database=database)
+    config.write_text(
+        population.config_text(postgres.url(database, name), db.prefix) + population.STANDARD_CONFIG
+    )
+    try:
+        _, lines = doctor("--config", str(config))
+        assert "exactly the SELECT grants" in line(lines, f'OK   grants of "{name}"')
+
+        postgres.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{name}"', database=database)
+        code, lines = doctor("--config", str(config), dovecot=False)
+        assert line(lines, "SKIP dovecot: not installed")
+        finding = line(lines, f'WARN grants of "{name}"')
+        assert (
+            "INSERT ON public.oc_users" in finding and "SELECT on every column of public.oc_users" in finding
+        )
+        assert code == 0  # warnings alone
+        code, _ = doctor("--config", str(config), "--strict", dovecot=False)
+        assert code == 1
+    finally:
+        db.close()
+        postgres.execute(f'DROP OWNED BY "{name}"', database=database)
+        postgres.execute(f'DROP ROLE "{name}"')
+
+
 @pytest.fixture
 def daemon(sqlite_db: NextcloudDB, root: Path) -> Iterator[Daemon]:
     """``ncauth serve`` on a socket of group dovecot in a directory every user may enter."""
@@ -197,18 +243,10 @@ def _dovecot_conf(directory: Path, auth: str) -> Path:
     return Dovecot(directory, auth).write_config()
 
 
-def _snippet(config: Path) -> str:
+def _snippet(config: Path, mode: str = "checkpassword", version: str = "2.3", *more: str) -> str:
+    """What ``ncauth dovecot-config`` prints (or, with ``--output``, writes)."""
     proc = subprocess.run(
-        [
-            str(NCAUTH),
-            "dovecot-config",
-            "--config",
-            str(config),
-            "--mode",
-            "checkpassword",
-            "--dovecot",
-            "2.3",
-        ],
+        [str(NCAUTH), "dovecot-config", "--config", str(config), "--mode", mode, "--dovecot", version, *more],
         capture_output=True,
         text=True,
         check=True,
@@ -271,3 +309,37 @@ def test_an_installation_where_all_is_well(mariadb: Server, db: NextcloudDB, dov
         dovecot.stop()
         server.stop()
         shutil.rmtree(dovecot.root, ignore_errors=True)
+
+
+def test_dovecot_24_lua_snippet_behind_a_passdb_and_talking_to_another_socket(tmp_path: Path) -> None:
+    """Dovecot 2.4's syntax (``passdb lua { lua_file = … }``), read as ``doveconf -n`` prints
+    it: Lua mode is right on 2.4, checkpassword is not, a pam passdb before it answers first,
+    and a Lua script made for another socket is found out."""
+    from ncauth import config as config_mod
+    from ncauth import doctor as doc
+
+    path = tmp_path / "ncauth.toml"
+    path.write_text(
+        population.config_text("sqlite:////nonexistent.db", "oc_")
+        + population.STANDARD_CONFIG
+        + f'\n[daemon]\nsocket = "{tmp_path / "auth.sock"}"\n'
+    )
+    path.chmod(0o600)
+    _snippet(path, "lua", "2.4", "--output", str(tmp_path / "ncauth.conf.ext"))
+    head = "# 2.4.1-4 (7d8c0e5759): /etc/dovecot/dovecot.conf\n"
+    snippet = (tmp_path / "ncauth.conf.ext").read_text()
+    config = config_mod.load(str(path))
+
+    def findings(text: str, cfg: config_mod.Config = config) -> list[str]:
+        conf = doc.parse_doveconf(head + text)
+        return [f.line() for f in doc.dovecot_findings(doc.Options(), cfg, conf)]
+
+    assert findings(snippet) == ["OK   dovecot 2.4 (/etc/dovecot/dovecot.conf): ncauth passdb in lua mode"]
+    assert "passdb pam comes before ncauth's" in findings("passdb pam {\n}\n" + snippet)[1]
+    checkpassword = "passdb {\n  driver = checkpassword\n  args = /usr/bin/ncauth-checkpassword\n}\n"
+    assert "checkpassword on Dovecot 2.4" in findings(checkpassword)[0]
+    moved = config._replace(daemon=config.daemon._replace(socket="/run/ncauth/other.sock"))
+    assert (
+        f"talks to {tmp_path / 'auth.sock'}, the daemon listens on /run/ncauth/other.sock"
+        in (findings(snippet, moved)[-1])
+    )
