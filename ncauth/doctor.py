@@ -173,7 +173,7 @@ def as_user(who: Identity, work: Callable[[], str]) -> str:
             os.setuid(who.uid)
             message = _guarded(work)
         except BaseException as exc:
-            message = f"cannot become {who.name}: {exc}"
+            message = f"as {who.name}: {type(exc).__name__}: {exc}"
         try:
             os.write(w, message.encode("utf-8", "replace")[:4000])
         finally:
@@ -260,10 +260,10 @@ def _dovecot_user(options: Options, conf: DovecotConf | None, worker: bool) -> s
     return user or "root"  # an empty service user means the master's: root
 
 
-def _unit() -> dict[str, str]:
-    """User=, Group=, SupplementaryGroups= of ncauth.service, read from the unit file."""
+def _unit(name: str = "ncauth.service") -> dict[str, str]:
+    """The ``Key=value`` lines of systemd unit *name* (``unit``: where it is), or {}."""
     for directory in UNIT_DIRS:
-        unit = Path(directory) / "ncauth.service"
+        unit = Path(directory) / name
         try:
             text = unit.read_text()
         except OSError:
@@ -271,8 +271,8 @@ def _unit() -> dict[str, str]:
         found = {"unit": str(unit)}
         for line in text.splitlines():
             key, sep, value = line.strip().partition("=")
-            if sep and key in ("User", "Group", "SupplementaryGroups"):
-                found[key] = value.strip()
+            if sep and not key.startswith(("#", ";")):
+                found[key.strip()] = value.strip()
         return found
     return {}
 
@@ -615,11 +615,15 @@ def _socket(options: Options, config: Config, conf: DovecotConf | None) -> Itera
 
 
 def _socket_mode(config: Config, path: str, st: os.stat_result) -> Iterator[Finding]:
+    """Owner, group and mode: ncauth.socket's when it listens there, else ``[daemon]``'s."""
     subject = f"socket {path}"
     mode = stat.S_IMODE(st.st_mode)
     owner = _name(pwd.getpwuid, st.st_uid)
     group = _name(grp.getgrgid, st.st_gid)
-    want_group = config.daemon.socket_group or ("dovecot" if _unit() else "")
+    unit = _unit("ncauth.socket")
+    want_group = (
+        unit.get("SocketGroup", "") if unit.get("ListenStream") == path else config.daemon.socket_group
+    )
     facts = f"{owner}:{group} {mode:04o}"
     if mode & 0o007:
         yield Finding(
@@ -711,15 +715,16 @@ def _doveconf_value(options: Options, name: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def _doveconf(options: Options) -> DovecotConf | str:
-    """Dovecot's running config, or why there is none."""
+def _doveconf(options: Options) -> DovecotConf | Finding:
+    """Dovecot's running config, or the finding that there is none."""
     if not shutil.which(DOVECONF):
-        return "not installed (no doveconf)"
+        return Finding("SKIP", "dovecot", "not installed (no doveconf)")
     proc = subprocess.run(
         _doveconf_argv(options, "-n"), capture_output=True, text=True, timeout=30, check=False
     )
     if proc.returncode != 0:
-        return "FAIL:" + (proc.stderr.strip().splitlines() or ["doveconf -n failed"])[-1]
+        said = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        return Finding("FAIL", "dovecot", f"doveconf -n: {said} — fix Dovecot's config")
     return parse_doveconf(proc.stdout)
 
 
@@ -756,12 +761,12 @@ def parse_doveconf(text: str) -> DovecotConf:
     return DovecotConf(version, path, dbs, settings)
 
 
-def dovecot_findings(options: Options, config: Config | None, conf: DovecotConf | str) -> Iterator[Finding]:
-    if isinstance(conf, str):
-        if conf.startswith("FAIL:"):
-            yield Finding("FAIL", "dovecot", f"doveconf -n: {conf[5:]} — fix Dovecot's config")
-        else:
-            yield Finding("SKIP", "dovecot", conf)
+def dovecot_findings(
+    options: Options, config: Config | None, conf: DovecotConf | Finding
+) -> Iterator[Finding]:
+    """The ncauth passdb is there, in a mode this Dovecot has, and nothing answers before it."""
+    if isinstance(conf, Finding):
+        yield conf
         return
     subject = f"dovecot {conf.version} ({conf.path})"
     prefix = config.nextcloud.table_prefix if config else "oc_"
@@ -875,7 +880,7 @@ def _lookup(options: Options, config: Config, conf: DovecotConf | None) -> Itera
             answer = client.request(config.daemon.socket, "LOOKUP", user, "service=doctor", reply_timeout=15)
             f = answer.fields
             yield _lookup_finding(
-                subject, "via the daemon", answer.verdict, f.get("user", ""), f.get("reason", "")
+                user, "via the daemon", answer.verdict, f.get("user", ""), f.get("reason", "")
             )
             answered = True
         except client.DaemonUnavailable as exc:
@@ -885,23 +890,25 @@ def _lookup(options: Options, config: Config, conf: DovecotConf | None) -> Itera
     if not answered:  # checkpassword deciding in-process (forward = "never", or "auto" without a daemon)
         from ncauth.policy import Authenticator
 
-        auth = Authenticator(config)
         try:
-            v = auth.lookup(user)
+            auth = Authenticator(config)
+            try:
+                v = auth.lookup(user)
+            finally:
+                auth.store.close()
         except NcauthError as exc:
             yield Finding("FAIL", subject, f"in-process: {exc}")
         else:
-            yield _lookup_finding(subject, "in-process", v.outcome.wire, v.user, v.reason)
-        finally:
-            auth.store.close()
+            yield _lookup_finding(user, "in-process", v.outcome.wire, v.user, v.reason)
     yield from _doveadm_user(options, conf, user)
 
 
-def _lookup_finding(subject: str, path: str, verdict: str, canonical: str, reason: str) -> Finding:
+def _lookup_finding(user: str, path: str, verdict: str, canonical: str, reason: str) -> Finding:
+    subject = f"lookup {user}"
     if verdict == "OK":
         return Finding("OK", subject, f"{path}: user={canonical}")
     fix = {
-        "UNKNOWN": "check [accounts] domains/match and that the account exists in Nextcloud (ncauth lookup -v)",
+        "UNKNOWN": f"check [accounts] domains and match, and the account in Nextcloud (ncauth lookup {user} traces it)",
         "TEMPFAIL": "see the database and daemon findings above",
     }.get(verdict, "see ncauth lookup for the trace")
     return Finding("FAIL", subject, f"{path}: {verdict} ({reason}) — {fix}")
@@ -910,7 +917,7 @@ def _lookup_finding(subject: str, path: str, verdict: str, canonical: str, reaso
 def _doveadm_user(options: Options, conf: DovecotConf | None, user: str) -> Iterator[Finding]:
     subject = f"doveadm user {user}"
     if conf is None or not shutil.which(DOVEADM):
-        yield Finding("SKIP", subject, "Dovecot not installed")
+        yield Finding("SKIP", subject, "no Dovecot (see the dovecot finding)")
         return
     argv = [DOVEADM, *(["-c", options.dovecot_config] if options.dovecot_config else []), "user", user]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
