@@ -134,12 +134,11 @@ def _parser() -> _Parser:
     sub.add_parser("serve", parents=[common], help="run the daemon ([daemon] socket, or systemd's socket)")
     sub.add_parser("status", parents=[common], help="the running daemon's counters")
 
-    dr = sub.add_parser(
-        "doctor",
-        parents=[common],
-        help="check this installation (config, users, grants, tables, socket, daemon, Dovecot): one line "
-        "per finding with its fix; exit 0 no failures, 1 failures, 78 config cannot load",
+    doctor_help = (
+        "check this installation (config, users, grants, tables, socket, daemon, Dovecot): one line "
+        "per finding with its fix; exit 0 no failures, 1 failures, 78 config cannot load"
     )
+    dr = sub.add_parser("doctor", parents=[common], help=doctor_help, description=doctor_help)
     dr.add_argument(
         "--user", metavar="LOGIN", help="also look LOGIN up end to end (ncauth, then doveadm user)"
     )

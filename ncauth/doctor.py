@@ -724,6 +724,8 @@ def _doveconf(options: Options) -> DovecotConf | Finding:
     )
     if proc.returncode != 0:
         said = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        if os.geteuid() != 0 and "ermission denied" in said:
+            return Finding("SKIP", "dovecot", f"doveconf -n: {said} (run ncauth doctor as root)")
         return Finding("FAIL", "dovecot", f"doveconf -n: {said} — fix Dovecot's config")
     return parse_doveconf(proc.stdout)
 
