@@ -101,6 +101,15 @@ def test_the_database_file_of_a_config_a_user_cannot_read(sqlite_db: NextcloudDB
     assert "nextcloud.db" in line(lines, f"FAIL config {config} as nobody")
 
 
+def test_config_unreadable_for_the_daemon_user(sqlite_db: NextcloudDB, root: Path) -> None:
+    """With a [daemon] socket, the daemon's user must read the config too."""
+    config, _ = daemon_config(sqlite_db, root)  # root:root 0600
+    _, lines = doctor("--config", str(config), "--daemon-user", "nobody")
+    assert "the daemon (ncauth serve): Permission denied" in line(lines, f"FAIL config {config} as nobody")
+    _, lines = doctor("--config", str(config), "--daemon-user", "root")
+    assert "the daemon (ncauth serve) can read it" in line(lines, f"OK   config {config} as root")
+
+
 def test_wrong_table_prefix_names_the_one_that_exists(sqlite_db: NextcloudDB, root: Path) -> None:
     config = root / "wrong.toml"
     config.write_text(population.config_text(sqlite_db.url, "nc_") + population.STANDARD_CONFIG)
