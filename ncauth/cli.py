@@ -134,6 +134,24 @@ def _parser() -> _Parser:
     sub.add_parser("serve", parents=[common], help="run the daemon ([daemon] socket, or systemd's socket)")
     sub.add_parser("status", parents=[common], help="the running daemon's counters")
 
+    doctor_help = (
+        "check this installation (config, users, grants, tables, socket, daemon, Dovecot): one line "
+        "per finding with its fix; exit 0 no failures, 1 failures, 78 config cannot load"
+    )
+    dr = sub.add_parser("doctor", parents=[common], help=doctor_help, description=doctor_help)
+    dr.add_argument(
+        "--user", metavar="LOGIN", help="also look LOGIN up end to end (ncauth, then doveadm user)"
+    )
+    dr.add_argument("--dovecot-config", metavar="FILE", help="Dovecot's config for doveconf/doveadm -c")
+    dr.add_argument("--dovecot-user", metavar="USER", help="who runs checkpassword (default: from doveconf)")
+    dr.add_argument(
+        "--dovecot-worker-user", metavar="USER", help="who runs the Lua passdb (default: from doveconf)"
+    )
+    dr.add_argument(
+        "--daemon-user", metavar="USER", help="the daemon's user (default: ncauth.service's User=)"
+    )
+    dr.add_argument("--strict", action="store_true", help="warnings count as problems (exit 1)")
+
     cp = sub.add_parser(
         "checkpassword",
         help="Dovecot 2.3 checkpassword program (same as ncauth-checkpassword)",
@@ -177,6 +195,10 @@ def _run(args: argparse.Namespace) -> int:
         return status(args.config)
     if args.command == "users":
         return users(args.config)
+    if args.command == "doctor":
+        from ncauth import doctor
+
+        return doctor.run(doctor.Options(**{k: v for k, v in vars(args).items() if k != "command"}))
     if args.command == "dovecot-config":
         return dovecot_config(args)
     if args.command == "sql":
