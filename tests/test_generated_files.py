@@ -150,3 +150,35 @@ def test_ci_runs_exactly_the_readme_test_commands() -> None:
     assert len(commands) >= 3 and commands[-1].endswith("-m pytest")
     positions = [next((i for i, line in enumerate(ci) if line == c), -1) for c in commands]
     assert -1 not in positions and positions == sorted(positions), (commands, ci)
+
+
+def _slugs(markdown: str) -> set[str]:
+    """GitHub's anchors for the headings of *markdown*."""
+    import re
+
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.*)$", markdown, re.M)
+    }
+
+
+def test_docs_links_resolve() -> None:
+    """Every relative link in README.md and docs/ names a file that exists and, with an
+    anchor, a heading in it; README links every page of docs/ (moved text stays findable)."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) >= 6
+    for page in pages:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: link to missing {target}"
+            if anchor:
+                assert anchor in _slugs(linked.read_text()), f"{page.name}: no heading for {target}"
+    readme = (ROOT / "README.md").read_text()
+    for doc in (ROOT / "docs").glob("*.md"):
+        assert f"](docs/{doc.name}" in readme, f"README does not link docs/{doc.name}"
