@@ -219,7 +219,7 @@ def run(out: TextIO, cred: Credentials | None = None) -> int:
     out.write(
         f"\nncauth demo: {good} of {len(results)} verdicts as expected; {tmp} removed.\n"
         + (
-            "Next: README's \"Install and configure\" points ncauth at your Nextcloud database.\n"
+            "Next: README's \"Set up\" points ncauth at your Nextcloud database and Dovecot at ncauth.\n"
             if all(results)
             else "Something is wrong with this installation: see the traces above.\n"
         )
