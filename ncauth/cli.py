@@ -50,6 +50,7 @@ def _parser() -> _Parser:
     )
     p.add_argument("--version", action="version", version=f"ncauth {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("demo", help="decide three logins on a throwaway Nextcloud database (nothing else needed)")
 
     v = sub.add_parser("verify", parents=[common], help="one authentication, traced step by step on stderr")
     v.add_argument("user", help="the login as a mail client would send it")
@@ -182,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """The command *args* names; an NcauthError on the way ends it with its exit_code."""
+    if args.command == "demo":
+        from ncauth import demo
+
+        return demo.main()
     if args.command == "verify":
         return verify(args.config, args.user, password_stdin=args.password_stdin, remote_ip=args.remote_ip)
     if args.command == "lookup":

@@ -22,17 +22,10 @@
 -- the locals below live as long as that state, so each worker keeps one connection to
 -- the daemon and reuses it for every request it handles.
 --
--- Protocol (ncauth/protocol.py): LF-terminated lines of TAB-separated fields, each
--- tab-escaped the Dovecot way (0x01 -> 0x01 "1", TAB -> 0x01 "t", CR -> 0x01 "r",
--- LF -> 0x01 "n"):
---   -> VERSION 1 0                       (first line on every connection)
---   <- VERSION 1 <minor>
---   -> AUTH <id> <user> <password> service=... rip=... lip=...
---   -> LOOKUP <id> <user> service=... rip=... lip=...
---   <- OK <id> user=... userdb_...=...  |  FAIL|UNKNOWN|TEMPFAIL <id> reason=...
---   -> USERS <id>
---   <- USER <id> <name>   (one line per account)  then  OK <id> count=<N>
---      |  TEMPFAIL <id> reason=...
+-- Protocol: docs/protocol.md in the ncauth source is the specification. In short: a
+-- VERSION 1 handshake, then LF-terminated lines of TAB-separated fields, each tab-escaped
+-- the Dovecot way; AUTH/LOOKUP/USERS requests carry an id that the OK/FAIL/UNKNOWN/TEMPFAIL
+-- answer echoes (USERS: one USER line per account, then OK count=<N>).
 --
 -- Verdicts: OK -> PASSDB_RESULT_OK; FAIL -> PASSWORD_MISMATCH; UNKNOWN -> USER_UNKNOWN;
 -- TEMPFAIL, no daemon, a timeout or any answer that is not understood -> INTERNAL_FAILURE

@@ -1,7 +1,7 @@
 """From a mail login to a verdict: which Nextcloud user, may they log in, as whom.
 
 This is the one code path behind ``ncauth verify``, checkpassword and the daemon.
-Rules (README.md, "What ncauth decides, and why"): the login maps to ``uid_lower`` by ``[accounts] match``; users of
+Rules (docs/decisions.md, "What ncauth decides, and why"): the login maps to ``uid_lower`` by ``[accounts] match``; users of
 other domains are unknown; disabled users are refused; an app password is accepted
 for its owner while valid; a user with a second factor must use an app password
 unless the client comes from a trusted network; and every path that ends without a

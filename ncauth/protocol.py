@@ -5,7 +5,8 @@ framing (src/lib/strescape.c: ``str_append_tabescaped`` / ``str_tabunescape``): 
 becomes ``\\x01 1``, TAB ``\\x01 t``, CR ``\\x01 r``, LF ``\\x01 n``. A checkpassword
 reply containing a raw LF or NUL is rejected by Dovecot as an internal failure, so
 every value goes through :func:`tab_escape`. ``ncauth.lua`` carries the one other copy
-of these rules; ``tests/vectors/tabescape.json`` pins both to the same answers.
+of these rules; ``tests/vectors/tabescape.json`` pins both to the same answers. The
+protocol itself is specified in docs/protocol.md.
 
 Standard library only: checkpassword's relay path imports this and nothing heavy.
 """
@@ -48,32 +49,10 @@ def tab_unescape(value: str) -> str:
 
 # --- the daemon's socket protocol ------------------------------------------------------
 #
-# One Unix stream connection carries any number of requests. Every line ends with LF and
-# is TAB-separated, each field tab-escaped as above; at most MAX_LINE bytes.
-#
-#   client: VERSION <TAB> 1 <TAB> 0                       (first line, always)
-#   server: VERSION <TAB> 1 <TAB> 0
-#   client: AUTH   <TAB> id <TAB> user <TAB> password [<TAB> key=value ...]
-#           LOOKUP <TAB> id <TAB> user [<TAB> key=value ...]
-#           STATS  <TAB> id
-#           USERS  <TAB> id                           (every account: doveadm -A, user '*')
-#   server: OK       <TAB> id [<TAB> key=value ...]   user=<canonical>, userdb_<k>=<v>...
-#           FAIL     <TAB> id <TAB> reason=...        known user, refused
-#           UNKNOWN  <TAB> id <TAB> reason=...        no such user
-#           TEMPFAIL <TAB> id <TAB> reason=...        try again later (also: busy, malformed)
-#
-# USERS is answered by one line per account, then the verdict that ends the list:
-#   server: USER <TAB> id <TAB> name                  (zero or more, canonical names)
-#           OK   <TAB> id <TAB> count=N               N = the USER lines sent
-#        or TEMPFAIL <TAB> id <TAB> reason=...        (no USER line before it)
-# One name a line keeps every line far below MAX_LINE whatever the number of accounts,
-# and needs no separator inside a line; the count lets a client tell a complete list
-# (possibly empty) from a cut-off one.
-#
-# Request keys: service=imap|pop3|smtp|..., rip=<client IP>, lip=<local IP>. Unknown keys
-# are ignored. Answers come in request order; "id" (any string without TAB) is echoed so
-# that a client may pipeline. A line that is too long, or a first line that is not a
-# VERSION 1 handshake, gets one TEMPFAIL answer and the connection is closed.
+# Specified in docs/protocol.md (the one specification; ncauth.lua implements it too). In
+# short: a VERSION 1 handshake, then LF-terminated lines of tab-escaped, TAB-separated
+# fields: AUTH/LOOKUP/STATS/USERS requests carrying an id, answered in order with
+# OK/FAIL/UNKNOWN/TEMPFAIL and that id (USERS: one USER line per account, then OK count=N).
 
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 0

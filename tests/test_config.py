@@ -304,7 +304,7 @@ def test_config_php_supplies_keys_and_merges_extra_files(tmp_path: Path) -> None
         # getSystemValue('twofactor_enforced', 'false') === 'true'; `occ twofactorauth:enforce
         # --on`/`--off` write the strings 'true'/'false'. Newer releases read it with
         # getSystemValueBool and write booleans, so a non-string value is PHP's (bool):
-        # a hand-written boolean true counts as on (the stricter reading; see README).
+        # a hand-written boolean true counts as on (the stricter reading; see docs/decisions.md).
         # token_auth_enforced: Session::isTokenAuthEnforced, getSystemValueBool: PHP's (bool),
         # so even the string 'false' (occ config:system:set without --type) turns it on.
         ("'true'", True, True),
