@@ -338,11 +338,16 @@ def test_missing_sqlite_file_is_a_config_error_and_stays_missing(tmp_path: Path)
     assert not db.exists()
 
 
-def test_sqlite_is_opened_read_only(nextcloud_sqlite: NextcloudDB) -> None:
-    """ncauth cannot write Nextcloud's SQLite database, even by a bug of its own."""
+def test_sqlite_is_opened_read_only(tmp_path: Path) -> None:
+    """ncauth cannot write Nextcloud's SQLite database, even by a bug of its own (and the
+    file: URI it opens it by keeps a path with a space and a '#' intact)."""
     import sqlalchemy as sa
 
-    config = load(str(nextcloud_sqlite.write_config(population.STANDARD_CONFIG)))
+    directory = tmp_path / "data dir #1"
+    directory.mkdir()
+    db = NextcloudDB(f"sqlite:///{directory / 'nextcloud.db'}", "oc_", directory).populate()
+    db.close()
+    config = load(str(db.write_config(population.STANDARD_CONFIG)))
     engine = store.make_engine(config.nextcloud.database_urls[0], config.nextcloud)
     try:
         with engine.connect() as conn:
@@ -351,6 +356,7 @@ def test_sqlite_is_opened_read_only(nextcloud_sqlite: NextcloudDB) -> None:
                 conn.execute(sa.text("DELETE FROM oc_users"))
     finally:
         engine.dispose()
+    assert sorted(p.name for p in directory.iterdir()) == ["ncauth.toml", "nextcloud.db"]
 
 
 # -- checkpassword by hand ---------------------------------------------------------------
