@@ -551,7 +551,7 @@ def _bind_problem(path: str, section: str, exc: OSError) -> str:
         )
     if isinstance(exc, PermissionError):
         return f"{section} socket {path}: permission denied for uid {os.getuid()} in {directory}"
-    return f"{section} socket {path}: cannot create it: {exc.strerror}"
+    return f"{section} socket {path}: cannot create it: {exc.strerror or exc}"
 
 
 def _answers(path: str) -> bool:
