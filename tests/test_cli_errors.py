@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support import leakcheck, population
 from support.checkpassword import PROGRAM, REPLY_HELPER, checkpassword, request
-from support.daemon import daemon_config
+from support.daemon import Daemon, daemon_config
 from support.nextcloud import NextcloudDB
 
 from ncauth import cli, store
@@ -303,6 +303,23 @@ def test_missing_driver_is_a_config_error(tmp_path: Path, url: str, module: str,
     r = checkpassword(plain, request(population.A, population.P))
     assert r.code == 111 and "config error: [nextcloud] database_url" in r.stderr and expected in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_reload_into_a_missing_driver_keeps_the_running_configuration(
+    nextcloud_sqlite: NextcloudDB, tmp_path: Path
+) -> None:
+    """SIGHUP with ``mysql://`` written into the config: refused at once, logins go on."""
+    _absent("MySQLdb")
+    config, sock = daemon_config(nextcloud_sqlite, tmp_path)
+    d = Daemon(config, sock)
+    try:
+        config.write_text(config.read_text().replace(nextcloud_sqlite.url, "mysql://nc@db/nextcloud"))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for_log("reload failed, keeping the running configuration")
+        assert "its driver module 'MySQLdb' is not installed; write it as mysql+pymysql://" in d.log()
+        assert d.ask("AUTH", population.A, population.P).verdict == "OK"
+    finally:
+        assert d.stop() == 0
 
 
 def test_missing_psycopg_names_the_extra(tmp_path: Path) -> None:
