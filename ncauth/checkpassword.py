@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from types import FrameType
 
-from ncauth.errors import NcauthError
+from ncauth.errors import ConfigError, NcauthError
 from ncauth.outcome import Outcome
 
 EXIT_OK = 0
@@ -226,6 +226,9 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
         return EXIT_TEMPFAIL
     try:
         verdict = auth.lookup(login) if lookup else auth.authenticate(login, password, remote_ip=remote_ip)
+    except ConfigError as exc:  # found on first use: a missing database driver or SQLite file
+        log.logger.error("config error: %s", exc)
+        return EXIT_TEMPFAIL
     finally:
         auth.store.close()
 
@@ -246,13 +249,59 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     return exit_status(verdict.outcome, lookup)
 
 
+HELP = """\
+usage: ncauth-checkpassword [--config PATH] [REPLY-PROGRAM]
+
+Dovecot 2.3's checkpassword program for ncauth: Dovecot runs it for each login, with
+the login on file descriptor 3, and reads the verdict from its exit status (0 ok,
+1 wrong password or unknown user, 2/3 lookup found/unknown, 111 temporary failure).
+It is not meant to be run by hand: to try a login, run
+  ncauth verify USER          (as the user Dovecot runs it as: runuser -u dovecot -- ncauth verify USER)
+and to print the Dovecot snippet that runs it, ncauth dovecot-config --mode checkpassword.
+
+  --config PATH  configuration file (default: $NCAUTH_CONFIG, else /etc/ncauth/ncauth.toml)
+"""
+
+#: what a person who runs the program by hand is told on stderr
+BY_HAND = (
+    "ncauth-checkpassword: file descriptor 3 is not open: Dovecot runs this program (see --help); "
+    "to try a login, run: ncauth verify USER\n"
+)
+
+
+def _by_hand(argv: list[str]) -> int | None:
+    """When fd 3 is not open, nobody speaks the protocol: a person ran the program.
+    Answer --help or --version (exit 0), else say what to run instead (111: still
+    "temporary failure", should Dovecot ever run it like this). None: fd 3 is open,
+    and whatever the arguments, the protocol runs (a --help in Dovecot's args must
+    never turn into exit 0, "authenticated")."""
+    try:
+        os.fstat(3)
+        return None
+    except OSError:
+        pass
+    if "-h" in argv or "--help" in argv or "--version" in argv:
+        from ncauth import __version__
+
+        sys.stdout.write(HELP if "--version" not in argv else f"ncauth-checkpassword {__version__}\n")
+        sys.stdout.flush()  # main() ends with os._exit, which flushes nothing
+        return EXIT_OK
+    sys.stderr.write(BY_HAND)
+    return EXIT_TEMPFAIL
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ncauth-checkpassword``: never lets an error become exit 1."""
     code = EXIT_TEMPFAIL
     try:
-        signal.signal(signal.SIGALRM, _deadline)
-        signal.alarm(DEADLINE)
-        code = run(list(sys.argv[1:] if argv is None else argv), os.environ)
+        args = list(sys.argv[1:] if argv is None else argv)
+        by_hand = _by_hand(args)
+        if by_hand is None:
+            signal.signal(signal.SIGALRM, _deadline)
+            signal.alarm(DEADLINE)
+            code = run(args, os.environ)
+        else:
+            code = by_hand
     except BaseException as exc:
         try:
             sys.stderr.write(f"ncauth: internal error, temporary failure: {type(exc).__name__}: {exc}\n")

@@ -1,12 +1,14 @@
 """The ``ncauth`` command: verify, lookup, checkpassword (and more as they land).
 
 Exit statuses follow sysexits.h so that scripts can tell a refusal from an outage:
-0 ok, 64 usage, 67 unknown user, 75 temporary failure, 77 refused, 78 config error.
+0 ok, 64 usage, 67 unknown user, 73 cannot write, 75 temporary failure, 77 refused,
+78 config error, 130 interrupted (Ctrl-C). ``ncauth checkpassword`` keeps Dovecot's table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import sys
@@ -28,6 +30,7 @@ EX_CANTCREAT = CannotWrite.exit_code
 EX_TEMPFAIL = TemporaryFailure.exit_code
 EX_NOPERM = 77
 EX_CONFIG = ConfigError.exit_code
+EX_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,20 +39,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_CONFIG_HELP = "configuration file (default: $NCAUTH_CONFIG, else /etc/ncauth/ncauth.toml)"
+
+
 def _parser() -> _Parser:
+    # --config is taken before the command and after it. The subcommands' copy has its own
+    # dest and no default, so that it cannot overwrite the top-level one with None.
     common = _Parser(add_help=False)
     common.add_argument(
-        "--config",
-        metavar="PATH",
-        help="configuration file (default: $NCAUTH_CONFIG, else /etc/ncauth/ncauth.toml)",
+        "--config", dest="command_config", default=argparse.SUPPRESS, metavar="PATH", help=_CONFIG_HELP
     )
-    p = _Parser(
-        prog="ncauth",
-        description="Dovecot logins checked against Nextcloud's user database.",
-        parents=[common],
-    )
+    p = _Parser(prog="ncauth", description="Dovecot logins checked against Nextcloud's user database.")
+    p.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
     p.add_argument("--version", action="version", version=f"ncauth {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(
+        dest="command",
+        required=True,
+        parser_class=_Parser,
+        metavar="COMMAND",
+        help="one of these; `ncauth COMMAND --help` lists its options",
+    )
     sub.add_parser("demo", help="decide three logins on a throwaway Nextcloud database (nothing else needed)")
 
     v = sub.add_parser("verify", parents=[common], help="one authentication, traced step by step on stderr")
@@ -62,10 +71,16 @@ def _parser() -> _Parser:
     v.add_argument("--remote-ip", default="", help="client address, for accounts.trusted_networks")
 
     lk = sub.add_parser("lookup", parents=[common], help="userdb lookup without a password")
-    lk.add_argument("user")
+    lk.add_argument("user", help="the login as a mail client would send it, or an address Postfix asks about")
 
     dc = sub.add_parser("dovecot-config", parents=[common], help="print a Dovecot snippet to !include")
-    dc.add_argument("--mode", required=True, choices=("checkpassword", "sql", "lua"))
+    dc.add_argument(
+        "--mode",
+        required=True,
+        choices=("checkpassword", "sql", "lua"),
+        help="how Dovecot asks: checkpassword (2.3), sql (Dovecot reads the database itself) "
+        "or lua (2.3/2.4, through the daemon)",
+    )
     dc.add_argument("--dovecot", choices=("2.3", "2.4"), help="Dovecot version (default: the installed one)")
     dc.add_argument(
         "--output",
@@ -75,9 +90,21 @@ def _parser() -> _Parser:
         "points to beside it (2.3 SQL mode: the SQL args file; Lua mode: ncauth.lua) "
         "instead of printing it",
     )
-    dc.add_argument("--postfix-socket", default="/var/spool/postfix/private/auth", metavar="PATH")
-    dc.add_argument("--postfix-user", default="postfix", metavar="USER")
-    dc.add_argument("--postfix-group", default="postfix", metavar="GROUP")
+    dc.add_argument(
+        "--postfix-socket",
+        default="/var/spool/postfix/private/auth",
+        metavar="PATH",
+        help="Dovecot's auth listener for Postfix SMTP AUTH (default: %(default)s)",
+    )
+    dc.add_argument(
+        "--postfix-user",
+        default="postfix",
+        metavar="USER",
+        help="owner of that listener (default: %(default)s)",
+    )
+    dc.add_argument(
+        "--postfix-group", default="postfix", metavar="GROUP", help="its group (default: %(default)s)"
+    )
 
     sq = sub.add_parser("sql", parents=[common], help="the SQL passdb queries and least-privilege grants")
     sq.add_argument(
@@ -155,10 +182,15 @@ def _parser() -> _Parser:
 
     cp = sub.add_parser(
         "checkpassword",
+        parents=[common],
         help="Dovecot 2.3 checkpassword program (same as ncauth-checkpassword)",
         add_help=False,
     )
-    cp.add_argument("rest", nargs=argparse.REMAINDER)
+    cp.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        help="passed on to the checkpassword program (Dovecot's reply program)",
+    )
     return p
 
 
@@ -173,12 +205,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 111
         return checkpassword.main(args_list[1:])
-    args = _parser().parse_args(args_list)
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    args.config = _config_option(parser, args)
     try:
         return _run(args)
     except NcauthError as exc:
         sys.stderr.write(f"ncauth {args.command}: {exc}\n")
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C, at the password prompt or later: no traceback
+        sys.stderr.write(f"\nncauth {args.command}: interrupted\n")
+        return EX_INTERRUPTED
+
+
+def _config_option(parser: _Parser, args: argparse.Namespace) -> str | None:
+    """The one ``--config``: given before the command or after it, never two different files."""
+    before: str | None = args.config
+    after: str | None = getattr(args, "command_config", None)
+    if before and after and os.path.realpath(before) != os.path.realpath(after):
+        problem = f"--config {before} before the command and --config {after} after it: give one"
+        if args.command == "checkpassword":  # Dovecot's exit table: anything wrong is 111
+            from ncauth.checkpassword import EXIT_TEMPFAIL
+
+            sys.stderr.write(f"ncauth checkpassword: {problem}\n")
+            raise SystemExit(EXIT_TEMPFAIL)
+        parser.error(problem)
+    return after or before
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -203,7 +255,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         from ncauth import doctor
 
-        return doctor.run(doctor.Options(**{k: v for k, v in vars(args).items() if k != "command"}))
+        known = {f.name for f in dataclasses.fields(doctor.Options)}
+        return doctor.run(doctor.Options(**{k: v for k, v in vars(args).items() if k in known}))
     if args.command == "dovecot-config":
         return dovecot_config(args)
     if args.command == "sql":
@@ -212,6 +265,10 @@ def _run(args: argparse.Namespace) -> int:
         return postfix_config(args.config, direct=args.direct)
     if args.command == "nextcloud-mail":
         return nextcloud_mail(args)
+    if args.command == "checkpassword":  # reached only with --config before it (see main)
+        from ncauth import checkpassword
+
+        return checkpassword.main(["--config", args.config, *args.rest] if args.config else args.rest)
     return EX_USAGE  # pragma: no cover - argparse enforces the choices
 
 
@@ -283,16 +340,17 @@ def _decide(
     """One traced decision (with a password when *authenticate*), fields on stdout."""
     trace = _Tracer(sys.stderr)
     config = _load(config_arg, trace)
-    password = _read_password(password_stdin) if authenticate else None
-    if password is not None:
-        trace("password", f"{len(password)} bytes read" + (" (empty)" if not password else ""))
 
     from ncauth.outcome import Outcome
     from ncauth.policy import Authenticator
 
-    started = time.perf_counter()
     auth = Authenticator(config)
     try:
+        auth.store.prepare()  # a missing driver or database file: said before the password is asked
+        password = _read_password(password_stdin) if authenticate else None
+        if password is not None:
+            trace("password", f"{len(password)} bytes read" + (" (empty)" if not password else ""))
+        started = time.perf_counter()
         if password is None:
             verdict = auth.lookup(user, trace=trace)
         else:
@@ -341,6 +399,17 @@ def _write_private(path: Path, text: str, mode: int) -> None:
         os.close(fd)
 
 
+def _check_output(path: Path) -> None:
+    """Raise CannotWrite, saying what to change, when *path* cannot become a file."""
+    if path.is_dir():
+        raise CannotWrite(
+            f"cannot write {path}: it is a directory (give a file name, e.g. {path / 'ncauth.conf.ext'})"
+        )
+    if not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise CannotWrite(f"cannot write {path}: {path.parent} {what}")
+
+
 def dovecot_config(args: argparse.Namespace) -> int:
     """``ncauth dovecot-config``: the snippet for one mode and Dovecot version."""
     from ncauth import dovecot
@@ -371,6 +440,8 @@ def dovecot_config(args: argparse.Namespace) -> int:
         files.append((Path(snip.sql_args_path), snip.sql_args, 0o600))
     if snip.lua:
         files.append((Path(snip.lua_path), snip.lua, 0o644))
+    for path, _, _ in files:  # all checked before any is written: no half-written pair
+        _check_output(path)
     for path, text, mode in files:
         try:
             _write_private(path, text, mode)

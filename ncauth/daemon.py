@@ -109,7 +109,9 @@ class Daemon:
     def _authenticator(config: config_mod.Config) -> Authenticator:
         d = config.daemon
         cache = VerifiedCache(d.cache_size, d.cache_max_age) if d.cache and d.cache_size else None
-        return Authenticator(config, cache=cache)
+        auth = Authenticator(config, cache=cache)
+        auth.store.prepare()  # a missing driver or SQLite file stops the start (or the reload)
+        return auth
 
     def _throttle(self, config: config_mod.Config) -> Throttle | None:
         """The failure throttle for *config*: the one the daemon has, retuned, so that a
@@ -171,6 +173,9 @@ class Daemon:
         old_umask = os.umask(0o117)
         try:
             sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(_bind_problem(path, section, exc)) from None
         finally:
             os.umask(old_umask)
         if group:
@@ -188,7 +193,12 @@ class Daemon:
 
     # -- serving ---------------------------------------------------------------------
 
-    async def run(self, sock: socket.socket | None = None) -> None:
+    def map_socket(self) -> socket.socket | None:
+        """The Postfix maps' socket at ``[postfix] socket``, if set."""
+        p = self.config.postfix
+        return self._bind(p.socket, p.socket_group, "[postfix]") if p.socket else None
+
+    async def run(self, sock: socket.socket | None = None, map_sock: socket.socket | None = None) -> None:
         """Serve until SIGTERM/SIGINT, then drain."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -198,12 +208,10 @@ class Daemon:
         self.server = await asyncio.start_unix_server(
             self._connection, sock=sock, limit=MAX_LINE, backlog=128
         )
-        if self.config.postfix.socket:
-            postfix_sock = self._bind(
-                self.config.postfix.socket, self.config.postfix.socket_group, "[postfix]"
-            )
+        map_sock = map_sock or self.map_socket()
+        if map_sock is not None:
             self.map_server = await asyncio.start_unix_server(
-                self._map_connection, sock=postfix_sock, backlog=128
+                self._map_connection, sock=map_sock, backlog=128
             )
         _sd_notify("READY=1")
         log.logger.info(
@@ -528,6 +536,24 @@ def _network_test(networks: tuple[Any, ...]) -> Callable[[str], bool]:
     return inside
 
 
+def _bind_problem(path: str, section: str, exc: OSError) -> str:
+    """Why the socket *path* could not be made, and what to do about it."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        made_by = (
+            "ncauth.socket makes /run/ncauth and passes the socket"
+            if section == "[daemon]"
+            else "RuntimeDirectory= in ncauth.service makes a directory under /run"
+        )
+        return (
+            f"{section} socket {path}: the directory {directory} does not exist (under systemd, "
+            f"{made_by}; to run ncauth serve by hand, first: install -d -m 0755 {directory})"
+        )
+    if isinstance(exc, PermissionError):
+        return f"{section} socket {path}: permission denied for uid {os.getuid()} in {directory}"
+    return f"{section} socket {path}: cannot create it: {exc.strerror or exc}"
+
+
 def _answers(path: str) -> bool:
     """Does something accept connections on the Unix socket *path*?"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -581,8 +607,9 @@ def serve(config_path: str) -> int:
         log.setup(config.log_level)
         daemon = Daemon(config)
         sock = daemon.listening_socket()
+        map_sock = daemon.map_socket()
     except ConfigError as exc:
         log.logger.error("%s", exc)
         return exc.exit_code
-    asyncio.run(daemon.run(sock))
+    asyncio.run(daemon.run(sock, map_sock))
     return 0

@@ -147,8 +147,7 @@ class Authenticator:
         t = trace or _no_trace
         try:
             return self._authenticate(login, password, remote_ip, t)
-        except TemporaryFailure as exc:
-            t("verdict", f"TEMPFAIL: {exc}")
+        except TemporaryFailure as exc:  # the caller reports the verdict, once
             return Verdict(Outcome.TEMPFAIL, str(exc))
 
     def lookup(
@@ -171,8 +170,7 @@ class Authenticator:
             enabled = found.row.enabled
             t("enabled", "yes" if enabled else "NO (disabled in Nextcloud)")
             return self._ok(found, "lookup", "user exists", t, disabled=not enabled, userdb=userdb)
-        except TemporaryFailure as exc:
-            t("verdict", f"TEMPFAIL: {exc}")
+        except TemporaryFailure as exc:  # the caller reports the verdict, once
             return Verdict(Outcome.TEMPFAIL, str(exc))
 
     def mailbox_owner(self, address: str) -> Verdict:

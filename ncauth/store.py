@@ -174,10 +174,14 @@ def redact_url(text: str) -> str:
 
 
 def make_engine(url_text: str, section: NextcloudSection) -> Engine:
-    """An engine with short timeouts and a pool that notices a restarted server."""
+    """An engine with short timeouts and a pool that notices a restarted server. A
+    driver that is not installed, or a SQLite file that does not exist, is a ConfigError:
+    retrying cannot help, and checkpassword would otherwise temp-fail every login."""
     url = parse_url(url_text)
     kwargs: dict[str, object] = {"hide_parameters": True, "connect_args": _connect_args(url, section)}
-    if url.get_backend_name() != "sqlite":
+    if url.get_backend_name() == "sqlite":
+        url = _sqlite_read_only(url, url_text)
+    else:
         kwargs.update(
             pool_pre_ping=True,
             pool_recycle=1800,
@@ -187,8 +191,56 @@ def make_engine(url_text: str, section: NextcloudSection) -> Engine:
         )
     try:
         return sa.create_engine(url, **kwargs)
-    except Exception as exc:  # missing driver module, bad option
+    except ImportError as exc:  # create_engine imports the URL's driver
+        raise ConfigError(_missing_driver(url, url_text, exc)) from None
+    except sa.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"[nextcloud] database_url {redact_url(url_text)!r}: no such database kind "
+            "(use mysql+pymysql://, postgresql+psycopg:// or sqlite:///)"
+        ) from None
+    except Exception as exc:  # a bad option
         raise TemporaryFailure(f"cannot set up {redact_url(url_text)}: {type(exc).__name__}: {exc}") from None
+
+
+#: how to get a PostgreSQL driver, for the messages below
+_PSYCOPG = "pip install 'ncauth[postgresql]' (Debian: apt install python3-psycopg)"
+
+
+def _missing_driver(url: sa.URL, url_text: str, exc: ImportError) -> str:
+    """What to write instead, when *url*'s driver module is not installed."""
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    where = f"[nextcloud] database_url {redact_url(url_text)!r}"
+    missing = f"its driver module {exc.name or driver!r} is not installed"
+    if backend in ("mysql", "mariadb") and driver != "pymysql":
+        return f"{where}: {missing}; write it as mysql+pymysql://… (ncauth comes with PyMySQL)"
+    if backend == "postgresql" and driver != "psycopg":
+        return f"{where}: {missing}; write it as postgresql+psycopg://… and install psycopg: {_PSYCOPG}"
+    if backend == "postgresql":
+        return f"{where}: {missing}: {_PSYCOPG}"
+    return f"{where}: {missing}"
+
+
+def _sqlite_read_only(url: sa.URL, url_text: str) -> sa.URL:
+    """*url* opened read-only (SQLite's ``mode=ro`` URI), so that a mistyped path is an
+    error instead of a new, empty database, and Nextcloud's file is never written. A
+    file that is not there is a ConfigError naming it; an in-memory or URI-form
+    database is left as given, with ``mode=ro`` added to the URI form."""
+    import os
+    from urllib.parse import quote
+
+    database = url.database or ""
+    if url.query.get("uri") in ("true", "1"):
+        return url.update_query_dict({"mode": "ro"})
+    if database in ("", ":memory:"):
+        return url
+    path = os.path.abspath(database)
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"[nextcloud] database_url {redact_url(url_text)!r}: {path} does not exist (ncauth opens "
+            "Nextcloud's SQLite database read-only and never creates it: Nextcloud keeps it in its "
+            "data directory as <dbname>.db)"
+        )
+    return url.set(database=f"file:{quote(path)}").update_query_dict({"mode": "ro", "uri": "true"})
 
 
 class Store:
@@ -244,6 +296,12 @@ class Store:
                 last = exc
                 break
         raise TemporaryFailure(f"database: {_describe(last)}") from None
+
+    def prepare(self) -> None:
+        """Set up every URL's engine now (connecting to nothing): a missing driver or
+        SQLite file is a ConfigError at start, not a temporary failure at each login."""
+        for url in self.section.database_urls:
+            self._engine(url)
 
     def close(self) -> None:
         with self._lock:

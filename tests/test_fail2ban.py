@@ -127,7 +127,8 @@ def spray_log(tmp_path_factory: pytest.TempPathFactory) -> SprayLog:
         # the database is down: every login is a TEMPFAIL, and must ban nobody
         down = tmp / "down"
         down.mkdir()
-        dead = SimpleNamespace(url=f"sqlite:///{tmp / 'missing' / 'nextcloud.db'}", prefix="oc_")
+        # nothing listens on port 1 (a missing SQLite file would be a config error, not an outage)
+        dead = SimpleNamespace(url="mysql+pymysql://nc@127.0.0.1:1/nextcloud", prefix="oc_")
         config, sock = daemon_config(dead, down)  # type: ignore[arg-type]
         d = Daemon(config, sock)
         try:
