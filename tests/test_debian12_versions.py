@@ -3,8 +3,9 @@
 Debian 12 carries SQLAlchemy 1.4 and older argon2-cffi, bcrypt and cryptography than PyPI; the
 .deb depends on exactly those packages (tests/test_deb.py installs it there). Here the same
 versions, pinned in a venv made from /usr/bin/python3, decide the cases of the standard
-population against real SQLite, MariaDB and PostgreSQL (psycopg2: SQLAlchemy 1.4 has no
-``postgresql+psycopg`` dialect), through the store and the policy as the front ends use them.
+population against real SQLite, MariaDB and PostgreSQL (through config.php, so that ncauth picks
+psycopg2: SQLAlchemy 1.4 has no ``postgresql+psycopg`` dialect), through the store and the policy
+as the front ends use them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from support import population
 from support.dovecot_harness import DovecotError, make_dovecot_venv
 from support.leakcheck import record_output
@@ -50,17 +52,35 @@ def debian12_venv() -> Path:
         unavailable(f"no venv with Debian 12's library versions: {exc}")
 
 
+def _from_config_php(url_text: str, directory: Path) -> Path:
+    """A config that reads the database from Nextcloud's config.php: the URL ncauth derives must
+    name psycopg2 under SQLAlchemy 1.4, which has no postgresql+psycopg dialect."""
+    url = sa.engine.make_url(url_text)
+    php = directory / "config.php"
+    php.write_text(
+        f"<?php\n$CONFIG = array (\n  'dbtype' => 'pgsql',\n  'dbhost' => '{url.host}:{url.port}',\n"
+        f"  'dbname' => '{url.database}',\n  'dbuser' => '{url.username}',\n"
+        f"  'dbpassword' => '{url.password or ''}',\n  'dbtableprefix' => 'oc_',\n"
+        f"  'secret' => '{population.SECRET}',\n  'passwordsalt' => '{population.PASSWORD_SALT}',\n);\n"
+    )
+    php.chmod(0o600)
+    config = directory / "ncauth.toml"
+    config.write_text(
+        f'[nextcloud]\nconfig_php = "{php}"\nhashing_memory_cost = 8192\nhashing_time_cost = 1\n'
+        + population.STANDARD_CONFIG
+    )
+    config.chmod(0o600)
+    return config
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("standard_nextcloud", ["sqlite", "mariadb", "postgresql"], indirect=True)
 def test_standard_population_with_debian12_libraries(
     standard_nextcloud, debian12_venv: Path, tmp_path: Path
 ) -> None:
     config = standard_nextcloud.config_path
-    text = config.read_text()
-    if "postgresql+psycopg://" in text:
-        config = tmp_path / "ncauth.toml"
-        config.write_text(text.replace("postgresql+psycopg://", "postgresql+psycopg2://"))
-        config.chmod(0o600)
+    if standard_nextcloud.url.startswith("postgresql"):
+        config = _from_config_php(standard_nextcloud.url, tmp_path)
     request = {
         "config": str(config),
         "cases": [
