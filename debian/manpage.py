@@ -55,7 +55,7 @@ def main() -> None:
     date = datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d")
     out = [
         f'.TH NCAUTH 1 "{date}" "ncauth {version}" "User Commands"\n',
-        ".SH NAME\nncauth \\- Dovecot logins checked against Nextcloud's user database\n",
+        ".SH NAME\nncauth, ncauth\\-checkpassword \\- Dovecot logins checked against Nextcloud's user database\n",
         (
             ".SH SYNOPSIS\n.B ncauth\n[\\fB\\-\\-config\\fR \\fIPATH\\fR] \\fICOMMAND\\fR ...\n.br\n"
             ".B ncauth\\-checkpassword\n(run by Dovecot 2.3's checkpassword passdb and userdb)\n"
