@@ -82,6 +82,11 @@ def test_readme_install_and_run_commands() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "driver = checkpassword" in proc.stdout and f"{venv}/bin/ncauth-checkpassword" in proc.stdout
+    # the pip units' Documentation= is the README that pip installs into the venv
+    for name in ("ncauth.service", "ncauth.socket"):
+        unit = (ROOT / "systemd" / name).read_text()
+        assert "Documentation=file:///opt/ncauth/share/doc/ncauth/README.md\n" in unit, name
+    assert (venv / "share" / "doc" / "ncauth" / "README.md").read_text() == (ROOT / "README.md").read_text()
 
 
 def test_systemd_units_verify(tmp_path: Path) -> None:
