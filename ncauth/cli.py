@@ -460,7 +460,7 @@ def sql(args: argparse.Namespace) -> int:
     config = _load_quiet(args.config)
     url = config.nextcloud.database_urls[0]
     dialect = args.dialect or sqlgen.dialect_of(url)
-    database = args.database or sa.make_url(url).database or "nextcloud"
+    database = args.database or sa.engine.make_url(url).database or "nextcloud"
     text = sqlgen.report(
         config,
         dialect,

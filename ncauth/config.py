@@ -675,6 +675,18 @@ def read_config_php(path: str) -> NextcloudPhp:
         raise ConfigError(f"[nextcloud] config_php = {path!r}: {exc}") from None
 
 
+def _postgresql_scheme() -> str:
+    """psycopg (3) where SQLAlchemy has a dialect for it (2.0: Debian 13, pip), psycopg2 on
+    SQLAlchemy 1.4 (Debian 12), which has none; read from the metadata, not by importing it."""
+    from importlib import metadata
+
+    try:
+        major = metadata.version("SQLAlchemy").split(".", 1)[0]
+    except metadata.PackageNotFoundError:
+        major = "2"
+    return "postgresql+psycopg2" if major == "1" else "postgresql+psycopg"
+
+
 def database_url_from_php(php: phpconfig.NextcloudSettings, source: str) -> str:
     """Turn config.php's db* keys into an SQLAlchemy URL (password percent-encoded), the
     way Nextcloud's ConnectionFactory::createConnectionParams connects."""
@@ -703,7 +715,7 @@ def database_url_from_php(php: phpconfig.NextcloudSettings, source: str) -> str:
             # libmysqlclient (and so PHP's mysqli/PDO) treat "localhost" as the default socket.
             query = "?unix_socket=/run/mysqld/mysqld.sock"
     else:
-        scheme = "postgresql+psycopg"
+        scheme = _postgresql_scheme()
         if host.startswith("/"):
             socket_path, host = host, ""
         if socket_path:

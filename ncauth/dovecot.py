@@ -181,7 +181,7 @@ def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Sni
 def _url_parts(config: Config) -> tuple[str, dict[str, str]]:
     import sqlalchemy as sa
 
-    url = sa.make_url(config.nextcloud.database_urls[0])
+    url = sa.engine.make_url(config.nextcloud.database_urls[0])
     dialect = dialect_of(config.nextcloud.database_urls[0])
     if dialect == "sqlite":
         return dialect, {"path": url.database or ""}

@@ -152,7 +152,7 @@ def parse_url(text: str) -> sa.URL:
     """*text* parsed by the parser that connects (SQLAlchemy's ``make_url``); a
     malformed URL is a configuration error that shows no password."""
     try:
-        return sa.make_url(text)
+        return sa.engine.make_url(text)
     except Exception:  # ArgumentError, ValueError for a bad IPv6 host, …
         raise ConfigError(
             f"[nextcloud] database_url {redact_url(text)!r} is not a valid database URL "
@@ -166,7 +166,7 @@ def redact_url(text: str) -> str:
     ``?passwd=``) shown as ``***``, for traces, logs and errors; only the scheme of a
     URL that does not parse."""
     try:
-        url = sa.make_url(text)
+        url = sa.engine.make_url(text)
     except Exception:
         return text.split("://", 1)[0][:40] + "://***"
     query = {k: ("***" if "pass" in k.lower() else v) for k, v in url.query.items()}

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -162,6 +163,17 @@ def _php_base64_decode(text: str) -> bytes:
     return base64.b64decode(data + b"=" * (-len(data) % 4))
 
 
+@functools.cache
+def _skip_rsa_check() -> dict[str, bool]:
+    """``load_pem_private_key``'s option to skip the RSA key check, where it has one."""
+    import inspect
+
+    from cryptography.hazmat.primitives import serialization
+
+    name = "unsafe_skip_rsa_key_validation"
+    return {name: True} if name in inspect.signature(serialization.load_pem_private_key).parameters else {}
+
+
 def decrypt_password(password_enc: str, private_key_pem: bytes) -> bytes:
     """``PublicKeyTokenProvider::decryptPassword``: base64, then RSA-OAEP (SHA-1) with the
     token's private key, as ``openssl_private_decrypt(..., OPENSSL_PKCS1_OAEP_PADDING)``."""
@@ -175,9 +187,8 @@ def decrypt_password(password_enc: str, private_key_pem: bytes) -> bytes:
     try:
         # The PEM came out of an HMAC-checked ciphertext keyed with app password + secret,
         # i.e. Nextcloud made it: the slow RSA consistency check adds nothing here.
-        key = serialization.load_pem_private_key(
-            private_key_pem, password=None, unsafe_skip_rsa_key_validation=True
-        )
+        # cryptography < 39 (Debian 12 has 38) always runs it and knows no such option.
+        key = serialization.load_pem_private_key(private_key_pem, None, **_skip_rsa_check())
     except Exception:  # ValueError, TypeError (encrypted PEM), UnsupportedAlgorithm, ...
         raise TokenDecryptError("token private key is not a PEM key") from None
     if not isinstance(key, rsa.RSAPrivateKey):

@@ -293,7 +293,7 @@ def test_config_php_supplies_keys_and_merges_extra_files(tmp_path: Path) -> None
         "nc_",
     )
     assert c.nextcloud.hashing.memory_cost == 131072
-    url = sa.make_url(c.nextcloud.database_urls[0])
+    url = sa.engine.make_url(c.nextcloud.database_urls[0])
     assert url.password == NASTY_PASSWORD and url.host == "db" and url.database == "nextcloud"
 
 

@@ -87,6 +87,11 @@ def test_readme_install_and_run_commands() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 of 3 verdicts as expected" in proc.stdout
     assert "verdict       OK: app password (token id 1)" in proc.stdout
+    # the pip units' Documentation= is the README that pip installs into the venv
+    for name in ("ncauth.service", "ncauth.socket"):
+        unit = (ROOT / "systemd" / name).read_text()
+        assert "Documentation=file:///opt/ncauth/share/doc/ncauth/README.md\n" in unit, name
+    assert (venv / "share" / "doc" / "ncauth" / "README.md").read_text() == (ROOT / "README.md").read_text()
 
 
 def test_readme_ncauth_commands_parse() -> None:

@@ -9,6 +9,9 @@ use the same helpers without importing a test module):
 * ``daemon``: ``ncauth serve`` as a real process, and raw socket access to it;
 * ``dovecot_harness``, ``dovecot24``, ``dovecot_e2e``: real Dovecot 2.3 and 2.4 instances
   and the generated snippets wired into them;
+* ``debchroot``: clean Debian 12 and 13 chroots, cached, used through overlays; ``debpkg``: the
+  project's .deb; ``unit_launcher``: the installed systemd units started as systemd would;
+  ``decide_cases``: the standard cases decided by another Python (other library versions);
 * ``postfix_harness``: a private Postfix, an LMTP sink and a socketmap server;
 * ``leakcheck``: the pytest plugin that fails a test whose output holds a secret;
 * ``require``: skip locally, fail in CI, when a real component is missing.

@@ -13,7 +13,7 @@ host's namespace, so a crashed test leaves no mounts behind and the cache stays 
 
 Usage::
 
-    reason = dovecot24_available()            # builds the chroot on first use (~30 s)
+    reason = dovecot24_available()            # builds the chroot on first use (~1 min)
     if reason: pytest.skip(reason)            # or fail under CI
     root = dovecot_tmpdir()
     auth = ("passdb lua {\\n  lua_file = /x/ncauth.lua\\n}\\n"
@@ -24,24 +24,17 @@ Usage::
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import hashlib
-import os
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .debchroot import NCAUTH_RUNTIME, ChrootError, chroot_unavailable, debian_root, enter_argv, run_in
 from .dovecot_harness import SERVICES_CONFIG, DovecotBase, DovecotError
 
-__all__ = ["TRIXIE_PACKAGES", "Dovecot24", "dovecot24_available", "trixie_root"]
+__all__ = ["TRIXIE_PACKAGES", "ChrootDovecot", "Dovecot24", "dovecot24_available", "trixie_root"]
 
-CACHE_DIR = Path("/var/cache/ncauth-tests")
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
-#: What the chroot holds beyond minbase: Dovecot 2.4 with every passdb ncauth generates for.
+#: What the chroot holds beyond minbase: Dovecot 2.4 with every passdb ncauth generates for, and
+#: the Debian packages the .deb depends on (tests/test_deb.py installs it into this chroot too).
 TRIXIE_PACKAGES = (
     "dovecot-core",
     "dovecot-imapd",
@@ -50,38 +43,8 @@ TRIXIE_PACKAGES = (
     "dovecot-sqlite",
     "dovecot-auth-lua",
     "lua-socket",
+    *NCAUTH_RUNTIME,
 )
-BUILD_TIMEOUT = 1800.0
-_TOOLS = ("debootstrap", "unshare", "chroot", "nsenter", "mount")
-
-# Runs inside ``unshare --mount``: every mount below dies with the namespace's last process.
-# $1 chroot (read-only lower layer), $2 overlay dir (upper/work/root), then host dirs to bind at
-# the same path, then "--" and the command to exec inside the chroot.
-_ENTER_SCRIPT = r"""
-set -eu
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-lower=$1 ov=$2; shift 2
-mkdir -p "$ov/upper" "$ov/work" "$ov/root"
-mount -t overlay ncauth24 -o "lowerdir=$lower,upperdir=$ov/upper,workdir=$ov/work" "$ov/root"
-mount -t proc proc "$ov/root/proc"
-mount --rbind /dev "$ov/root/dev"
-while [ "$1" != -- ]; do
-  mkdir -p "$ov/root$1"
-  mount --bind "$1" "$ov/root$1"
-  shift
-done
-shift
-exec chroot "$ov/root" "$@"
-"""
-
-_BUILD_SCRIPT = r"""
-set -eu
-debootstrap --variant=minbase --include="$1" trixie "$2" "$3"
-# debootstrap's own policy-rc.d only lives while it installs; keep one for any later apt run
-printf '#!/bin/sh\nexit 101\n' > "$2/usr/sbin/policy-rc.d"
-chmod 755 "$2/usr/sbin/policy-rc.d"
-chroot "$2" apt-get clean
-"""
 
 
 _BASE_CONFIG_24 = (
@@ -110,24 +73,28 @@ mail_path = ~/Maildir
 )
 
 
-class Dovecot24(DovecotBase):
-    """A private Dovecot 2.4 master from the trixie chroot, with the 2.3 class's clients.
+class ChrootDovecot(DovecotBase):
+    """A private Dovecot master from a cached Debian chroot (``debchroot``), with the host class's clients.
 
     The work dir (``self.root``) and every path in ``binds`` (host directories, e.g. a MariaDB
     socket dir or the dir of a daemon's Unix socket) are mounted into the chroot at their host
     paths, so every path in the config, the sockets and the log mean the same inside and out.
     Dovecot's own writes outside those (``/var/lib/dovecot`` …) land in the overlay's upper layer
-    under ``<root>/chroot24``, never in the cached chroot. ``doveadm`` runs in the master's
-    namespace and root (``nsenter``), so it sees exactly what Dovecot sees.
+    under ``<root>/chroot24`` (``self.overlay_dir``), never in the cached chroot; what an earlier
+    :meth:`run` wrote there (an installed package) is what Dovecot sees. ``doveadm`` runs in the
+    master's namespace and root (``nsenter``), so it sees exactly what Dovecot sees. A subclass
+    gives ``CONFIG_TEMPLATE`` for the chroot's Dovecot version.
     """
 
-    CONFIG_TEMPLATE = _BASE_CONFIG_24
+    #: the overlay's directory in the work dir
+    OVERLAY = "chroot24"
 
     def __init__(
         self,
         workdir: Path,
         auth_config: str,
         *,
+        chroot: Path | None = None,
         extra_config: str = "",
         auth_debug: bool = True,
         start_timeout: float = 20.0,
@@ -144,155 +111,45 @@ class Dovecot24(DovecotBase):
         for b in self.binds:
             if not b.is_dir():
                 raise ValueError(f"bind {b} is not a directory")
-        self.chroot = trixie_root()
-        self.overlay_dir = self.root / "chroot24"
+        self.chroot = chroot or self.default_chroot()
+        self.overlay_dir = self.root / self.OVERLAY
+
+    def default_chroot(self) -> Path:
+        """The cached chroot of this class's Dovecot version."""
+        raise NotImplementedError
+
+    def enter_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run in a namespace of its own on this instance's overlay and binds."""
+        return enter_argv(self.chroot, self.overlay_dir, [self.root, *self.binds], argv)
+
+    def nsenter_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run in the running master's namespace and root: it sees what Dovecot sees."""
+        if self.proc is None:
+            raise DovecotError("needs a running Dovecot (the command runs in its namespace)")
+        return ["/usr/bin/nsenter", f"--target={self.proc.pid}", "--mount", "--root", "--wd", *argv]
+
+    def _dovecot_argv(self, args: Sequence[str]) -> list[str]:
+        return self.enter_argv(["/usr/sbin/dovecot", *args])
+
+    def _doveadm_argv(self, args: Sequence[str]) -> list[str]:
+        return self.nsenter_argv(["/usr/bin/doveadm", "-c", str(self.conf_path), *args])
+
+
+class Dovecot24(ChrootDovecot):
+    """A private Dovecot 2.4 master from the trixie chroot."""
+
+    CONFIG_TEMPLATE = _BASE_CONFIG_24
+
+    def default_chroot(self) -> Path:
+        return trixie_root()
 
     def _config_values(self) -> dict[str, object]:
         return {**super()._config_values(), "log_debug": "category=auth" if self.auth_debug else ""}
 
-    def _dovecot_argv(self, args: Sequence[str]) -> list[str]:
-        return [
-            "/usr/bin/unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            _ENTER_SCRIPT,
-            "sh",
-            str(self.chroot),
-            str(self.overlay_dir),
-            str(self.root),
-            *map(str, self.binds),
-            "--",
-            "/usr/sbin/dovecot",
-            *args,
-        ]
 
-    def _doveadm_argv(self, args: Sequence[str]) -> list[str]:
-        if self.proc is None:
-            raise DovecotError("doveadm needs a running Dovecot24 (it runs in its namespace)")
-        return [
-            "/usr/bin/nsenter",
-            f"--target={self.proc.pid}",
-            "--mount",
-            "--root",
-            "--wd",
-            "/usr/bin/doveadm",
-            "-c",
-            str(self.conf_path),
-            *args,
-        ]
-
-
-# --------------------------------------------------------------------------------------------
-# the cached trixie chroot
-# --------------------------------------------------------------------------------------------
-
-
-def _cache_entry(packages: Sequence[str]) -> Path:
-    """Cache directory for this package list: a changed list gets its own chroot."""
-    key = hashlib.sha256("\n".join(["trixie", "minbase", *sorted(packages)]).encode())
-    return CACHE_DIR / f"trixie-{key.hexdigest()[:16]}"
-
-
-def _mounts_below(path: Path) -> list[str]:
-    """Mount points at or below ``path`` here (a tree with mounts in it must never be removed)."""
-    prefix = str(path.resolve())
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
-
-
-def trixie_root(packages: Sequence[str] = TRIXIE_PACKAGES, *, mirror: str = DEBIAN_MIRROR) -> Path:
-    """Return a Debian 13 minbase chroot with ``packages``, building and caching it if needed.
-
-    The chroot is ``/var/cache/ncauth-tests/trixie-<key>/root`` (key = the package list). Builds
-    run under an flock and count only once ``complete`` exists, so parallel runs wait for one
-    build and a build that died half-way is thrown away and redone, never used. debootstrap runs
-    in a private mount namespace, so its /proc and /sys mounts cannot outlive it.
-    """
-    entry = _cache_entry(packages)
-    root = entry / "root"
-    marker = entry / "complete"
-    if marker.exists():
-        return root
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(f"{entry}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            return root
-        if entry.exists():
-            if _mounts_below(entry):
-                raise DovecotError(f"half-built {entry} still has mounts: {_mounts_below(entry)}")
-            shutil.rmtree(entry)
-        entry.mkdir()
-        log = entry / "build.log"
-        t0 = time.monotonic()
-        with open(log, "wb") as out:
-            # the build inherits the lock: if we die, nobody else starts on the dir until it ends
-            build = subprocess.Popen(
-                [
-                    "unshare",
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    _BUILD_SCRIPT,
-                    "sh",
-                    ",".join(packages),
-                    str(root),
-                    mirror,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=_debian_env(),
-                start_new_session=True,
-                pass_fds=(lock.fileno(),),
-            )
-        try:
-            rc = build.wait(BUILD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(build.pid, signal.SIGKILL)
-            build.wait()
-            rc = -signal.SIGKILL
-        if rc != 0:
-            tail = log.read_text(errors="replace").splitlines()[-30:]
-            raise DovecotError(f"building the trixie chroot failed ({rc}), see {log}:\n" + "\n".join(tail))
-        version = _run_in(root, ["dovecot", "--version"])
-        marker.write_text(
-            f"packages: {' '.join(packages)}\nmirror: {mirror}\n"
-            f"dovecot: {version}\nbuild_seconds: {time.monotonic() - t0:.0f}\n"
-        )
-    return root
-
-
-def _debian_env() -> dict[str, str]:
-    """A plain root environment for programs of the chroot (no pyenv, no venv, no locale)."""
-    return {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        "DEBIAN_FRONTEND": "noninteractive",
-    }
-
-
-def _run_in(root: Path, argv: Sequence[str]) -> str:
-    """Run a command inside the chroot without any mounts (enough for ``--version``)."""
-    r = subprocess.run(
-        ["chroot", str(root), *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=_debian_env(),
-        stdin=subprocess.DEVNULL,
-    )
-    if r.returncode != 0:
-        raise DovecotError(f"{' '.join(argv)} in {root} failed: {(r.stdout + r.stderr).strip()}")
-    return r.stdout.strip()
+def trixie_root() -> Path:
+    """The cached Debian 13 chroot with ``TRIXIE_PACKAGES`` (built on first use, ~1 min)."""
+    return debian_root("trixie", TRIXIE_PACKAGES)
 
 
 @functools.cache
@@ -302,18 +159,12 @@ def dovecot24_available() -> str | None:
     Tests skip on the reason, or fail when ``CI``/``NCAUTH_REQUIRE_DB`` demands it. The answer is
     memoised per process: a failed build is not retried by every test.
     """
-    if os.geteuid() != 0:
-        return "Dovecot 2.4 tests must run as root (chroot, mount namespaces)"
-    missing = [t for t in _TOOLS if not shutil.which(t, path=_debian_env()["PATH"])]
-    if missing:
-        return f"missing tools: {', '.join(missing)} (apt-get install debootstrap util-linux mount)"
-    with open("/proc/filesystems") as f:
-        if "overlay" not in f.read().split():
-            return "the kernel has no overlay filesystem"
+    reason = chroot_unavailable()
+    if reason:
+        return reason
     try:
-        root = trixie_root()
-        version = _run_in(root, ["dovecot", "--version"])
-    except (OSError, subprocess.SubprocessError, DovecotError) as exc:
+        version = run_in(trixie_root(), ["dovecot", "--version"])
+    except (OSError, ChrootError) as exc:
         return f"no Debian 13 chroot with Dovecot 2.4: {exc}"
     if not version.startswith("2.4."):
         return f"the trixie chroot has Dovecot {version}, not 2.4"

@@ -102,25 +102,28 @@ _MYSQL_TABLE_KW = {
 }
 
 
+def _on_mysql(base: sa.types.TypeEngine, variant: sa.types.TypeEngine) -> sa.types.TypeEngine:
+    """``base`` with ``variant`` on MySQL and MariaDB (one name per call: SQLAlchemy 1.4 takes one)."""
+    for name in _MY:
+        base = base.with_variant(variant, name)
+    return base
+
+
 def _text() -> sa.types.TypeEngine:
-    return sa.Text().with_variant(mysql.LONGTEXT(), *_MY)
+    return _on_mysql(sa.Text(), mysql.LONGTEXT())
 
 
 def _uint() -> sa.types.TypeEngine:
-    return sa.Integer().with_variant(mysql.INTEGER(unsigned=True), *_MY)
+    return _on_mysql(sa.Integer(), mysql.INTEGER(unsigned=True))
 
 
 def _usmallint() -> sa.types.TypeEngine:
-    return sa.SmallInteger().with_variant(mysql.SMALLINT(unsigned=True), *_MY)
+    return _on_mysql(sa.SmallInteger(), mysql.SMALLINT(unsigned=True))
 
 
 def _bigint_id(unsigned: bool) -> sa.types.TypeEngine:
     # SQLite only auto-increments an INTEGER PRIMARY KEY (rowid alias).
-    return (
-        sa.BigInteger()
-        .with_variant(mysql.BIGINT(unsigned=unsigned), *_MY)
-        .with_variant(sa.Integer(), "sqlite")
-    )
+    return _on_mysql(sa.BigInteger(), mysql.BIGINT(unsigned=unsigned)).with_variant(sa.Integer(), "sqlite")
 
 
 def _d(value: int | str) -> Any:
