@@ -346,7 +346,7 @@ def _readers(options: Options, config: Config, conf: DovecotConf | None) -> Iter
 def _sqlite_path(url: str) -> str:
     import sqlalchemy as sa
 
-    return sa.make_url(url).database or ""
+    return sa.engine.make_url(url).database or ""
 
 
 def _database(config: Config) -> Iterator[Finding]:
@@ -531,7 +531,7 @@ def _mysql_grants(conn: sa.Connection, config: Config, url: str) -> Iterator[Fin
     user, _, host = current.rpartition("@")
     lines = [str(row[0]) for row in conn.exec_driver_sql("SHOW GRANTS")]
     grants, roles = parse_grants(lines)
-    database = sa.make_url(url).database or ""
+    database = sa.engine.make_url(url).database or ""
     fix = f"ncauth sql --ncauth-user {user} --host {host}; REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{user}'@'{host}' first"
     yield from grant_findings(grants, _needed(config), database, f"'{user}'@'{host}'", fix)
     for role in roles:
