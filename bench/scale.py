@@ -48,10 +48,9 @@ MATCHES = config_mod.MATCH_MODES
 
 class TimedStore(Store):
     """ncauth's store, adding up the wall time its queries take (connection checkout,
-    round trip, rows), and recording the statements sent while ``recording``."""
+    round trip, rows)."""
 
     spent = 0.0
-    recording: list[tuple[str, Any]] | None = None
 
     def _run(self, work: Callable[[sa.Connection], Any], nothing: Any) -> Any:
         started = time.perf_counter()
@@ -59,16 +58,6 @@ class TimedStore(Store):
             return super()._run(work, nothing)
         finally:
             self.spent += time.perf_counter() - started
-
-    def _engine(self, url: str) -> sa.Engine:
-        engine = super()._engine(url)
-        if not sa.event.contains(engine, "before_cursor_execute", self._record):
-            sa.event.listen(engine, "before_cursor_execute", self._record)
-        return engine
-
-    def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if self.recording is not None:
-            self.recording.append((statement, parameters))
 
 
 @dataclass
@@ -80,22 +69,6 @@ class Cell(Percentiles):
     match: str
     users: int
     samples_ms: list[float] = field(repr=False)
-
-
-def config_text(url: str, match: str) -> str:
-    return (
-        population.config_text(url, "oc_")
-        + f'[accounts]\ndomains = ["{scalegen.DOMAIN}"]\nmatch = "{match}"\n'
-        + ("trust_user_emails = true\n" if match == "email" else "")
-        + '[userdb]\nuid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n'
-    )
-
-
-def login_of(i: int, match: str) -> str:
-    """What user *i* types as login name in *match* mode."""
-    if match == "email":
-        return scalegen.email_of(i)
-    return scalegen.uid_of(i).lower() + "@" + scalegen.DOMAIN
 
 
 def sample(users: int, n: int, rnd: random.Random, *, step: int = 1, offset: int = 0) -> list[int]:
@@ -122,20 +95,23 @@ def paths(auth: Authenticator, match: str, users: int, n: int, rnd: random.Rando
     app = sample(users, n, rnd, step=3)
     out: dict[str, Any] = {
         "login, right password": (
-            [lambda i=i: auth.authenticate(login_of(i, match), p) for i in ok],
+            [lambda i=i: auth.authenticate(scalegen.login_of(i, match), p) for i in ok],
             lambda v: v.ok,
         ),
         "login, app password": (
-            [lambda i=i: auth.authenticate(login_of(i, match), scalegen.token_of(i).encode()) for i in app],
+            [
+                lambda i=i: auth.authenticate(scalegen.login_of(i, match), scalegen.token_of(i).encode())
+                for i in app
+            ],
             lambda v: v.ok and v.method == "app-password",
         ),
         "login, unknown user": (
             [lambda i=i: auth.authenticate(f"nobody{i}@{scalegen.DOMAIN}", p) for i in ok],
             lambda v: v.outcome.value == "unknown",
         ),
-        "userdb lookup": ([lambda i=i: auth.lookup(login_of(i, match)) for i in ok], lambda v: v.ok),
+        "userdb lookup": ([lambda i=i: auth.lookup(scalegen.login_of(i, match)) for i in ok], lambda v: v.ok),
         "Postfix map lookup (recipient/sender)": (
-            [lambda i=i: auth.mailbox_owner(login_of(i, match)) for i in ok],
+            [lambda i=i: auth.mailbox_owner(scalegen.login_of(i, match)) for i in ok],
             lambda v: v.ok,
         ),
     }
@@ -162,7 +138,7 @@ def run_size(
     rnd = random.Random(users)
     for match in MATCHES:
         path = work / f"{db}-{users}-{match}.toml"
-        path.write_text(config_text(url_address if match == "address" else url, match))
+        path.write_text(scalegen.config_text(url_address if match == "address" else url, match))
         path.chmod(0o600)
         config = config_mod.load(str(path))
         store = TimedStore(config.nextcloud)
@@ -187,10 +163,9 @@ def explain_email(store: TimedStore, auth: Authenticator) -> dict[str, Any]:
     """EXPLAIN of the statement a match = "email" login sends to find the address's owner
     (recorded from ncauth's own store), as it stands and, on PostgreSQL, with README's
     optional index (planned with the values and as a prepared statement's generic plan)."""
-    store.recording = []
-    store.uids_by_email(scalegen.email_of(42))
-    statement, params = store.recording[-1]
-    store.recording = None
+    with scalegen.recording() as sent:
+        store.uids_by_email(scalegen.email_of(42))
+    statement, params = sent[-1]
     engine = store._engine(store.section.database_urls[0])
     out: dict[str, Any] = {"statement": " ".join(statement.split())}
     with engine.connect() as conn:

@@ -15,18 +15,20 @@ the same table definitions, so that 100,000 users load in well under a minute.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import ncschema
+from . import ncschema, population
 
 DOMAIN = "example.org"
 #: groups every user is spread over (a department and a location each), plus the few admins
@@ -70,6 +72,24 @@ def email_of(i: int) -> str:
 def token_of(i: int) -> str:
     """The plain app password of user *i*'s first app token (users with ``i % 3 == 0``)."""
     return f"{_TOKEN_PREFIX}{i:06d}-abcdefgh"
+
+
+def login_of(i: int, match: str) -> str:
+    """What user *i* types as login name under ``[accounts] match`` = *match* (with
+    "address" in a database generated with ``address_uids``)."""
+    if match == "email":
+        return email_of(i)
+    return uid_of(i).lower() + "@" + DOMAIN
+
+
+def config_text(url: str, match: str) -> str:
+    """An ncauth config for a generated database, in *match* mode."""
+    return (
+        population.config_text(url, "oc_")
+        + f"[accounts]\ndomains = [{json.dumps(DOMAIN)}]\nmatch = {json.dumps(match)}\n"
+        + ("trust_user_emails = true\n" if match == "email" else "")
+        + '[userdb]\nuid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n'
+    )
 
 
 def populate(
@@ -233,6 +253,22 @@ def _analyze(conn: sa.Connection, tables: list[str]) -> None:
             conn.execute(sa.text(f"ANALYZE {quote(table)}"))
         elif conn.dialect.name in ("mysql", "mariadb"):
             conn.execute(sa.text(f"ANALYZE TABLE {quote(table)}")).all()
+
+
+@contextmanager
+def recording() -> Iterator[list[tuple[str, Any]]]:
+    """Every (statement, parameters) any engine sends to its driver meanwhile: what
+    ncauth's store really asks, for EXPLAIN."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
 
 
 def explain(conn: sa.Connection, statement: str, params: Any, *, generic: bool = False) -> list[str]:
