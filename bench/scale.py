@@ -350,7 +350,10 @@ def run(quick: bool, sizes: tuple[int, ...] = (), databases: tuple[str, ...] = (
                 url_address, seconds_address = load(s, f"scale_{users}_address", users, address=True)
                 extra["load_seconds"][f"{db}/{users}"] = round(seconds + seconds_address, 1)
                 run_size(db, url, url_address, users, n, work, cells, extra)
+    from run import machine
+
     return {
+        "machine": machine(),
         "sizes": list(sizes),
         "cells": [
             {
@@ -394,7 +397,13 @@ def table(result: dict[str, Any]) -> str:
 
 
 def report(result: dict[str, Any]) -> None:
-    print("\nScale: the database part of each path (time in ncauth's store queries), by users")
+    from run import machine  # bench/run.py imports this module: its machine line, lazily
+
+    m = result.get("machine") or machine()
+    print(
+        f"\nScale: the database part of each path (time in ncauth's store queries), by users. "
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}"
+    )
     print(table(result))
     m = result["memory"]
     print(
@@ -419,11 +428,15 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "scale.json"))
     parser.add_argument("--sizes", help="comma-separated user counts (default 1000,10000,100000)")
     parser.add_argument("--databases", help="comma-separated: mariadb,postgresql (default both)")
+    parser.add_argument("--render", help="print the report of a saved JSON result instead of measuring")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         cache_size, max_keys = (int(x) for x in args.memory_child.split(","))
         print(json.dumps(memory_child(cache_size, max_keys)))
+        return 0
+    if args.render:
+        report(json.loads(Path(args.render).read_text()))
         return 0
     sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else ()
     databases = tuple(args.databases.split(",")) if args.databases else ()
