@@ -137,6 +137,7 @@ def run_size(
 ) -> None:
     rnd = random.Random(users)
     for match in MATCHES:
+        print(f"scale: {db}, {users:,} users, match = {match}", file=sys.stderr, flush=True)
         path = work / f"{db}-{users}-{match}.toml"
         path.write_text(scalegen.config_text(url_address if match == "address" else url, match))
         path.chmod(0o600)
