@@ -403,7 +403,7 @@ def report(result: dict[str, Any]) -> None:
     m = result.get("machine") or machine()
     print(
         f"\nScale: the database part of each path (time in ncauth's store queries), by users. "
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}"
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}\n"
     )
     print(table(result))
     m = result["memory"]
