@@ -325,7 +325,9 @@ class Store:
     def uids_by_email(self, email: str) -> list[str]:
         """The distinct users whose ``settings``/``email`` preference is *email* once
         both are lower-cased: what ``IUserManager::getByEmail`` finds
-        (``AllConfig::getUsersForUserValueCaseInsensitive`` compares ``LOWER(configvalue)``).
+        (``AllConfig::getUsersForUserValueCaseInsensitive``: Nextcloud stores the address
+        lower-cased and compares it with the lower-cased value). Without README's optional
+        PostgreSQL index this reads every e-mail row, as Nextcloud's own lookup does.
         The database's answer is only a candidate list (MySQL collations ignore
         trailing spaces and accents): the exact comparison runs here, over every
         candidate, so a padded near-duplicate cannot hide a second owner."""
