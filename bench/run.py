@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import argon2.low_level  # noqa: E402
+import scale  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from samples import Percentiles  # noqa: E402
 from support import dbservers, dovecot_e2e, ncschema  # noqa: E402
@@ -346,6 +347,8 @@ def main() -> int:
 
     shutil.rmtree(work, ignore_errors=True)
     report(rows, floor, extra, args)
+    json_path = Path(args.json)
+    scale.run_and_report(args.quick, json_path.with_name(f"{json_path.stem}-scale.json"))
     return 0
 
 

@@ -383,14 +383,21 @@ class Store:
     def uids_by_email(self, email: str) -> list[str]:
         """The distinct users whose ``settings``/``email`` preference is *email* once
         both are lower-cased: what ``IUserManager::getByEmail`` finds
-        (``AllConfig::getUsersForUserValueCaseInsensitive`` compares ``LOWER(configvalue)``).
+        (``AllConfig::getUsersForUserValueCaseInsensitive``: Nextcloud stores the address
+        lower-cased and compares it with the lower-cased value). Without README's optional
+        PostgreSQL index this reads every e-mail row, as Nextcloud's own lookup does.
         The database's answer is only a candidate list (MySQL collations ignore
         trailing spaces and accents): the exact comparison runs here, over every
         candidate, so a padded near-duplicate cannot hide a second owner."""
         p = self.tables.preferences
         wanted = email.lower()
+        # appid and configkey inline, not bound: only then can PostgreSQL use the optional
+        # partial index on lower(configvalue) (README, "Scale") in a generic plan too, which
+        # a statement the driver has prepared may get; without it, this reads every e-mail row
         stmt = sa.select(p.c.userid, p.c.configvalue).where(
-            p.c.appid == "settings", p.c.configkey == "email", sa.func.lower(p.c.configvalue) == wanted
+            p.c.appid == sa.literal("settings", literal_execute=True),
+            p.c.configkey == sa.literal("email", literal_execute=True),
+            sa.func.lower(p.c.configvalue) == wanted,
         )
         rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
         return sorted({r.userid for r in rows if (r.configvalue or "").lower() == wanted})
