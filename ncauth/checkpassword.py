@@ -216,11 +216,13 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
             write_reply([("user", user), *answer.fields.items()])
             return exit_status(outcome, lookup)
 
+    from ncauth import oneshot
     from ncauth.policy import Authenticator
 
     _watchdog(DEADLINE + 1)  # a backstop behind SIGALRM, for the slow hash itself
     try:
-        auth = Authenticator(config)
+        # one decision: the driver alone where it reads exactly as SQLAlchemy would
+        auth = Authenticator(config, oneshot.store_for(config.nextcloud))
     except NcauthError as exc:
         log.logger.error("config error: %s", exc)
         return EXIT_TEMPFAIL

@@ -23,8 +23,7 @@ from ncauth.cache import VerifiedCache
 from ncauth.config import QUOTA_PLACEHOLDER, Config
 from ncauth.errors import TemporaryFailure
 from ncauth.outcome import Outcome
-from ncauth.quota import dovecot_bytes, effective_quota, quota_bytes
-from ncauth.store import Store, TokenRow, UserRow, quota_settings
+from ncauth.queries import Reader, TokenRow, UserRow
 
 #: Nextcloud refuses shorter strings as app passwords before any lookup.
 MIN_TOKEN_LENGTH = 22
@@ -124,13 +123,17 @@ class Authenticator:
     def __init__(
         self,
         config: Config,
-        store: Store | None = None,
+        store: Reader | None = None,
         *,
         cache: VerifiedCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.store = store if store is not None else Store(config.nextcloud)
+        if store is None:
+            from ncauth.store import Store
+
+            store = Store(config.nextcloud)
+        self.store = store
         self.cache = cache
         self.clock = clock
         secret = config.nextcloud.secret.encode()
@@ -334,7 +337,7 @@ class Authenticator:
                 if trace_wanted(t) and self.store.known_elsewhere(uid_lower):
                     t(
                         "row",
-                        f"none in {self.store.tables.users.name}, but Nextcloud has preferences for {uid_lower!r}: "
+                        f"none in {self.store.users_table}, but Nextcloud has preferences for {uid_lower!r}: "
                         "a user of another backend (LDAP, SAML…), which ncauth cannot check",
                     )
                     return "not a database user (LDAP/SAML?)"
@@ -373,7 +376,7 @@ class Authenticator:
             return _NO_EMAIL_OWNER if not uids else "several users share this e-mail address"
         row = self.store.user_by_uid(uids[0])
         if row is None:
-            t("row", f"none: {uids[0]!r} is not a user of {self.store.tables.users.name}")
+            t("row", f"none: {uids[0]!r} is not a user of {self.store.users_table}")
             return "no such Nextcloud user"
         return self._own_uid_lower(row, t)
 
@@ -592,7 +595,9 @@ class Authenticator:
     def _quota_bytes(self, uid: str, t: Trace) -> str:
         """``{quota_bytes}``: the limit Nextcloud enforces for *uid* (``ncauth.quota``), as
         Dovecot reads a byte count. A database error is a TemporaryFailure, as for any read."""
-        settings = quota_settings(self.store, uid)
+        from ncauth.quota import dovecot_bytes, effective_quota, quota_bytes
+
+        settings = self.store.quota_settings(uid)
         limit = quota_bytes(settings)
         value = dovecot_bytes(limit)
         t(
