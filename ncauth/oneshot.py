@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
@@ -53,15 +54,53 @@ class Target:
     def driver(self) -> Any:
         """The driver's module: ``connect`` and the DB-API exception classes."""
         if self.dialect == "mysql":
-            import pymysql  # type: ignore[import-untyped]
-
-            return pymysql
+            return pymysql()
         import sqlite3
 
         return sqlite3
 
     def connect(self) -> Any:
-        return self.driver().connect(*self.args, **self.kwargs)
+        driver = self.driver()
+        try:
+            return driver.connect(*self.args, **self.kwargs)
+        except RuntimeError:  # PyMySQL wants cryptography for MySQL 8's RSA exchange
+            if self.dialect != "mysql" or not load_rsa():
+                raise
+            return driver.connect(*self.args, **self.kwargs)
+
+
+#: What PyMySQL imports at once but a URL handled here needs rarely or never:
+#: ``cryptography`` (10 MiB and milliseconds) only for the RSA exchange of MySQL 8's
+#: ``caching_sha2_password``/``sha256_password`` full authentication over plain TCP, and
+#: ``ssl`` only for TLS, which no URL handled here asks for.
+_PYMYSQL_SPARED = ("cryptography", "ssl")
+
+
+def pymysql() -> Any:
+    """PyMySQL, imported without the modules of _PYMYSQL_SPARED (it imports both as
+    optional: without them it marks RSA and TLS unavailable). When a server does ask for
+    the RSA exchange, :func:`load_rsa` loads cryptography and the connection is retried."""
+    if "pymysql" not in sys.modules:
+        spared = [name for name in _PYMYSQL_SPARED if name not in sys.modules]
+        for name in spared:
+            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+        try:
+            import pymysql  # type: ignore[import-untyped]  # noqa: F401
+        finally:
+            for name in spared:
+                del sys.modules[name]
+    return sys.modules["pymysql"]
+
+
+def load_rsa() -> bool:
+    """Give PyMySQL the cryptography it was imported without (re-running its auth
+    module, whose functions it looks up on each connection); True if it now has it."""
+    auth = sys.modules.get("pymysql._auth")
+    if auth is None or auth._have_cryptography:
+        return False
+    import importlib
+
+    return bool(importlib.reload(auth)._have_cryptography)
 
 
 def target(url: str, section: NextcloudSection) -> Target | None:
