@@ -16,7 +16,6 @@ import tomllib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import quote
 
 from ncauth import carry, names
 from ncauth.errors import ConfigError
@@ -685,6 +684,8 @@ def database_url_from_php(php: phpconfig.NextcloudSettings, source: str) -> str:
             f"[nextcloud] config_php: {source}: dbtype {php.dbtype!r} is not supported "
             "(mysql, pgsql, sqlite3)"
         )
+    from urllib.parse import quote  # here: it imports ipaddress, which checkpassword rarely needs
+
     user = quote(php.dbuser, safe="")
     password = quote(php.dbpassword, safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")

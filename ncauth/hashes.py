@@ -28,7 +28,7 @@ import hmac
 import os
 import re
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 try:
     import nacl.bindings as _sodium
@@ -87,8 +87,7 @@ class _Counter:
 slow_hashes = _Counter()
 
 
-@dataclass(frozen=True)
-class Scheme:
+class Scheme(NamedTuple):  # not a dataclass: ``dataclasses`` costs a one-shot process ms
     """What a stored hash is, for traces and logs (never the hash itself)."""
 
     name: str  # argon2id | argon2i | bcrypt | legacy-sha1 | legacy-bcrypt | unsupported

@@ -20,7 +20,6 @@ import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
 
 from ncauth import sqltext
 from ncauth.errors import TemporaryFailure
@@ -110,10 +109,9 @@ def target(url: str, section: NextcloudSection) -> Target | None:
     if m is None:
         return None
     parts = {
-        k: (unquote(v) if k in ("username", "password", "database") and v else v)
-        for k, v in m.groupdict().items()
+        k: (_unquote(v) if k in ("username", "password", "database") else v) for k, v in m.groupdict().items()
     }
-    query = parse_qsl(parts["query"] or "")
+    query = _query(parts["query"])
     if parts["scheme"] == "mysql+pymysql":
         if (
             not parts["database"]
@@ -148,6 +146,24 @@ def target(url: str, section: NextcloudSection) -> Target | None:
         return None
     kwargs = {"check_same_thread": False, **connect_args("sqlite", section)}
     return Target(url, "sqlite", [os.path.abspath(database)], kwargs)
+
+
+def _unquote(text: str | None) -> str | None:
+    """SQLAlchemy's reading of a percent-encoded URL part (``urllib.parse.unquote``),
+    which is imported only for a part that needs it: it imports ``ipaddress``."""
+    if not text or "%" not in text:
+        return text
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
+def _query(text: str | None) -> list[tuple[str, str]]:
+    if not text:
+        return []
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(text)
 
 
 def unsupported(section: NextcloudSection) -> str:

@@ -12,11 +12,11 @@ user exists.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
 
 from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
@@ -24,6 +24,9 @@ from ncauth.config import QUOTA_PLACEHOLDER, Config
 from ncauth.errors import TemporaryFailure
 from ncauth.outcome import Outcome
 from ncauth.queries import Reader, TokenRow, UserRow
+
+if TYPE_CHECKING:
+    import ipaddress
 
 #: Nextcloud refuses shorter strings as app passwords before any lookup.
 MIN_TOKEN_LENGTH = 22
@@ -33,13 +36,16 @@ LOGIN_TOKEN_TYPES = (0, 1)
 Trace = Callable[[str, str], None]
 
 
-@dataclass(frozen=True)
-class Verdict:
+# The records below are NamedTuples, not dataclasses: checkpassword imports this module
+# for one decision, and ``dataclasses`` (with ``inspect``) would cost it milliseconds.
+
+
+class Verdict(NamedTuple):
     outcome: Outcome
     reason: str
     user: str = ""  # canonical name for Dovecot
     uid: str = ""  # Nextcloud uid
-    fields: dict[str, str] = field(default_factory=dict)  # userdb fields, unprefixed
+    fields: Mapping[str, str] = MappingProxyType({})  # userdb fields, unprefixed
     method: str = ""  # "password" | "app-password" | "lookup"
     disabled: bool = False  # lookups: the user exists but is disabled
 
@@ -48,8 +54,7 @@ class Verdict:
         return self.outcome is Outcome.OK
 
 
-@dataclass(frozen=True)
-class Login:
+class Login(NamedTuple):
     """A login name split the way the account rules need it: exactly one ``@``, a
     served, well-formed domain (see ``ncauth.names``)."""
 
@@ -61,8 +66,7 @@ class Login:
         return f"{self.local}@{self.domain}"
 
 
-@dataclass(frozen=True)
-class Work:
+class Work(NamedTuple):
     """The real hash check a refusal already paid for: when it started (None: none ran,
     e.g. a cached match), and whether it alone costs what a decoy does."""
 
@@ -70,8 +74,7 @@ class Work:
     covers: bool = False
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     """A Nextcloud user row and the mailbox name (canonical user) it owns."""
 
     row: UserRow
@@ -647,6 +650,8 @@ class Authenticator:
 
 def in_networks(remote_ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     """Is *remote_ip* in one of *networks*? (IPv4-mapped IPv6 counts as IPv4.)"""
+    import ipaddress
+
     try:
         ip = ipaddress.ip_address(remote_ip)
     except ValueError:

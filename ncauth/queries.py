@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ncauth.config import NextcloudSection
@@ -38,8 +37,11 @@ UNCOMPARABLE = {1267, 1270, 1271}
 QUOTA_APPCONFIG = ("default_quota", "allow_unlimited_quota", "quota_preset")
 
 
-@dataclass(frozen=True)
-class UserRow:
+# NamedTuples, not dataclasses: importing ``dataclasses`` (and ``inspect``) would cost
+# a one-shot checkpassword milliseconds.
+
+
+class UserRow(NamedTuple):
     uid: str
     uid_lower: str
     password: str
@@ -47,8 +49,7 @@ class UserRow:
     second_factors: int
 
 
-@dataclass(frozen=True)
-class TokenRow:
+class TokenRow(NamedTuple):
     id: int
     uid: str
     login_name: str
