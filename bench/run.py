@@ -357,7 +357,7 @@ def main() -> int:
 
 
 def whole_processes(
-    url: str, stored_hash: str, work: Path, rounds: int, baseline: Path | None
+    url: str, stored_hash: str, work: Path, rounds: int, baseline: Path | None, only: str = ""
 ) -> list[startup.Comparison]:
     """checkpassword as whole processes against minimal Python processes (bench/startup.py):
     in-process on this MariaDB and on an SQLite copy of the user, and relayed to a daemon
@@ -388,7 +388,11 @@ def whole_processes(
     d = start_daemon(configs["relay"], sock)
     try:
         d.ask("AUTH", user, PASSWORD)  # the cache now holds this login
-        found = startup.comparisons(venvs, configs, stored_hash, user, PASSWORD, sock)
+        found = [
+            c
+            for c in startup.comparisons(venvs, configs, stored_hash, user, PASSWORD, sock)
+            if only in c.name
+        ]
         for c in found:
             c.measure(rounds)
     finally:
@@ -396,7 +400,7 @@ def whole_processes(
     return found
 
 
-def startup_only(rounds: int, baseline: Path | None) -> None:
+def startup_only(rounds: int, baseline: Path | None, only: str = "") -> None:
     """bench/startup.py on its own: a MariaDB, one user, the whole-process rounds."""
     work = Path(tempfile.mkdtemp(prefix="ncauth-startup-"))
     with dbservers.mariadb_server() as server:
@@ -407,7 +411,7 @@ def startup_only(rounds: int, baseline: Path | None) -> None:
         with engine.begin() as conn:
             ncschema.add_user(conn, "oc_", "argon2id", stored)
         engine.dispose()
-        found = whole_processes(url, stored, work, rounds, baseline)
+        found = whole_processes(url, stored, work, rounds, baseline, only)
     shutil.rmtree(work, ignore_errors=True)
     m = machine()
     print(f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']} (the benchmark's own)\n")

@@ -85,6 +85,7 @@ for line in sys.stdin:
             os.close(fd)
         err.seek(0)
         out = {"ms": ms, "rss_kib": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status),
+               "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000,
                "stderr": err.read().decode(errors="replace")[-2000:]}
     print(json.dumps(out), flush=True)
 """
@@ -101,7 +102,7 @@ class Launcher:
             text=True,
         )
 
-    def run(self, label: str, argv: list[str], fd3: bytes | None) -> tuple[float, int]:
+    def run(self, label: str, argv: list[str], fd3: bytes | None) -> tuple[float, float, int]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         job = {"argv": argv, "env": DOVECOT_ENV, "fd3": None if fd3 is None else fd3.decode("latin-1")}
         self.proc.stdin.write(json.dumps(job) + "\n")
@@ -109,7 +110,7 @@ class Launcher:
         result = json.loads(self.proc.stdout.readline())
         if result["code"] != 0:
             raise RuntimeError(f"{label}: exit {result['code']}: {result['stderr']}")
-        return result["ms"], result["rss_kib"]
+        return result["ms"], result["cpu_ms"], result["rss_kib"]
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -125,18 +126,24 @@ class Program:
     argv: list[str]
     fd3: bytes | None = None
     ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
 
     def run(self, launcher: Launcher) -> None:
         """Run once; record wall time and the child's own peak RSS. Anything but exit 0 is
         a broken benchmark, not a figure."""
-        ms, rss_kib = launcher.run(self.label, self.argv, self.fd3)
+        ms, cpu_ms, rss_kib = launcher.run(self.label, self.argv, self.fd3)
         self.ms.append(ms)
+        self.cpu_ms.append(cpu_ms)
         self.rss_kib.append(rss_kib)
 
     @property
     def p50(self) -> float:
         return statistics.median(self.ms)
+
+    @property
+    def cpu_p50(self) -> float:
+        return statistics.median(self.cpu_ms)
 
     @property
     def rss_mib(self) -> float:
@@ -159,6 +166,7 @@ class Comparison:
             for program in (self.floor, *self.programs):  # one unmeasured run each: caches warm
                 program.run(launcher)
                 program.ms.clear()
+                program.cpu_ms.clear()
                 program.rss_kib.clear()
             for i in range(rounds):
                 order = [self.floor, *self.programs]
@@ -191,6 +199,8 @@ class Comparison:
                     "ratio": round(self.ratio(p), 3),
                     "ratio_q1": round(lo, 3),
                     "ratio_q3": round(hi, 3),
+                    "cpu_p50_ms": round(p.cpu_p50, 1),
+                    "cpu_ratio": round(p.cpu_p50 / self.floor.cpu_p50, 3),
                     "rss_mib": round(p.rss_mib, 1),
                     "rss_ratio": round(p.rss_mib / self.floor.rss_mib, 3),
                 }
@@ -201,12 +211,16 @@ class Comparison:
 def report(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
     """Print one markdown table; the rows, for JSON."""
     rows = [row for c in comparisons for row in c.rows()]
-    print("| whole process | rounds | p50 ms | / floor (quartiles) | peak RSS MiB | / floor |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| whole process | rounds | p50 ms | / floor (quartiles of the rounds) | CPU ms | / floor "
+        "| peak RSS MiB | / floor |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(
             f"| {r['comparison']}: {r['program']} | {r['rounds']} | {r['p50_ms']} | {r['ratio']:.2f}x "
-            f"({r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}) | {r['rss_mib']} | {r['rss_ratio']:.2f}x |"
+            f"({r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}) | {r['cpu_p50_ms']} | {r['cpu_ratio']:.2f}x "
+            f"| {r['rss_mib']} | {r['rss_ratio']:.2f}x |"
         )
     print("\nTargets (issue 16: whole processes, medians of alternated rounds):")
     for c in comparisons:
@@ -278,11 +292,12 @@ def main() -> int:
     parser.add_argument(
         "--baseline-venv", type=Path, help="another installation to measure in the same rounds"
     )
+    parser.add_argument("--only", default="", help="only the comparisons whose name contains this")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / "bench")]
     import run
 
-    run.startup_only(args.pairs, args.baseline_venv)
+    run.startup_only(args.pairs, args.baseline_venv, args.only)
     return 0
 
 
