@@ -15,10 +15,15 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ncauth import carry, names
 from ncauth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
 
 if TYPE_CHECKING:
     import ipaddress

@@ -28,7 +28,7 @@ import hmac
 import os
 import re
 import threading
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
 try:
     import nacl.bindings as _sodium
@@ -37,6 +37,11 @@ except ImportError:  # pragma: no cover - a declared dependency; argon2-cffi the
 
 from ncauth.config import Hashing, HashLimits
 from ncauth.errors import TemporaryFailure
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
 
 _ARGON2_RE = re.compile(r"\$(argon2id|argon2i)\$(?:v=(\d+)\$)?m=(\d+),t=(\d+),p=(\d+)\$", re.ASCII)
 _BCRYPT_RE = re.compile(r"\$2([abyx])\$(\d\d)\$[./A-Za-z0-9]{53}", re.ASCII)

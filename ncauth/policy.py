@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
@@ -24,6 +24,11 @@ from ncauth.config import QUOTA_PLACEHOLDER, Config
 from ncauth.errors import TemporaryFailure
 from ncauth.outcome import Outcome
 from ncauth.queries import Reader, TokenRow, UserRow
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
 
 if TYPE_CHECKING:
     import ipaddress

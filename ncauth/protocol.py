@@ -14,10 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
 from ncauth.errors import NcauthError
 from ncauth.outcome import Outcome
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
 
 _ESCAPES = {"\x01": "\x011", "\t": "\x01t", "\r": "\x01r", "\n": "\x01n"}
 _UNESCAPES = {"1": "\x01", "t": "\t", "r": "\r", "n": "\n"}

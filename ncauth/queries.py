@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
 
 if TYPE_CHECKING:
     from ncauth.config import NextcloudSection
