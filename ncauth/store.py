@@ -6,6 +6,11 @@ second-factor count folded in as sub-queries) plus one for app passwords when th
 password could be one. Every database problem becomes TemporaryFailure with the
 URL's password redacted and the statement parameters hidden, so neither a
 password nor an app-token hash can reach a log line through an exception.
+
+Every statement is written here once (:func:`statements`); ``queries.Reader`` runs them
+by name and turns rows into records. A one-shot checkpassword runs the same statements
+without importing SQLAlchemy: :func:`sqltext_source` compiles them into
+``ncauth/sqltext.py`` for ``oneshot.OneShotStore``.
 """
 
 from __future__ import annotations
