@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import argon2.low_level  # noqa: E402
 import scale  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+import startup  # noqa: E402
 from samples import Percentiles  # noqa: E402
 from support import dbservers, dovecot_e2e, ncschema  # noqa: E402
 from support.checkpassword import checkpassword, request  # noqa: E402
@@ -192,6 +193,11 @@ def main() -> int:
         "--quick", action="store_true", help="the fewest samples that exercise every path (CI smoke run)"
     )
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
+    parser.add_argument(
+        "--baseline-venv",
+        type=Path,
+        help="another installation whose checkpassword joins the whole-process rounds (before/after)",
+    )
     args = parser.parse_args()
     n = 2 if args.quick else 30
     storm = 20 if args.quick else 200
@@ -343,13 +349,76 @@ def main() -> int:
         extra["workers"] = workers
         d.stop()
 
+        whole = whole_processes(url, stored["argon2id"], work, 2 if args.quick else 20, args.baseline_venv)
         dovecot_paths(server, url, n, storm, rows, extra)
 
     shutil.rmtree(work, ignore_errors=True)
-    report(rows, floor, extra, args)
+    report(rows, floor, extra, args, whole)
     json_path = Path(args.json)
     scale.run_and_report(args.quick, json_path.with_name(f"{json_path.stem}-scale.json"))
     return 0
+
+
+def whole_processes(
+    url: str, stored_hash: str, work: Path, rounds: int, baseline: Path | None, only: str = ""
+) -> list[startup.Comparison]:
+    """checkpassword as whole processes against minimal Python processes (bench/startup.py):
+    in-process on this MariaDB and on an SQLite copy of the user, and relayed to a daemon
+    whose cache holds the login."""
+    user = "argon2id@example.org"
+    lite = work / "nextcloud.db"
+    engine = sa.create_engine(f"sqlite:///{lite}")
+    ncschema.create_schema(engine, "oc_")
+    with engine.begin() as conn:
+        ncschema.add_user(conn, "oc_", "argon2id", stored_hash)
+    engine.dispose()
+    sock = work / "startup.sock"
+    configs = {}
+    for name, db_url, daemon in (
+        ("MariaDB", url, ""),
+        ("SQLite", f"sqlite:///{lite}", ""),
+        ("relay", url, sock),
+    ):
+        path = work / f"startup-{name}.toml"
+        path.write_text(
+            f'[nextcloud]\ndatabase_url = "{db_url}"\n[accounts]\ndomains = ["example.org"]\n'
+            '[userdb]\nuid = "vmail"\nhome = "/var/vmail/{domain}/{local}"\n'
+            + (f'[daemon]\nsocket = "{daemon}"\n' if daemon else "")
+        )
+        path.chmod(0o600)
+        configs[name] = path
+    venvs = {"this tree": venv(), **({"baseline": baseline} if baseline else {})}
+    d = start_daemon(configs["relay"], sock)
+    try:
+        d.ask("AUTH", user, PASSWORD)  # the cache now holds this login
+        found = [
+            c
+            for c in startup.comparisons(venvs, configs, stored_hash, user, PASSWORD, sock)
+            if only in c.name
+        ]
+        for c in found:
+            c.measure(rounds)
+    finally:
+        d.stop()
+    return found
+
+
+def startup_only(rounds: int, baseline: Path | None, only: str = "") -> None:
+    """bench/startup.py on its own: a MariaDB, one user, the whole-process rounds."""
+    work = Path(tempfile.mkdtemp(prefix="ncauth-startup-"))
+    with dbservers.mariadb_server() as server:
+        url = server.create_database("ncauth_startup")
+        engine = sa.create_engine(url)
+        ncschema.create_schema(engine, "oc_")
+        stored = php_hash("argon2id")
+        with engine.begin() as conn:
+            ncschema.add_user(conn, "oc_", "argon2id", stored)
+        engine.dispose()
+        found = whole_processes(url, stored, work, rounds, baseline, only)
+    shutil.rmtree(work, ignore_errors=True)
+    m = machine()
+    print(f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']} (the benchmark's own)\n")
+    startup.report(found)
 
 
 class RssSampler:
@@ -483,7 +552,13 @@ def dovecot_paths(
         shutil.rmtree(dovecot.root, ignore_errors=True)
 
 
-def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse.Namespace) -> None:
+def report(
+    rows: list[Row],
+    floor: Row,
+    extra: dict[str, object],
+    args: argparse.Namespace,
+    whole: list[startup.Comparison],
+) -> None:
     m = machine()
     print(
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, "
@@ -527,6 +602,8 @@ def report(rows: list[Row], floor: Row, extra: dict[str, object], args: argparse
         )
     if "dovecot" in extra:
         print(f"- Dovecot paths {extra['dovecot']}")
+    print()
+    extra["whole_processes"] = startup.report(whole)
     result = {
         "machine": m,
         "quick": args.quick,

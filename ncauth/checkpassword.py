@@ -23,9 +23,13 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from ncauth.errors import ConfigError, NcauthError
 from ncauth.outcome import Outcome
+
+if TYPE_CHECKING:
+    import logging
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -139,45 +143,55 @@ def _watchdog(seconds: float) -> None:
     timer.start()
 
 
+def _logger(environ: Mapping[str, str], level: str = "info") -> logging.Logger:
+    """ncauth's logger, set up on first use: a relayed answer logs nothing here (the
+    daemon logged the decision), so that path never imports ``logging``."""
+    from ncauth import log
+
+    log.setup(level, dovecot="LOG_SERVICE" in environ)
+    return log.logger
+
+
 def run(argv: list[str], environ: Mapping[str, str]) -> int:
     """One checkpassword invocation; returns the exit status."""
     from ncauth import config as config_mod
-    from ncauth import log
 
-    dovecot_log = "LOG_SERVICE" in environ
-    log.setup("info", dovecot=dovecot_log)
     try:
         config = config_mod.load(config_mod.config_path(config_argument(argv), dict(environ)))
     except NcauthError as exc:
-        log.logger.error("config error: %s", exc)
+        _logger(environ).error("config error: %s", exc)
         return EXIT_TEMPFAIL
-    log.setup(config.log_level, dovecot=dovecot_log)
 
     try:
         user_raw, password = read_request()
     except (ProtocolError, OSError) as exc:
-        log.logger.error("checkpassword request: %s", exc)
+        _logger(environ, config.log_level).error("checkpassword request: %s", exc)
         return EXIT_TEMPFAIL
 
     lookup = environ.get("AUTHORIZED") == "1"
     if lookup and environ.get("CREDENTIALS_LOOKUP") == "1" and environ.get("SCHEME"):
-        log.logger.error(
+        from ncauth.log import printable
+
+        _logger(environ, config.log_level).error(
             "Dovecot asked for %s credentials: ncauth only checks plaintext passwords "
             "(set auth_mechanisms = plain login)",
-            log.printable(environ["SCHEME"], 32),
+            printable(environ["SCHEME"], 32),
         )
         return EXIT_TEMPFAIL
 
     service = environ.get("SERVICE", "")
     remote_ip = environ.get("TCPREMOTEIP") or environ.get("REMOTE_IP", "")
-    log.logger.debug(
-        "request: login=\"%s\" password=%d bytes service=%s rip=%s%s",
-        log.printable(user_raw.decode("utf-8", "backslashreplace")),
-        len(password),
-        log.printable(service, 32),
-        log.printable(remote_ip, 64),
-        " (lookup)" if lookup else "",
-    )
+    if config.log_level == "debug":
+        from ncauth.log import printable
+
+        _logger(environ, config.log_level).debug(
+            "request: login=\"%s\" password=%d bytes service=%s rip=%s%s",
+            printable(user_raw.decode("utf-8", "backslashreplace")),
+            len(password),
+            printable(service, 32),
+            printable(remote_ip, 64),
+            " (lookup)" if lookup else "",
+        )
     # Undecodable bytes survive as surrogates, which parse_login refuses by name.
     login = user_raw.decode("utf-8", "surrogateescape")
     started = time.perf_counter()
@@ -197,32 +211,39 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
             answer = client.ask(daemon.socket, req, daemon.connect_timeout, daemon.reply_timeout)
         except client.DaemonUnavailable as exc:
             if daemon.forward == "always":
-                log.logger.error(
+                _logger(environ, config.log_level).error(
                     "daemon unavailable (%s); [daemon] forward = \"always\": temporary failure", exc
                 )
                 return EXIT_TEMPFAIL
-            log.logger.warning("daemon unavailable (%s): deciding in-process", exc)
+            _logger(environ, config.log_level).warning("daemon unavailable (%s): deciding in-process", exc)
         else:
             # The daemon logged the decision; this process only relays it.
             outcome = Outcome.from_wire(answer.verdict)
             if outcome is Outcome.TEMPFAIL and not answer.from_daemon:
-                log.logger.warning("temporary failure: %s", answer.fields.get("reason", ""))
+                _logger(environ, config.log_level).warning(
+                    "temporary failure: %s", answer.fields.get("reason", "")
+                )
             if outcome is not Outcome.OK:
                 return exit_status(outcome, lookup)
             user = answer.fields.pop("user", "")
             if not user:
-                log.logger.error("daemon answered OK without a user: temporary failure")
+                _logger(environ, config.log_level).error(
+                    "daemon answered OK without a user: temporary failure"
+                )
                 return EXIT_TEMPFAIL
             write_reply([("user", user), *answer.fields.items()])
             return exit_status(outcome, lookup)
 
+    from ncauth import log, oneshot
     from ncauth.policy import Authenticator
 
+    logger = _logger(environ, config.log_level)
     _watchdog(DEADLINE + 1)  # a backstop behind SIGALRM, for the slow hash itself
     try:
-        auth = Authenticator(config)
+        # one decision: the driver alone where it reads exactly as SQLAlchemy would
+        auth = Authenticator(config, oneshot.store_for(config.nextcloud))
     except NcauthError as exc:
-        log.logger.error("config error: %s", exc)
+        logger.error("config error: %s", exc)
         return EXIT_TEMPFAIL
     try:
         verdict = auth.lookup(login) if lookup else auth.authenticate(login, password, remote_ip=remote_ip)

@@ -13,7 +13,7 @@ import getpass
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -373,7 +373,7 @@ def _decide(
     }[verdict.outcome]
 
 
-def _print_fields(user: str, fields: dict[str, str]) -> None:
+def _print_fields(user: str, fields: Mapping[str, str]) -> None:
     sys.stdout.write(f"user={user}\n")
     for key, value in fields.items():
         sys.stdout.write(f"{key}={value}\n")

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
 from ncauth.errors import TemporaryFailure
 from ncauth.protocol import HELLO, LISTED, MAX_LINE, Listed, Reply, Request, is_hello
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
 
 
 class DaemonUnavailable(TemporaryFailure):

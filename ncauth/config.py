@@ -15,11 +15,15 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 from ncauth import carry, names
 from ncauth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
 
 if TYPE_CHECKING:
     import ipaddress
@@ -702,6 +706,8 @@ def database_url_from_php(php: phpconfig.NextcloudSettings, source: str) -> str:
             f"[nextcloud] config_php: {source}: dbtype {php.dbtype!r} is not supported "
             "(mysql, pgsql, sqlite3)"
         )
+    from urllib.parse import quote  # here: it imports ipaddress, which checkpassword rarely needs
+
     user = quote(php.dbuser, safe="")
     password = quote(php.dbpassword, safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")

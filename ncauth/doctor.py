@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from ncauth import client
+from ncauth import client, queries
 from ncauth import config as config_mod
 from ncauth.errors import ConfigError, NcauthError
 
@@ -376,7 +376,7 @@ def _database(config: Config) -> Iterator[Finding]:
             yield Finding(
                 "FAIL",
                 f"database {shown}",
-                f"{store._describe(exc)} — check the host, user, password and database in database_url",
+                f"{queries.describe_error(exc)} — check the host, user, password and database in database_url",
             )
 
 

@@ -28,11 +28,7 @@ import hmac
 import os
 import re
 import threading
-from dataclasses import dataclass
-
-import argon2.low_level as _argon2
-import bcrypt as _bcrypt
-from argon2.exceptions import HashingError, VerificationError, VerifyMismatchError
+from typing import TYPE_CHECKING
 
 try:
     import nacl.bindings as _sodium
@@ -42,19 +38,20 @@ except ImportError:  # pragma: no cover - a declared dependency; argon2-cffi the
 from ncauth.config import Hashing, HashLimits
 from ncauth.errors import TemporaryFailure
 
-_ARGON2_TYPES = {"argon2id": _argon2.Type.ID, "argon2i": _argon2.Type.I}
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
+
 _ARGON2_RE = re.compile(r"\$(argon2id|argon2i)\$(?:v=(\d+)\$)?m=(\d+),t=(\d+),p=(\d+)\$", re.ASCII)
 _BCRYPT_RE = re.compile(r"\$2([abyx])\$(\d\d)\$[./A-Za-z0-9]{53}", re.ASCII)
 _PHP_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-#: argon2 errors that say the machine could not run the check (memory, threads), not
-#: that the password or the stored hash is wrong: temporary failures, never cached.
-_RESOURCE_ERRORS = {
-    _argon2.error_to_str(code): what
-    for code, what in (
-        (-22, "could not allocate {m} KiB (memory limit?)"),  # ARGON2_MEMORY_ALLOCATION_ERROR, argon2.h
-        (-33, "could not start its {p} threads (process limit?)"),  # ARGON2_THREAD_FAIL
-    )
-}
+#: argon2 error codes that say the machine could not run the check (memory, threads),
+#: not that the password or the stored hash is wrong: temporary failures, never cached.
+_RESOURCE_ERRORS = (
+    (-22, "could not allocate {m} KiB (memory limit?)"),  # ARGON2_MEMORY_ALLOCATION_ERROR, argon2.h
+    (-33, "could not start its {p} threads (process limit?)"),  # ARGON2_THREAD_FAIL
+)
 _PERCENT_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 #: the argon2 form libsodium computes: what PHP's password_hash writes
 _SODIUM_FORM = re.compile(
@@ -95,8 +92,7 @@ class _Counter:
 slow_hashes = _Counter()
 
 
-@dataclass(frozen=True)
-class Scheme:
+class Scheme(NamedTuple):  # not a dataclass: ``dataclasses`` costs a one-shot process ms
     """What a stored hash is, for traces and logs (never the hash itself)."""
 
     name: str  # argon2id | argon2i | bcrypt | legacy-sha1 | legacy-bcrypt | unsupported
@@ -267,16 +263,24 @@ def _password_verify(password: bytes, inner: str) -> bool:
         fast = _sodium_verify(password, inner)
         if fast is not None:
             return fast
+        # argon2-cffi only here: the form PHP writes never needs it, and a one-shot
+        # process should not pay for importing it
+        import argon2.low_level as _argon2
+        from argon2.exceptions import VerificationError, VerifyMismatchError
+
+        kind = _argon2.Type.ID if m.group(1) == "argon2id" else _argon2.Type.I
         try:
-            return _argon2.verify_secret(inner.encode(), password, _ARGON2_TYPES[m.group(1)])
+            return _argon2.verify_secret(inner.encode(), password, kind)
         except VerifyMismatchError:
             return False
         except VerificationError as exc:
-            if str(exc) in _RESOURCE_ERRORS:
-                what = _RESOURCE_ERRORS[str(exc)].format(m=m.group(3), p=m.group(5))
-                raise TemporaryFailure(f"argon2 {what}") from None
+            for code, what in _RESOURCE_ERRORS:
+                if str(exc) == _argon2.error_to_str(code):
+                    raise TemporaryFailure(f"argon2 {what.format(m=m.group(3), p=m.group(5))}") from None
             return False  # the stored hash itself is malformed: PHP's password_verify says false
     if _BCRYPT_RE.fullmatch(inner) and not inner.startswith("$2x$"):
+        import bcrypt as _bcrypt
+
         slow_hashes.add()
         key = password.split(b"\0", 1)[0][:72]
         try:
@@ -346,6 +350,9 @@ def decoy(password: bytes, hashing: Hashing) -> None:
         is not None
     ):
         return
+    import argon2.low_level as _argon2
+    from argon2.exceptions import HashingError
+
     try:
         _argon2.hash_secret_raw(
             password,

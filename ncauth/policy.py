@@ -12,19 +12,26 @@ user exists.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from ncauth import hashes, names
 from ncauth.cache import VerifiedCache
 from ncauth.config import QUOTA_PLACEHOLDER, Config
 from ncauth.errors import TemporaryFailure
 from ncauth.outcome import Outcome
-from ncauth.quota import dovecot_bytes, effective_quota, quota_bytes
-from ncauth.store import Store, TokenRow, UserRow, quota_settings
+from ncauth.queries import Reader, TokenRow, UserRow
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ncauth.records import NamedTuple  # typing's, without its start-up cost
+
+if TYPE_CHECKING:
+    import ipaddress
 
 #: Nextcloud refuses shorter strings as app passwords before any lookup.
 MIN_TOKEN_LENGTH = 22
@@ -34,13 +41,16 @@ LOGIN_TOKEN_TYPES = (0, 1)
 Trace = Callable[[str, str], None]
 
 
-@dataclass(frozen=True)
-class Verdict:
+# The records below are NamedTuples, not dataclasses: checkpassword imports this module
+# for one decision, and ``dataclasses`` (with ``inspect``) would cost it milliseconds.
+
+
+class Verdict(NamedTuple):
     outcome: Outcome
     reason: str
     user: str = ""  # canonical name for Dovecot
     uid: str = ""  # Nextcloud uid
-    fields: dict[str, str] = field(default_factory=dict)  # userdb fields, unprefixed
+    fields: Mapping[str, str] = MappingProxyType({})  # userdb fields, unprefixed
     method: str = ""  # "password" | "app-password" | "lookup"
     disabled: bool = False  # lookups: the user exists but is disabled
 
@@ -49,8 +59,7 @@ class Verdict:
         return self.outcome is Outcome.OK
 
 
-@dataclass(frozen=True)
-class Login:
+class Login(NamedTuple):
     """A login name split the way the account rules need it: exactly one ``@``, a
     served, well-formed domain (see ``ncauth.names``)."""
 
@@ -62,8 +71,7 @@ class Login:
         return f"{self.local}@{self.domain}"
 
 
-@dataclass(frozen=True)
-class Work:
+class Work(NamedTuple):
     """The real hash check a refusal already paid for: when it started (None: none ran,
     e.g. a cached match), and whether it alone costs what a decoy does."""
 
@@ -71,8 +79,7 @@ class Work:
     covers: bool = False
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     """A Nextcloud user row and the mailbox name (canonical user) it owns."""
 
     row: UserRow
@@ -124,13 +131,17 @@ class Authenticator:
     def __init__(
         self,
         config: Config,
-        store: Store | None = None,
+        store: Reader | None = None,
         *,
         cache: VerifiedCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.store = store if store is not None else Store(config.nextcloud)
+        if store is None:
+            from ncauth.store import Store
+
+            store = Store(config.nextcloud)
+        self.store = store
         self.cache = cache
         self.clock = clock
         secret = config.nextcloud.secret.encode()
@@ -332,7 +343,7 @@ class Authenticator:
                 if trace_wanted(t) and self.store.known_elsewhere(uid_lower):
                     t(
                         "row",
-                        f"none in {self.store.tables.users.name}, but Nextcloud has preferences for {uid_lower!r}: "
+                        f"none in {self.store.users_table}, but Nextcloud has preferences for {uid_lower!r}: "
                         "a user of another backend (LDAP, SAML…), which ncauth cannot check",
                     )
                     return "not a database user (LDAP/SAML?)"
@@ -371,7 +382,7 @@ class Authenticator:
             return _NO_EMAIL_OWNER if not uids else "several users share this e-mail address"
         row = self.store.user_by_uid(uids[0])
         if row is None:
-            t("row", f"none: {uids[0]!r} is not a user of {self.store.tables.users.name}")
+            t("row", f"none: {uids[0]!r} is not a user of {self.store.users_table}")
             return "no such Nextcloud user"
         return self._own_uid_lower(row, t)
 
@@ -590,7 +601,9 @@ class Authenticator:
     def _quota_bytes(self, uid: str, t: Trace) -> str:
         """``{quota_bytes}``: the limit Nextcloud enforces for *uid* (``ncauth.quota``), as
         Dovecot reads a byte count. A database error is a TemporaryFailure, as for any read."""
-        settings = quota_settings(self.store, uid)
+        from ncauth.quota import dovecot_bytes, effective_quota, quota_bytes
+
+        settings = self.store.quota_settings(uid)
         limit = quota_bytes(settings)
         value = dovecot_bytes(limit)
         t(
@@ -640,6 +653,8 @@ class Authenticator:
 
 def in_networks(remote_ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     """Is *remote_ip* in one of *networks*? (IPv4-mapped IPv6 counts as IPv4.)"""
+    import ipaddress
+
     try:
         ip = ipaddress.ip_address(remote_ip)
     except ValueError:

@@ -6,50 +6,39 @@ second-factor count folded in as sub-queries) plus one for app passwords when th
 password could be one. Every database problem becomes TemporaryFailure with the
 URL's password redacted and the statement parameters hidden, so neither a
 password nor an app-token hash can reach a log line through an exception.
+
+Every statement is written here once (:func:`statements`); ``queries.Reader`` runs them
+by name and turns rows into records. A one-shot checkpassword runs the same statements
+without importing SQLAlchemy: :func:`sqltext_source` compiles them into
+``ncauth/sqltext.py`` for ``oneshot.OneShotStore``.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ncauth.config import NextcloudSection
 from ncauth.errors import ConfigError, TemporaryFailure
-from ncauth.quota import QuotaSettings
+from ncauth.queries import (
+    CANDIDATES,
+    QUOTA_APPCONFIG,
+    UNCOMPARABLE,
+    Call,
+    Reader,
+    Row,
+    connect_args,
+    describe_error,
+    errno_of,
+    sqlite_read_only,
+)
 
 T = TypeVar("T")
-
-#: Distinct users a diagnostic query reads at most.
-_CANDIDATES = 50
-
-
-@dataclass(frozen=True)
-class UserRow:
-    uid: str
-    uid_lower: str
-    password: str
-    enabled: bool
-    second_factors: int
-
-
-@dataclass(frozen=True)
-class TokenRow:
-    id: int
-    uid: str
-    login_name: str
-    type: int
-    expires: int | None
-    password_invalid: bool
-    #: the login password encrypted with the token (None: the token stores none)
-    stored_password: str | None = None
-    private_key: str | None = None
 
 
 class Tables:
@@ -120,32 +109,7 @@ class Tables:
 
 
 def _connect_args(url: sa.URL, section: NextcloudSection) -> dict[str, object]:
-    connect = max(1, math.ceil(section.connect_timeout))
-    query = max(1, math.ceil(section.query_timeout))
-    backend = url.get_backend_name()
-    if backend == "mysql":
-        return {
-            "connect_timeout": connect,
-            "read_timeout": query,
-            "write_timeout": query,
-            "charset": "utf8mb4",
-        }
-    if backend == "postgresql":
-        # statement_timeout bounds the server's work; libpq has no read timeout of its
-        # own, so TCP keepalives and tcp_user_timeout bound a server that vanished
-        # mid-query (ignored on Unix sockets, where the kernel reports it at once).
-        return {
-            "connect_timeout": connect,
-            "options": f"-c statement_timeout={query * 1000}",
-            "keepalives": 1,
-            "keepalives_idle": query,
-            "keepalives_interval": 1,
-            "keepalives_count": 3,
-            "tcp_user_timeout": (query + connect) * 1000,
-        }
-    if backend == "sqlite":
-        return {"timeout": section.query_timeout}
-    return {}
+    return connect_args(url.get_backend_name(), section)
 
 
 def parse_url(text: str) -> sa.URL:
@@ -221,40 +185,107 @@ def _missing_driver(url: sa.URL, url_text: str, exc: ImportError) -> str:
 
 
 def _sqlite_read_only(url: sa.URL, url_text: str) -> sa.URL:
-    """*url* opened read-only (SQLite's ``mode=ro`` URI), so that a mistyped path is an
-    error instead of a new, empty database, and Nextcloud's file is never written. A
-    file that is not there is a ConfigError naming it; an in-memory or URI-form
+    """*url* opened read-only (``queries.sqlite_read_only``); an in-memory or URI-form
     database is left as given, with ``mode=ro`` added to the URI form."""
-    import os
-    from urllib.parse import quote
-
     database = url.database or ""
     if url.query.get("uri") in ("true", "1"):
         return url.update_query_dict({"mode": "ro"})
     if database in ("", ":memory:"):
         return url
-    path = os.path.abspath(database)
-    if not os.path.exists(path):
-        raise ConfigError(
-            f"[nextcloud] database_url {redact_url(url_text)!r}: {path} does not exist (ncauth opens "
-            "Nextcloud's SQLite database read-only and never creates it: Nextcloud keeps it in its "
-            "data directory as <dbname>.db)"
+    uri = sqlite_read_only(database, redact_url(url_text))
+    return url.set(database=uri).update_query_dict({"mode": "ro", "uri": "true"})
+
+
+def statements(t: Tables) -> dict[str, sa.Select[tuple[object, ...]]]:
+    """Every query ncauth runs, by name (``queries.Reader`` runs them): the caller's values
+    are bound parameters named after what they are, the constants are ncauth's own."""
+    u, p, tf, a, gu, ac = (
+        t.users,
+        t.preferences,
+        t.twofactor_providers,
+        t.authtoken,
+        t.group_user,
+        t.appconfig,
+    )
+    enabled = (
+        sa.select(p.c.configvalue)
+        .where(p.c.userid == u.c.uid, p.c.appid == "core", p.c.configkey == "enabled")
+        .scalar_subquery()
+    )
+    second = (
+        sa.select(sa.func.count())
+        .select_from(tf)
+        .where(tf.c.uid == u.c.uid, tf.c.enabled == 1, tf.c.provider_id != "backup_codes")
+        .scalar_subquery()
+    )
+    # A user row with the ``enabled`` flag and the count of second factors folded in as
+    # sub-queries (one round trip per decision). No LIMIT: every candidate row gets the
+    # exact comparison (one row per user at most can match, so this is bounded by the
+    # number of users, never by what a user sends).
+    user = sa.select(u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second"))
+    email = (p.c.appid == "settings", p.c.configkey == "email")
+    return {
+        "users_by_uid_lower": user.where(u.c.uid_lower == sa.bindparam("uid_lower")),
+        "user_by_uid": user.where(u.c.uid == sa.bindparam("uid")),
+        "all_users": user,
+        "emails": sa.select(p.c.userid, p.c.configvalue).where(*email),
+        "members": sa.select(gu.c.uid, gu.c.gid).where(gu.c.gid.in_(sa.bindparam("gids", expanding=True))),
+        # appid and configkey written into the SQL, not bound: only then can PostgreSQL use
+        # the optional partial index on lower(configvalue) (docs/performance.md, "Scale") in
+        # a generic plan too, which a statement the driver has prepared may get; without it,
+        # this reads every e-mail row, as Nextcloud's own getByEmail does
+        "uids_by_email": sa.select(p.c.userid, p.c.configvalue).where(
+            p.c.appid == sa.literal_column("'settings'"),
+            p.c.configkey == sa.literal_column("'email'"),
+            sa.func.lower(p.c.configvalue) == sa.bindparam("email"),
+        ),
+        "email_of": sa.select(p.c.configvalue).where(p.c.userid == sa.bindparam("uid"), *email),
+        "tokens": sa.select(
+            a.c.id,
+            a.c.uid,
+            a.c.login_name,
+            a.c.type,
+            a.c.expires,
+            a.c.password_invalid,
+            a.c.password,
+            a.c.private_key,
         )
-    return url.set(database=f"file:{quote(path)}").update_query_dict({"mode": "ro", "uri": "true"})
+        .where(a.c.token.in_(sa.bindparam("tokens", expanding=True)), a.c.version == 2)
+        .limit(5),
+        "groups_of": sa.select(gu.c.uid, gu.c.gid).where(gu.c.uid == sa.bindparam("uid")),
+        "known_elsewhere": sa.select(p.c.userid)
+        .where(p.c.userid == sa.bindparam("uid"))
+        .distinct()
+        .limit(CANDIDATES),
+        "quota_of": sa.select(p.c.userid, p.c.configvalue).where(
+            p.c.userid == sa.bindparam("uid"), p.c.appid == "files", p.c.configkey == "quota"
+        ),
+        "quota_appconfig": sa.select(ac.c.configkey, ac.c.configvalue).where(
+            ac.c.appid == "files", ac.c.configkey.in_(QUOTA_APPCONFIG)
+        ),
+    }
 
 
-class Store:
-    """The Nextcloud database: user rows, app tokens, two-factor state."""
+class Store(Reader):
+    """The Nextcloud database through SQLAlchemy: pooled connections, failover."""
 
     def __init__(self, section: NextcloudSection) -> None:
         for url in section.database_urls:  # a malformed URL is a config error now, not an outage later
             parse_url(url)
         self.section = section
         self.tables = Tables(section.table_prefix)
+        self.users_table = self.tables.users.name
+        self._statements = statements(self.tables)
         self._engines: dict[str, Engine] = {}
         self._dead_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self.reconnects = 0
+
+    def prepare(self) -> None:
+        """Set up every URL's engine now (connecting to nothing): a missing driver or
+        SQLite file is a ConfigError at start, not a temporary failure at each login."""
+        for url in self.section.database_urls:
+            self._engine(url)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -264,6 +295,12 @@ class Store:
             if engine is None:
                 engine = self._engines[url] = make_engine(url, self.section)
             return engine
+
+    def _fetch(self, calls: Sequence[Call], nothing: list[list[Row]]) -> list[list[Row]]:
+        def work(conn: sa.Connection) -> list[list[Row]]:
+            return [list(conn.execute(self._statements[name], params).all()) for name, params in calls]
+
+        return self._run(work, nothing)
 
     def _run(self, work: Callable[[sa.Connection], T], nothing: T) -> T:
         """Run *work* on the first live database; connection failures move on to the
@@ -284,7 +321,7 @@ class Store:
                 self._dead_until.pop(url, None)
                 return result
             except sa.exc.DBAPIError as exc:
-                if _errno(exc) in _UNCOMPARABLE:
+                if errno_of(exc.orig) in UNCOMPARABLE:
                     return nothing
                 last = exc
                 if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
@@ -295,13 +332,7 @@ class Store:
             except sa.exc.SQLAlchemyError as exc:
                 last = exc
                 break
-        raise TemporaryFailure(f"database: {_describe(last)}") from None
-
-    def prepare(self) -> None:
-        """Set up every URL's engine now (connecting to nothing): a missing driver or
-        SQLite file is a ConfigError at start, not a temporary failure at each login."""
-        for url in self.section.database_urls:
-            self._engine(url)
+        raise TemporaryFailure(f"database: {describe_error(last)}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -312,200 +343,60 @@ class Store:
     def describe_urls(self) -> str:
         return ", ".join(redact_url(u) for u in self.section.database_urls)
 
-    # -- queries ---------------------------------------------------------------------
 
-    def users(self, uid_lower: str) -> list[UserRow]:
-        """Rows whose ``uid_lower`` is exactly *uid_lower* (compared again in Python:
-        MySQL collations ignore accents and trailing spaces)."""
-        return [
-            r for r in self._user_rows(self.tables.users.c.uid_lower == uid_lower) if r.uid_lower == uid_lower
-        ]
-
-    def user_by_uid(self, uid: str) -> UserRow | None:
-        """The row whose ``uid`` is exactly *uid* (the primary key), if any."""
-        rows = [r for r in self._user_rows(self.tables.users.c.uid == uid) if r.uid == uid]
-        return rows[0] if len(rows) == 1 else None
-
-    def all_users(self) -> list[UserRow]:
-        """Every row of the users table (for listing accounts; one query)."""
-        return self._user_rows(sa.true())
-
-    def emails(self) -> list[tuple[str, str]]:
-        """(uid, address) of every ``settings``/``email`` preference that is set."""
-        p = self.tables.preferences
-        stmt = sa.select(p.c.userid, p.c.configvalue).where(p.c.appid == "settings", p.c.configkey == "email")
-        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
-        return [(r.userid, r.configvalue) for r in rows if r.configvalue]
-
-    def members(self, gids: Iterable[str]) -> set[str]:
-        """The uids in any of the groups *gids* (group ids compared exactly here)."""
-        gu, wanted = self.tables.group_user, set(gids)
-        stmt = sa.select(gu.c.uid, gu.c.gid).where(gu.c.gid.in_(sorted(wanted)))
-        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
-        return {r.uid for r in rows if r.gid in wanted}
-
-    def _user_rows(self, condition: sa.ColumnElement[bool]) -> list[UserRow]:
-        """User rows matching *condition*, with the ``enabled`` flag and the count of
-        second factors folded in as sub-queries (one round trip per decision)."""
-        t = self.tables
-        u, p, tf = t.users, t.preferences, t.twofactor_providers
-        enabled = (
-            sa.select(p.c.configvalue)
-            .where(p.c.userid == u.c.uid, p.c.appid == "core", p.c.configkey == "enabled")
-            .scalar_subquery()
-        )
-        second = (
-            sa.select(sa.func.count())
-            .select_from(tf)
-            .where(tf.c.uid == u.c.uid, tf.c.enabled == 1, tf.c.provider_id != "backup_codes")
-            .scalar_subquery()
-        )
-        stmt = (
-            # no LIMIT: every candidate row gets the exact comparison (one row per user at most
-            # can match, so this is bounded by the number of users, never by what a user sends)
-            sa.select(
-                u.c.uid, u.c.uid_lower, u.c.password, enabled.label("enabled"), second.label("second")
-            ).where(condition)
-        )
-        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
-        return [
-            UserRow(
-                uid=r.uid,
-                uid_lower=r.uid_lower or "",
-                password=r.password or "",
-                # OC\User\User::isEnabled(): enabled unless core/enabled holds anything but 'true'
-                enabled=r.enabled is None or r.enabled == "true",
-                second_factors=int(r.second or 0),
-            )
-            for r in rows
-        ]
-
-    def uids_by_email(self, email: str) -> list[str]:
-        """The distinct users whose ``settings``/``email`` preference is *email* once
-        both are lower-cased: what ``IUserManager::getByEmail`` finds
-        (``AllConfig::getUsersForUserValueCaseInsensitive``: Nextcloud stores the address
-        lower-cased and compares it with the lower-cased value). Without README's optional
-        PostgreSQL index this reads every e-mail row, as Nextcloud's own lookup does.
-        The database's answer is only a candidate list (MySQL collations ignore
-        trailing spaces and accents): the exact comparison runs here, over every
-        candidate, so a padded near-duplicate cannot hide a second owner."""
-        p = self.tables.preferences
-        wanted = email.lower()
-        # appid and configkey inline, not bound: only then can PostgreSQL use the optional
-        # partial index on lower(configvalue) (README, "Scale") in a generic plan too, which
-        # a statement the driver has prepared may get; without it, this reads every e-mail row
-        stmt = sa.select(p.c.userid, p.c.configvalue).where(
-            p.c.appid == sa.literal("settings", literal_execute=True),
-            p.c.configkey == sa.literal("email", literal_execute=True),
-            sa.func.lower(p.c.configvalue) == wanted,
-        )
-        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
-        return sorted({r.userid for r in rows if (r.configvalue or "").lower() == wanted})
-
-    def email_of(self, uid: str) -> str:
-        """The e-mail address *uid* set in Nextcloud, or ""."""
-        p = self.tables.preferences
-        stmt = sa.select(p.c.configvalue).where(
-            p.c.userid == uid, p.c.appid == "settings", p.c.configkey == "email"
-        )
-        return self._run(lambda c: c.execute(stmt).scalar(), None) or ""
-
-    def tokens(self, token_hashes: Iterable[str]) -> list[TokenRow]:
-        """Live-format (version 2) app-token rows whose ``token`` is one of the hashes."""
-        a = self.tables.authtoken
-        stmt = (
-            sa.select(
-                a.c.id,
-                a.c.uid,
-                a.c.login_name,
-                a.c.type,
-                a.c.expires,
-                a.c.password_invalid,
-                a.c.password,
-                a.c.private_key,
-            )
-            .where(a.c.token.in_(list(token_hashes)), a.c.version == 2)
-            .limit(5)
-        )
-        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
-        return [
-            TokenRow(
-                id=r.id,
-                uid=r.uid,
-                login_name=r.login_name or "",
-                type=int(r.type or 0),
-                expires=r.expires,
-                password_invalid=bool(r.password_invalid),
-                stored_password=r.password,
-                private_key=r.private_key,
-            )
-            for r in rows
-        ]
-
-    def groups_of(self, uid: str) -> set[str]:
-        """The Nextcloud groups *uid* is a member of, compared exactly here (a MySQL
-        collation would also find the memberships of 'Alice ' for 'alice')."""
-        gu = self.tables.group_user
-        stmt = sa.select(gu.c.uid, gu.c.gid).where(gu.c.uid == uid)
-        rows: Sequence[Any] = self._run(lambda c: c.execute(stmt).all(), [])
-        return {r.gid for r in rows if r.uid == uid}
-
-    def known_elsewhere(self, uid: str) -> bool:
-        """Whether Nextcloud keeps preferences for a user whose lower-cased uid is *uid*: a user of another backend
-        (LDAP, SAML…) when oc_users has no such row. For diagnostics only."""
-        p = self.tables.preferences
-        stmt = sa.select(p.c.userid).where(p.c.userid == uid).distinct().limit(_CANDIDATES)
-        # exactly, in Python: MariaDB finds 'alice' for 'alice ' (PAD SPACE collations)
-        found: Sequence[str] = self._run(lambda c: c.execute(stmt).scalars().all(), [])
-        return any(f.lower() == uid for f in found)
+#: The driver of each dialect whose statements ``ncauth/sqltext.py`` holds, as its URLs
+#: name it: what ``oneshot.OneShotStore`` can run without SQLAlchemy.
+ONESHOT_DRIVERS = {"mysql": "mysql+pymysql", "sqlite": "sqlite+pysqlite"}
+#: The table prefix ``ncauth/sqltext.py`` is compiled with, replaced by the configured one.
+SQLTEXT_PREFIX = "ncauthprefix_"
 
 
-#: MySQL/MariaDB "Illegal mix of collations" (2, 3, n operands): the value cannot be
-#: stored in the column's character set, so no row can hold it.
-_UNCOMPARABLE = {1267, 1270, 1271}
-
-
-def _errno(exc: sa.exc.DBAPIError) -> object:
-    args = getattr(exc.orig, "args", ())
-    return args[0] if args else None
-
-
-def _describe(exc: Exception | None) -> str:
-    """A one-line, password-free description of a database error."""
-    if exc is None:
-        return "no database URL configured"
-    orig = getattr(exc, "orig", None) or exc
-    text = " ".join(str(orig).split())
-    for word in ("[SQL:", "(Background on this error"):
-        text = text.split(word, 1)[0].strip()
-    return f"{type(orig).__name__}: {text}"[:300]
-
-
-#: The ``files`` app settings ``User::getQuota()`` reads (lib/private/User/User.php).
-_QUOTA_APPCONFIG = ("default_quota", "allow_unlimited_quota", "quota_preset")
-
-
-def quota_settings(store: Store, uid: str) -> QuotaSettings:
-    """What Nextcloud's quota for *uid* depends on: the ``files``/``quota`` preference and
-    the ``files`` app's quota settings, in one connection. The ``lazy`` flag of newer
-    ``oc_appconfig`` tables is not filtered on: ``getAppValue`` loads lazy values too."""
-    p, a = store.tables.preferences, store.tables.appconfig
-    pref = sa.select(p.c.userid, p.c.configvalue).where(
-        p.c.userid == uid, p.c.appid == "files", p.c.configkey == "quota"
-    )
-    app = sa.select(a.c.configkey, a.c.configvalue).where(
-        a.c.appid == "files", a.c.configkey.in_(_QUOTA_APPCONFIG)
+def compiled(
+    stmt: sa.Select[tuple[object, ...]], dialect: sa.Dialect
+) -> tuple[str, list[str] | None, dict[str, object]]:
+    """*stmt* as SQLAlchemy sends it to *dialect*'s driver before expanding ``IN``
+    lists: (SQL, parameter names in order for a positional paramstyle, the constants)."""
+    c = stmt.compile(dialect=dialect)
+    params = c.construct_params(_check=False)
+    return (
+        str(c),
+        list(c.positiontup) if c.positiontup else None,
+        {k: v for k, v in params.items() if v is not None},
     )
 
-    def work(conn: sa.Connection) -> QuotaSettings:
-        # exact comparisons again in Python: MySQL collations ignore case and trailing spaces
-        users = [r.configvalue for r in conn.execute(pref) if r.userid == uid]
-        values = {r.configkey: r.configvalue for r in conn.execute(app) if r.configkey in _QUOTA_APPCONFIG}
-        return QuotaSettings(
-            user_quota=users[0] if len(users) == 1 and users[0] is not None else None,
-            default_quota=values.get("default_quota"),
-            allow_unlimited_quota=values.get("allow_unlimited_quota"),
-            quota_preset=values.get("quota_preset"),
-        )
 
-    return store._run(work, QuotaSettings())
+def sqltext_source() -> str:
+    """The text of ``ncauth/sqltext.py``: every statement of :func:`statements`,
+    compiled for each driver of ONESHOT_DRIVERS."""
+    st = statements(Tables(SQLTEXT_PREFIX))
+    lines = [
+        '"""Every statement of ``ncauth.store.statements``, as SQLAlchemy compiles it for each',
+        "driver ``oneshot.OneShotStore`` runs without SQLAlchemy; the table prefix is",
+        "``PREFIX``. Generated: do not edit; ``python tests/test_generated_files.py`` writes it",
+        'and the tests fail when it is stale."""',
+        "",
+        f"PREFIX = {SQLTEXT_PREFIX!r}",
+        "#: dialect -> the driver's paramstyle",
+        "PARAMSTYLE = {",
+    ]
+    dialects = {name: sa.create_engine(f"{driver}://").dialect for name, driver in ONESHOT_DRIVERS.items()}
+    lines += [f"    {name!r}: {d.paramstyle!r}," for name, d in dialects.items()]
+    lines += [
+        "}",
+        "#: dialect -> statement name -> (SQL, positional parameter names or None, constants)",
+        "STATEMENTS: dict[str, dict[str, tuple[str, list[str] | None, dict[str, object]]]] = {",
+    ]
+    for name, d in dialects.items():
+        lines.append(f"    {name!r}: {{")
+        for key, stmt in st.items():
+            text, order, constants = compiled(stmt, d)
+            lines += [
+                f"        {key!r}: (",
+                f"            {text!r},",
+                f"            {order!r},",
+                f"            {constants!r},",
+                "        ),",
+            ]
+        lines.append("    },")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

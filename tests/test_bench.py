@@ -47,6 +47,16 @@ def test_quick_benchmark_reports_every_path(tmp_path: Path) -> None:
     assert all(row["ratio_to_floor"] > 0 for row in result["rows"])
     assert result["daemon_peak_rss_mib"] > 0 and result["dovecot_auth_tree_peak_rss_mib"] > 0
     assert "| path | p50 ms | p95 ms | logins/s | p50 / floor |" in proc.stdout
+    # the whole-process ratios: checkpassword against minimal Python processes (bench/startup.py)
+    whole = {(row["comparison"], row["program"]): row for row in result["whole_processes"]}
+    for comparison in (
+        "checkpassword in-process, MariaDB",
+        "checkpassword in-process, SQLite",
+        "checkpassword -> daemon, cache hit",
+    ):
+        row = whole[(comparison, "ncauth-checkpassword (this tree)")]
+        assert row["ratio"] > 0 and row["rss_mib"] > 0 and row["cpu_ratio"] > 0, row
+    assert "| whole process | rounds | p50 ms |" in proc.stdout
     _check_quick_scale(json.loads(out.with_name("bench-scale.json").read_text()), proc.stdout)
 
 

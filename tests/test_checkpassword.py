@@ -202,13 +202,14 @@ def test_database_stopped_then_restarted(mariadb, tmp_path: Path) -> None:
 
 
 def test_missing_dependency_is_tempfail(mariadb_nextcloud, tmp_path: Path) -> None:
-    """An import error deep inside (here: SQLAlchemy broken) must not become exit 1."""
+    """An import error deep inside (here: the database driver broken, which the one-shot
+    store imports only when it first connects) must not become exit 1."""
     fake = tmp_path / "fake"
-    (fake / "sqlalchemy").mkdir(parents=True)
-    (fake / "sqlalchemy" / "__init__.py").write_text("raise ImportError('sqlalchemy is broken')\n")
+    (fake / "pymysql").mkdir(parents=True)
+    (fake / "pymysql" / "__init__.py").write_text("raise ImportError('pymysql is broken')\n")
     r = checkpassword(mariadb_nextcloud.config_path, request(A, P), {"PYTHONPATH": str(fake)})
     assert (r.code, r.reply) == (111, b"")
-    assert "sqlalchemy is broken" in r.stderr
+    assert "pymysql is broken" in r.stderr
 
 
 def test_log_lines_use_dovecots_prefix_under_dovecot(mariadb_nextcloud) -> None:

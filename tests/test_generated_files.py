@@ -1,5 +1,6 @@
 """The examples in dovecot-snippets/ and sql/ are exactly what ncauth generates from
-dovecot-snippets/ncauth.toml.example, so the documentation cannot drift from the code.
+dovecot-snippets/ncauth.toml.example, so the documentation cannot drift from the code;
+ncauth/sqltext.py is exactly what SQLAlchemy compiles of ncauth.store's statements.
 Regenerate them with:  python tests/test_generated_files.py"""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ PREFIX = "/opt/ncauth/bin"  # where README installs ncauth
 
 def generated() -> dict[Path, str]:
     """Every generated example file and its content."""
-    from ncauth import config, dovecot, sqlgen
+    from ncauth import config, dovecot, sqlgen, store
 
     real = sys.executable
     sys.executable = f"{PREFIX}/python3"  # installed_program() paths as README installs them
@@ -38,6 +39,7 @@ def generated() -> dict[Path, str]:
                 files[ROOT / "dovecot-snippets" / version / f"ncauth-{mode}.conf.ext"] = snip.text
                 if snip.sql_args:
                     files[ROOT / "dovecot-snippets" / version / dovecot.SQL_ARGS_NAME] = snip.sql_args
+        files[ROOT / "ncauth" / "sqltext.py"] = store.sqltext_source()
         for dialect in sqlgen.DIALECTS:
             files[ROOT / "sql" / f"{dialect}.sql"] = sqlgen.report(cfg, dialect, "2.3", "nextcloud")
         return files

@@ -29,8 +29,10 @@ from ncauth import cli, dovecot, sqlgen
 from ncauth import config as config_mod
 from ncauth.config import Config
 from ncauth.errors import ConfigError
+from ncauth.oneshot import OneShotStore, store_for
 from ncauth.outcome import Outcome
 from ncauth.policy import Authenticator
+from ncauth.queries import Reader
 from ncauth.quota import (
     QuotaSettings,
     computer_file_size,
@@ -40,7 +42,7 @@ from ncauth.quota import (
     effective_quota,
     quota_bytes,
 )
-from ncauth.store import Store, Tables, quota_settings
+from ncauth.store import Store, Tables
 
 GiB = 1024**3
 
@@ -304,13 +306,21 @@ def test_dovecot_forms(limit: int | None, placeholder: str, rule23: str, size24:
 # --- the store, on every database --------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
-def quota_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[NextcloudDB, Store]]:
-    db = NextcloudDB(database_url(request.param, request, tmp_path), "oc_", tmp_path)
+@pytest.fixture(
+    params=[(db, kind) for db in ("sqlite", "mariadb", "postgresql") for kind in ("sqlalchemy", "oneshot")],
+    ids=lambda p: "-".join(p),
+)
+def quota_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[NextcloudDB, Reader]]:
+    """Each database, read by the daemon's store and by checkpassword's (which is the
+    same SQLAlchemy store on PostgreSQL)."""
+    backend, kind = request.param
+    db = NextcloudDB(database_url(backend, request, tmp_path), "oc_", tmp_path)
     path = tmp_path / "ncauth.toml"
     path.write_text(population.config_text(db.url, db.prefix) + '[accounts]\ndomains = ["example.org"]\n')
     path.chmod(0o600)
-    store = Store(config_mod.load(str(path)).nextcloud)
+    section = config_mod.load(str(path)).nextcloud
+    store = Store(section) if kind == "sqlalchemy" else store_for(section)
+    assert isinstance(store, OneShotStore) == (kind == "oneshot" and backend != "postgresql")
     yield db, store
     store.close()
     db.close()
@@ -324,7 +334,7 @@ def _seed(db: NextcloudDB, users: dict[str, str], app: dict[str, str], *, lazy: 
             ncschema.set_appconfig(conn, db.prefix, "files", key, value, lazy=lazy)
 
 
-def test_store_reads_the_rows(quota_db: tuple[NextcloudDB, Store]) -> None:
+def test_store_reads_the_rows(quota_db: tuple[NextcloudDB, Reader]) -> None:
     db, store = quota_db
     _seed(
         db,
@@ -337,37 +347,37 @@ def test_store_reads_the_rows(quota_db: tuple[NextcloudDB, Store]) -> None:
         ncschema.set_appconfig(conn, db.prefix, "files_sharing", "default_quota", "9 GB")
         ncschema.set_appconfig(conn, db.prefix, "files", "max_quota", "9 GB")
     app = {"default_quota": "1 GB", "allow_unlimited_quota": "1", "quota_preset": "1 GB, 5 GB"}
-    assert quota_settings(store, "alice") == QuotaSettings(user_quota="2 GB", **app)
-    assert quota_settings(store, "bob") == QuotaSettings(**app)
-    assert quota_bytes(quota_settings(store, "alice")) == 2 * GiB
-    assert quota_bytes(quota_settings(store, "bob")) == GiB
-    assert quota_bytes(quota_settings(store, "carol")) == GiB
-    assert quota_bytes(quota_settings(store, "dan")) is None
-    assert quota_bytes(quota_settings(store, "erin")) == 0
-    assert quota_bytes(quota_settings(store, "Frank")) == 3 * GiB
+    assert store.quota_settings("alice") == QuotaSettings(user_quota="2 GB", **app)
+    assert store.quota_settings("bob") == QuotaSettings(**app)
+    assert quota_bytes(store.quota_settings("alice")) == 2 * GiB
+    assert quota_bytes(store.quota_settings("bob")) == GiB
+    assert quota_bytes(store.quota_settings("carol")) == GiB
+    assert quota_bytes(store.quota_settings("dan")) is None
+    assert quota_bytes(store.quota_settings("erin")) == 0
+    assert quota_bytes(store.quota_settings("Frank")) == 3 * GiB
     # exact uid only: MariaDB's collation would hand 'Frank' to 'frank' and 'alice' to 'alice '
-    assert quota_settings(store, "frank").user_quota is None
-    assert quota_settings(store, "alice ").user_quota is None
-    assert quota_settings(store, "ALICE").user_quota is None
+    assert store.quota_settings("frank").user_quota is None
+    assert store.quota_settings("alice ").user_quota is None
+    assert store.quota_settings("ALICE").user_quota is None
 
 
-def test_store_without_rows(quota_db: tuple[NextcloudDB, Store]) -> None:
+def test_store_without_rows(quota_db: tuple[NextcloudDB, Reader]) -> None:
     """A fresh Nextcloud has no quota rows at all: unlimited."""
     _, store = quota_db
-    assert quota_settings(store, "alice") == QuotaSettings()
-    assert quota_bytes(quota_settings(store, "alice")) is None
+    assert store.quota_settings("alice") == QuotaSettings()
+    assert quota_bytes(store.quota_settings("alice")) is None
 
 
-def test_store_lazy_and_forbidden_unlimited(quota_db: tuple[NextcloudDB, Store]) -> None:
+def test_store_lazy_and_forbidden_unlimited(quota_db: tuple[NextcloudDB, Reader]) -> None:
     """Lazy appconfig rows (NC 29+) are read too; a hostile-looking value is only data."""
     db, store = quota_db
     _seed(db, {"mallory": "1 GB'; DROP TABLE oc_users; --"}, {"allow_unlimited_quota": "0"}, lazy=True)
-    settings = quota_settings(store, "mallory")
+    settings = store.quota_settings("mallory")
     assert settings.user_quota == "1 GB'; DROP TABLE oc_users; --"
     assert settings.allow_unlimited_quota == "0"
     assert quota_bytes(settings) is None  # ends in '-': no unit, unparsable, no limit
     # no row of her own: default_quota is missing and unlimited is forbidden, so the first preset
-    assert quota_bytes(quota_settings(store, "nobody")) == GiB
+    assert quota_bytes(store.quota_settings("nobody")) == GiB
 
 
 # --- {quota_bytes}: through ncauth lookup and verify, on every database ------------------------

@@ -1,0 +1,278 @@
+"""The store of a process that decides one login and exits (checkpassword without the daemon).
+
+Importing SQLAlchemy costs such a process more than its whole decision (about 100 ms
+and 20 MiB, against a 90 ms argon2 run), while a pool, reflection of the dialect and a
+compiler are of no use to it. So it runs ``store.statements``, compiled by SQLAlchemy
+into ``ncauth/sqltext.py``, through the driver alone, with the arguments SQLAlchemy
+would connect with; ``queries.Reader`` (shared with the SQLAlchemy store) turns the rows
+into answers. Anything this module does not handle exactly as SQLAlchemy would (another
+driver, an unusual URL or table prefix) is left to ``store.Store``: ``store_for`` picks.
+tests/test_oneshot.py pins the SQL text, the expanded parameters and the connection
+arguments to SQLAlchemy's own.
+
+Standard library only at module level; the driver is imported when first connecting.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ncauth import sqltext
+from ncauth.errors import TemporaryFailure
+from ncauth.queries import (
+    UNCOMPARABLE,
+    Call,
+    Reader,
+    Row,
+    connect_args,
+    describe_error,
+    errno_of,
+    sqlite_read_only,
+)
+
+if TYPE_CHECKING:
+    from ncauth.config import NextcloudSection
+
+#: The URLs handled here: a subset of SQLAlchemy's form (engine/url.py ``_parse_url``)
+#: without the characters whose reading differs between versions or parsers.
+_URL = re.compile(
+    r"(?P<scheme>mysql\+pymysql|sqlite|sqlite\+pysqlite)://"
+    r"(?:(?P<username>[^:/@?#\[\]]*)(?::(?P<password>[^/@?#\[\]]*))?@)?"
+    r"(?P<host>[^:/@?#\[\]]*)(?::(?P<port>[0-9]+))?"
+    r"(?:/(?P<database>[^?#@\[\]]*))?"
+    r"(?:\?(?P<query>[^#]*))?"
+)
+#: URL query keys passed on as they are (strings) to PyMySQL, as SQLAlchemy does
+_MYSQL_QUERY = {"unix_socket", "charset"}
+#: table prefixes whose table names no dialect quotes (lower-case, not a leading digit)
+_PLAIN_PREFIX = re.compile(r"(?:[a-z][a-z0-9_]*)?", re.ASCII)
+_FOUND_ROWS = 2  # PyMySQL's constants.CLIENT.FOUND_ROWS, which SQLAlchemy always sets
+
+
+class Target:
+    """One database URL as its driver's ``connect`` arguments."""
+
+    def __init__(self, url: str, dialect: str, args: list[str], kwargs: dict[str, Any]) -> None:
+        self.url, self.dialect, self.args, self.kwargs = url, dialect, args, kwargs
+
+    def driver(self) -> Any:
+        """The driver's module: ``connect`` and the DB-API exception classes."""
+        if self.dialect == "mysql":
+            return pymysql()
+        import sqlite3
+
+        return sqlite3
+
+    def connect(self) -> Any:
+        driver = self.driver()
+        try:
+            return driver.connect(*self.args, **self.kwargs)
+        except RuntimeError:  # PyMySQL wants cryptography for MySQL 8's RSA exchange
+            if self.dialect != "mysql" or not load_rsa():
+                raise
+            return driver.connect(*self.args, **self.kwargs)
+
+
+#: What PyMySQL imports at once but a URL handled here needs rarely or never:
+#: ``cryptography`` (10 MiB and milliseconds) only for the RSA exchange of MySQL 8's
+#: ``caching_sha2_password``/``sha256_password`` full authentication over plain TCP, and
+#: ``ssl`` only for TLS, which no URL handled here asks for.
+_PYMYSQL_SPARED = ("cryptography", "ssl")
+
+
+def pymysql() -> Any:
+    """PyMySQL, imported without the modules of _PYMYSQL_SPARED (it imports both as
+    optional: without them it marks RSA and TLS unavailable). When a server does ask for
+    the RSA exchange, :func:`load_rsa` loads cryptography and the connection is retried."""
+    if "pymysql" not in sys.modules:
+        spared = [name for name in _PYMYSQL_SPARED if name not in sys.modules]
+        for name in spared:
+            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+        try:
+            import pymysql  # type: ignore[import-untyped]  # noqa: F401
+        finally:
+            for name in spared:
+                del sys.modules[name]
+    return sys.modules["pymysql"]
+
+
+def load_rsa() -> bool:
+    """Give PyMySQL the cryptography it was imported without (re-running its auth
+    module, whose functions it looks up on each connection); True if it now has it."""
+    auth = sys.modules.get("pymysql._auth")
+    if auth is None or auth._have_cryptography:
+        return False
+    import importlib
+
+    return bool(importlib.reload(auth)._have_cryptography)
+
+
+def target(url: str, section: NextcloudSection) -> Target | None:
+    """*url* as SQLAlchemy's dialect would connect to it, with ncauth's timeouts; None
+    when it is not one of the forms handled here."""
+    m = _URL.fullmatch(url)
+    if m is None:
+        return None
+    parts = {
+        k: (_unquote(v) if k in ("username", "password", "database") else v) for k, v in m.groupdict().items()
+    }
+    query = _query(parts["query"])
+    if parts["scheme"] == "mysql+pymysql":
+        if (
+            not parts["database"]
+            or len({k for k, _ in query}) != len(query)
+            or not {k for k, _ in query} <= _MYSQL_QUERY
+        ):
+            return None
+        kwargs: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("host", parts["host"]),
+                ("database", parts["database"]),
+                ("user", parts["username"]),
+                ("password", parts["password"]),
+                ("port", int(parts["port"]) if parts["port"] else None),
+            )
+            if value
+        }
+        kwargs.update(query)
+        kwargs["client_flag"] = _FOUND_ROWS
+        kwargs.update(connect_args("mysql", section))
+        return Target(url, "mysql", [], kwargs)
+    database = parts["database"]
+    if (
+        query
+        or parts["username"] is not None
+        or parts["host"]
+        or parts["port"]
+        or not database
+        or database == ":memory:"
+    ):
+        return None
+    kwargs = {"check_same_thread": False, "uri": True, **connect_args("sqlite", section)}
+    return Target(url, "sqlite", [sqlite_read_only(database, url) + "?mode=ro"], kwargs)
+
+
+def _unquote(text: str | None) -> str | None:
+    """SQLAlchemy's reading of a percent-encoded URL part (``urllib.parse.unquote``),
+    which is imported only for a part that needs it: it imports ``ipaddress``."""
+    if not text or "%" not in text:
+        return text
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
+def _query(text: str | None) -> list[tuple[str, str]]:
+    if not text:
+        return []
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(text)
+
+
+def unsupported(section: NextcloudSection) -> str:
+    """Why :class:`OneShotStore` cannot serve *section* exactly as ``store.Store`` would, or ""."""
+    if not section.database_urls:
+        return "no database URL"
+    if not _PLAIN_PREFIX.fullmatch(section.table_prefix):
+        return f"table prefix {section.table_prefix!r} needs quoting"
+    for url in section.database_urls:
+        if target(url, section) is None:
+            return "a database URL of another form"
+    return ""
+
+
+def store_for(section: NextcloudSection) -> Reader:
+    """The cheapest store that reads *section*'s database exactly as the daemon's does."""
+    if not unsupported(section):
+        return OneShotStore(section)
+    from ncauth.store import Store
+
+    return Store(section)
+
+
+class OneShotStore(Reader):
+    """``store.statements`` through the driver alone: one connection, kept until
+    :meth:`close`; the URLs tried in order, as ``store.Store`` does."""
+
+    def __init__(self, section: NextcloudSection) -> None:
+        self.section = section
+        self.users_table = section.table_prefix + "users"
+        self._targets = [t for t in (target(u, section) for u in section.database_urls) if t is not None]
+        self._conn: tuple[Target, Any] | None = None
+
+    def _fetch(self, calls: Sequence[Call], nothing: list[list[Row]]) -> list[list[Row]]:
+        last: BaseException | None = None
+        for t in self._targets:
+            driver = t.driver()
+            try:
+                conn = self._connection(t)
+                cursor = conn.cursor()
+                try:
+                    out = []
+                    for name, params in calls:
+                        cursor.execute(*bind(t.dialect, name, params, self.section.table_prefix))
+                        out.append(list(cursor.fetchall()))
+                finally:
+                    cursor.close()
+                conn.rollback()  # as SQLAlchemy's pool does when a connection is returned
+                return out
+            except driver.Error as exc:
+                if errno_of(exc) in UNCOMPARABLE:
+                    return nothing
+                last = exc
+                self.close()
+                if isinstance(exc, driver.OperationalError | driver.InterfaceError):
+                    self.reconnects += 1
+                    continue
+                break
+        raise TemporaryFailure(f"database: {describe_error(last)}") from None
+
+    def _connection(self, t: Target) -> Any:
+        if self._conn is None or self._conn[0] is not t:
+            self.close()
+            self._conn = (t, t.connect())
+        return self._conn[1]
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn[1].close()
+            except Exception:  # noqa: S110 - a connection that is gone needs no closing
+                pass
+
+    def describe_urls(self) -> str:
+        from ncauth.store import redact_url
+
+        return ", ".join(redact_url(u) for u in self.section.database_urls)
+
+
+def bind(dialect: str, name: str, params: dict[str, object], prefix: str) -> tuple[str, Any]:
+    """(SQL, parameters) of statement *name* as SQLAlchemy hands them to the driver:
+    the table prefix in place, each ``IN`` list expanded into one parameter per value."""
+    text, order, constants = sqltext.STATEMENTS[dialect][name]
+    text = text.replace(sqltext.PREFIX, prefix)
+    values = {**constants, **params}
+    names = list(order) if order is not None else None
+    positional = sqltext.PARAMSTYLE[dialect] == "qmark"
+    for key, value in list(values.items()):
+        marker = f"__[POSTCOMPILE_{key}]"
+        if marker not in text:
+            continue
+        assert isinstance(value, list | tuple) and value, f"{name}: {key} needs a non-empty list"
+        expanded = [f"{key}_{i}" for i in range(1, len(value) + 1)]
+        del values[key]
+        values.update(zip(expanded, value, strict=True))
+        text = text.replace(marker, ", ".join("?" if positional else f"%({k})s" for k in expanded))
+        if names is not None:
+            i = names.index(key)
+            names[i : i + 1] = expanded
+    if positional:
+        assert names is not None
+        return text, tuple(values[k] for k in names)
+    return text, values
