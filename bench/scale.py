@@ -277,6 +277,7 @@ def memory_child(cache_size: int, max_keys: int) -> dict[str, float]:
         + f'[daemon]\nsocket = "{work / "s"}"\ncache_size = {cache_size}\n'
     )
     path.chmod(0o600)
+    (work / "nc.db").touch()  # ncauth opens SQLite read-only and refuses a missing file; no query runs here
     daemon = Daemon(config_mod.load(str(path)))
     throttle, cache = daemon.throttle, daemon.auth.cache
     assert throttle is not None and cache is not None
