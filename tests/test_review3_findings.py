@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from support import leakcheck
+from support import leakcheck, population
+from support.checkpassword import checkpassword, request
 
 NCAUTH = str(Path(sys.executable).parent / "ncauth")
 
@@ -24,3 +25,26 @@ def test_demo_imports_nothing_from_the_working_directory(tmp_path: Path) -> None
     proc = leakcheck.run([NCAUTH, "demo"], cwd=str(tmp_path), timeout=180)
     assert not marker.exists(), "the demo ran code from its working directory"
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_an_at_sign_in_the_database_password_shows_none_of_it(tmp_path: Path) -> None:
+    """A password with an unescaped '@' (``nc:Pa@Leak9tail@host``): SQLAlchemy's grammar
+    ends the password at the first '@' and takes ``Leak9tail@127.0.0.1`` for the host,
+    so the redacted URL in traces, Dovecot's log and ``ncauth doctor`` showed the rest of
+    the password, and the connection error named it again. Now a config error that says
+    to percent-encode, with no part of the password in any output."""
+    tail = leakcheck.register_secret("Leak9tail")
+    config = tmp_path / "ncauth.toml"
+    config.write_text(
+        f'[nextcloud]\ndatabase_url = "mysql+pymysql://nc:Pa@{tail}@127.0.0.1:1/nextcloud"\n'
+        f'[accounts]\ndomains = ["{population.DOMAIN}"]\n'
+    )
+    config.chmod(0o600)
+    verify = leakcheck.run([NCAUTH, "verify", "--config", str(config), population.A], input="x\n")
+    assert verify.returncode == 78, verify.stderr
+    assert "percent-encode" in verify.stderr
+    doctor = leakcheck.run([NCAUTH, "doctor", "--config", str(config)])
+    r = checkpassword(config, request(population.A, population.P))
+    assert r.code == 111
+    for output in (verify.stdout, verify.stderr, doctor.stdout, doctor.stderr, r.stderr):
+        assert tail not in output, output
