@@ -7,8 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from support import leakcheck, population
-from support.checkpassword import checkpassword, request
+from support.checkpassword import REPLY_HELPER, checkpassword, request
 
 NCAUTH = str(Path(sys.executable).parent / "ncauth")
 
@@ -48,3 +49,33 @@ def test_an_at_sign_in_the_database_password_shows_none_of_it(tmp_path: Path) ->
     assert r.code == 111
     for output in (verify.stdout, verify.stderr, doctor.stdout, doctor.stderr, r.stderr):
         assert tail not in output, output
+
+
+#: ``ncauth`` with ncauth.checkpassword unloadable (a half-upgraded or shadowed package)
+BROKEN = (
+    "import sys; sys.modules['ncauth.checkpassword'] = None; from ncauth.cli import main; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_checkpassword_that_cannot_load_is_a_temporary_failure(tmp_path: Path, where: str) -> None:
+    """``ncauth checkpassword`` turns a failed import into 111, but ``ncauth --config FILE
+    checkpassword`` (the form the error-handling pass added) imported it unguarded:
+    Python's traceback exit 1, which Dovecot reads as "wrong password"."""
+    config = str(tmp_path / "ncauth.toml")
+    args = (
+        ["checkpassword", "--config", config] if where == "after" else ["--config", config, "checkpassword"]
+    )
+    r = checkpassword(
+        config, request(population.A, population.P), argv=[sys.executable, "-c", BROKEN, *args, REPLY_HELPER]
+    )
+    assert (r.code, r.reply) == (111, b""), r.stderr
+    assert "Traceback" not in r.stderr and "temporary failure" in r.stderr
+
+
+def test_checkpassword_given_two_configs_and_unloadable_is_a_temporary_failure(tmp_path: Path) -> None:
+    """The 'two different --config' refusal imported ncauth.checkpassword for its exit
+    status: unloadable, that too was a traceback and exit 1."""
+    args = ["--config", str(tmp_path / "a.toml"), "checkpassword", "--config", str(tmp_path / "b.toml")]
+    r = checkpassword("", request(population.A, population.P), argv=[sys.executable, "-c", BROKEN, *args])
+    assert (r.code, r.reply) == (111, b"") and "give one" in r.stderr and "Traceback" not in r.stderr
