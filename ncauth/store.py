@@ -238,7 +238,8 @@ def _sqlite_read_only(url: sa.URL, url_text: str) -> sa.URL:
         return url.update_query_dict({"mode": "ro"})
     if database in ("", ":memory:"):
         return url
-    path = os.path.abspath(database)
+    # Leading slashes collapse to one, as the kernel reads them: in a URI, "//x" would be an authority.
+    path = "/" + os.path.abspath(database).lstrip("/")
     if not os.path.exists(path):
         raise ConfigError(
             f"[nextcloud] database_url {redact_url(url_text)!r}: {path} does not exist (ncauth opens "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from support import leakcheck, population
 from support.checkpassword import REPLY_HELPER, checkpassword, request
+from support.nextcloud import NextcloudDB
 
 NCAUTH = str(Path(sys.executable).parent / "ncauth")
 
@@ -79,3 +80,17 @@ def test_checkpassword_given_two_configs_and_unloadable_is_a_temporary_failure(t
     args = ["--config", str(tmp_path / "a.toml"), "checkpassword", "--config", str(tmp_path / "b.toml")]
     r = checkpassword("", request(population.A, population.P), argv=[sys.executable, "-c", BROKEN, *args])
     assert (r.code, r.reply) == (111, b"") and "give one" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sqlite_path_with_a_leading_double_slash(nextcloud_sqlite: NextcloudDB) -> None:
+    """``sqlite://///srv/nc.db`` (one slash too many) names the file /srv/nc.db, which
+    exists; the read-only URI made it ``file://srv/nc.db``, where SQLite reads ``srv`` as
+    the URI's authority: every login a temporary failure ("invalid uri authority"), and
+    ``//localhost/x/nc.db`` would open /x/nc.db instead of /localhost/x/nc.db."""
+    path = str(nextcloud_sqlite.directory / "nextcloud.db")
+    nextcloud_sqlite.url = f"sqlite:///{'/' + path}"
+    config = nextcloud_sqlite.write_config(population.STANDARD_CONFIG)
+    proc = leakcheck.run([NCAUTH, "verify", "--config", str(config), population.A], input=population.P)
+    assert proc.returncode == 0, proc.stderr
+    r = checkpassword(config, request(population.A, population.P))
+    assert r.code == 0 and r.reply.startswith(f"user={population.A}".encode()), r.stderr
