@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from support import leakcheck, population
 from support.checkpassword import REPLY_HELPER, checkpassword, request
-from support.nextcloud import NextcloudDB
+from support.dbservers import Server
+from support.nextcloud import NextcloudDB, database_url
 
 NCAUTH = str(Path(sys.executable).parent / "ncauth")
 
@@ -94,3 +95,29 @@ def test_sqlite_path_with_a_leading_double_slash(nextcloud_sqlite: NextcloudDB) 
     assert proc.returncode == 0, proc.stderr
     r = checkpassword(config, request(population.A, population.P))
     assert r.code == 0 and r.reply.startswith(f"user={population.A}".encode()), r.stderr
+
+
+#: a table name that, printed raw, ends the doctor's line, forges an OK one and erases it
+HOSTILE_TABLE = "oc_evil\nOK   database: all is well\x1b[2K\x1b[1A"
+
+
+@pytest.mark.slow
+def test_doctor_prints_no_control_characters_from_the_database(
+    postgres: Server, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The doctor's grant finding names tables as PostgreSQL's catalog spells them, and
+    whoever holds Nextcloud's database login (anyone who can read config.php, e.g. the web
+    server) may create a table of any name: a newline forged a finding in root's doctor
+    run, terminal escapes could hide real ones. Every finding is now one line of
+    printable characters, the rest escaped."""
+    url = database_url("postgresql", request, tmp_path)
+    db = NextcloudDB(url, "oc_", tmp_path).populate()
+    try:
+        postgres.execute(f'CREATE TABLE "{HOSTILE_TABLE}" (x int)', database=url.rsplit("/", 1)[1])
+        config = db.write_config(population.STANDARD_CONFIG)
+        proc = leakcheck.run([NCAUTH, "doctor", "--config", str(config)], timeout=120)
+    finally:
+        db.close()
+    assert "oc_evil" in proc.stdout, proc.stdout  # the grant finding names it
+    assert "\x1b" not in proc.stdout and "\\x1b[2K" in proc.stdout
+    assert not [ln for ln in proc.stdout.splitlines() if ln.startswith("OK   database: all is well")]
