@@ -31,6 +31,8 @@ EX_TEMPFAIL = TemporaryFailure.exit_code
 EX_NOPERM = 77
 EX_CONFIG = ConfigError.exit_code
 EX_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
+#: checkpassword's "temporary failure" (Dovecot's table), known here without importing it
+_CHECKPASSWORD_TEMPFAIL = 111
 
 
 class _Parser(argparse.ArgumentParser):
@@ -197,14 +199,7 @@ def _parser() -> _Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["checkpassword"]:
-        try:
-            from ncauth import checkpassword
-        except BaseException as exc:
-            sys.stderr.write(
-                f"ncauth: cannot load checkpassword, temporary failure: {type(exc).__name__}: {exc}\n"
-            )
-            return 111
-        return checkpassword.main(args_list[1:])
+        return _checkpassword(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
     args.config = _config_option(parser, args)
@@ -218,6 +213,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_INTERRUPTED
 
 
+def _checkpassword(argv: list[str]) -> int:
+    """``ncauth checkpassword``, with or without ``--config`` before it: a module that
+    cannot be loaded is 111 (temporary failure), never Python's exit 1 ("wrong password")."""
+    try:
+        from ncauth import checkpassword
+    except BaseException as exc:
+        sys.stderr.write(
+            f"ncauth: cannot load checkpassword, temporary failure: {type(exc).__name__}: {exc}\n"
+        )
+        return _CHECKPASSWORD_TEMPFAIL
+    return checkpassword.main(argv)
+
+
 def _config_option(parser: _Parser, args: argparse.Namespace) -> str | None:
     """The one ``--config``: given before the command or after it, never two different files."""
     before: str | None = args.config
@@ -225,10 +233,8 @@ def _config_option(parser: _Parser, args: argparse.Namespace) -> str | None:
     if before and after and os.path.realpath(before) != os.path.realpath(after):
         problem = f"--config {before} before the command and --config {after} after it: give one"
         if args.command == "checkpassword":  # Dovecot's exit table: anything wrong is 111
-            from ncauth.checkpassword import EXIT_TEMPFAIL
-
             sys.stderr.write(f"ncauth checkpassword: {problem}\n")
-            raise SystemExit(EXIT_TEMPFAIL)
+            raise SystemExit(_CHECKPASSWORD_TEMPFAIL)
         parser.error(problem)
     return after or before
 
@@ -266,9 +272,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "nextcloud-mail":
         return nextcloud_mail(args)
     if args.command == "checkpassword":  # reached only with --config before it (see main)
-        from ncauth import checkpassword
-
-        return checkpassword.main(["--config", args.config, *args.rest] if args.config else args.rest)
+        return _checkpassword(["--config", args.config, *args.rest] if args.config else args.rest)
     return EX_USAGE  # pragma: no cover - argparse enforces the choices
 
 

@@ -40,6 +40,17 @@ _LOGIN = "alice@example.org"
 #: ``ncauth verify``'s exit status for each outcome (sysexits.h, as in ncauth.cli)
 _EXITS = {"OK": 0, "REFUSED": 77}
 EX_SOFTWARE = 70
+#: ``ncauth`` as a child process. Not ``python -m ncauth``: ``-m`` puts the working directory
+#: first on sys.path, and the demo may be run (as root) where another user can plant an
+#: ``ncauth`` package. ``-P`` leaves it out; this very ncauth's folder goes last, for a
+#: source checkout that is not installed.
+_NCAUTH = (
+    sys.executable,
+    "-P",
+    "-c",
+    "import sys; sys.path.append(sys.argv.pop(1)); from ncauth.cli import main; sys.exit(main())",
+    str(Path(__file__).resolve().parent.parent),
+)
 
 
 class Credentials(NamedTuple):
@@ -179,7 +190,7 @@ def _verify(config: Path, password: str, label: str, expected: str, out: TextIO)
     out.write(f"\n--- {label}: ncauth verify --config {config} --password-stdin {_LOGIN}\n")
     out.flush()
     proc = subprocess.run(
-        [sys.executable, "-m", "ncauth", "verify", "--config", str(config), "--password-stdin", _LOGIN],
+        [*_NCAUTH, "verify", "--config", str(config), "--password-stdin", _LOGIN],
         input=password.encode(),
         capture_output=True,
         timeout=120,

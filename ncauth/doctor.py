@@ -55,7 +55,11 @@ class Finding(NamedTuple):
     text: str
 
     def line(self) -> str:
-        return f"{self.level:<4} {self.subject}: {self.text}"
+        """One line of printable characters: names come from the database (a table is
+        named by whoever holds Nextcloud's login) and from Dovecot, and a newline or a
+        terminal escape in one must not forge or hide a finding."""
+        text = f"{self.level:<4} {self.subject}: {self.text}"
+        return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,10 @@ def parse_url(text: str) -> sa.URL:
     """*text* parsed by the parser that connects (SQLAlchemy's ``make_url``); a
     malformed URL is a configuration error that shows no password."""
     try:
-        return sa.engine.make_url(text)
+        url = sa.engine.make_url(text)
+        if "@" in (url.host or ""):  # 'user:p@ss@host': the password ends at its '@'
+            raise ValueError("an '@' in the host")
+        return url
     except Exception:  # ArgumentError, ValueError for a bad IPv6 host, …
         raise ConfigError(
             f"[nextcloud] database_url {redact_url(text)!r} is not a valid database URL "
@@ -134,7 +137,9 @@ def redact_url(text: str) -> str:
     except Exception:
         return text.split("://", 1)[0][:40] + "://***"
     query = {k: ("***" if "pass" in k.lower() else v) for k, v in url.query.items()}
-    return url.set(query=query).render_as_string(hide_password=True)
+    # An unescaped '@' in the password leaves the rest of it in the host: show what follows the last '@'.
+    host = url.host.rpartition("@")[2] if url.host else url.host
+    return url.set(query=query, host=host).render_as_string(hide_password=True)
 
 
 def make_engine(url_text: str, section: NextcloudSection) -> Engine:

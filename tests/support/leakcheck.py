@@ -29,11 +29,13 @@ def record_output(*texts: str) -> None:
 
 
 def run(
-    args: list[str], *, input: str | None = None, timeout: float = 60
+    args: list[str], *, input: str | None = None, timeout: float = 60, cwd: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a program of the suite's (ncauth, lua, fail2ban-regex) to its end, its output
     handed to the leak check; the caller asserts on the exit code."""
-    proc = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        args, input=input, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd
+    )
     record_output(proc.stdout, proc.stderr)
     return proc
 
