@@ -66,14 +66,21 @@ class Target:
 
         return sqlite3
 
+    def prepare(self) -> list[str]:
+        """The driver's positional ``connect`` arguments: a SQLite file read-only, as
+        ``store.Store`` opens it (a missing file is a ConfigError naming it)."""
+        if self.dialect == "sqlite":
+            return [sqlite_read_only(self.args[0], self.url) + "?mode=ro"]
+        return self.args
+
     def connect(self) -> Any:
-        driver = self.driver()
+        driver, args = self.driver(), self.prepare()
         try:
-            return driver.connect(*self.args, **self.kwargs)
+            return driver.connect(*args, **self.kwargs)
         except RuntimeError:  # PyMySQL wants cryptography for MySQL 8's RSA exchange
             if self.dialect != "mysql" or not load_rsa():
                 raise
-            return driver.connect(*self.args, **self.kwargs)
+            return driver.connect(*args, **self.kwargs)
 
 
 #: What PyMySQL imports at once but a URL handled here needs rarely or never:
@@ -153,7 +160,7 @@ def target(url: str, section: NextcloudSection) -> Target | None:
     ):
         return None
     kwargs = {"check_same_thread": False, "uri": True, **connect_args("sqlite", section)}
-    return Target(url, "sqlite", [sqlite_read_only(database, url) + "?mode=ro"], kwargs)
+    return Target(url, "sqlite", [database], kwargs)
 
 
 def _unquote(text: str | None) -> str | None:
@@ -204,6 +211,10 @@ class OneShotStore(Reader):
         self.users_table = section.table_prefix + "users"
         self._targets = [t for t in (target(u, section) for u in section.database_urls) if t is not None]
         self._conn: tuple[Target, Any] | None = None
+
+    def prepare(self) -> None:
+        for t in self._targets:
+            t.prepare()
 
     def _fetch(self, calls: Sequence[Call], nothing: list[list[Row]]) -> list[list[Row]]:
         last: BaseException | None = None

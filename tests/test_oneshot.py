@@ -19,7 +19,7 @@ from support.population import A, P
 
 from ncauth import oneshot, sqltext
 from ncauth.config import NextcloudSection
-from ncauth.store import ONESHOT_DRIVERS, Store, Tables, _connect_args, statements
+from ncauth.store import ONESHOT_DRIVERS, Store, Tables, _connect_args, make_engine, statements
 
 #: sample values for each statement's own parameters (lists for the expanded IN lists)
 PARAMS: dict[str, dict[str, object]] = {
@@ -87,9 +87,9 @@ def test_prefixes_that_need_quoting_go_to_sqlalchemy(prefix: str) -> None:
 
 
 def sqlalchemy_connects(url: str, section: NextcloudSection) -> tuple[list[object], dict[str, object]]:
-    """The driver arguments of SQLAlchemy's engine for *url* (create_engine merges
-    ``connect_args`` over the dialect's own)."""
-    engine = sa.create_engine(url)
+    """The driver arguments of the engine ``store.Store`` makes for *url* (SQLite read-only;
+    create_engine merges ``connect_args`` over the dialect's own)."""
+    engine = make_engine(url, section)
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     kwargs.update(_connect_args(engine.url, section))
     return list(args), kwargs
@@ -104,16 +104,26 @@ def sqlalchemy_connects(url: str, section: NextcloudSection) -> tuple[list[objec
         "mysql+pymysql://nc:pw@db/nc?charset=utf8mb4",
         "mysql+pymysql://nc:@db/nc",
         "mysql+pymysql://@/nc?unix_socket=/run/mysqld/mysqld.sock",
-        "sqlite:////var/lib/nextcloud/owncloud.db",
+        "sqlite:///{tmp}/owncloud.db",
         "sqlite:///relative/nextcloud.db",
-        "sqlite+pysqlite:////srv/nc%20data/nc.db",
+        "sqlite+pysqlite:///{tmp}/nc%20data/nc.db",
+        "sqlite:///{tmp}/why?not#/nc.db".replace("?", "%3F").replace("#", "%23"),
     ],
 )
-def test_the_same_connection_arguments_as_sqlalchemy(url: str) -> None:
+def test_the_same_connection_arguments_as_sqlalchemy(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also for SQLite, opened read-only the same way (the files exist: a missing one is refused)."""
+    monkeypatch.chdir(tmp_path)
+    url = url.replace("{tmp}", str(tmp_path))
+    if url.startswith("sqlite"):
+        path = Path(sa.engine.make_url(url).database or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
     section = SECTION._replace(database_urls=(url,))
     t = oneshot.target(url, section)
     assert t is not None
-    assert (t.args, t.kwargs) == sqlalchemy_connects(url, section)
+    assert (t.prepare(), t.kwargs) == sqlalchemy_connects(url, section)
     assert not oneshot.unsupported(section)
 
 
@@ -134,7 +144,7 @@ def test_percent_encoded_credentials_reach_the_driver_as_sqlalchemy_passes_them(
     section = SECTION._replace(database_urls=(url,))
     t = oneshot.target(url, section)
     if t is not None:  # what it takes, it takes exactly as SQLAlchemy does
-        assert (t.args, t.kwargs) == sqlalchemy_connects(url, section)
+        assert (t.prepare(), t.kwargs) == sqlalchemy_connects(url, section)
 
 
 @pytest.mark.parametrize(
