@@ -9,6 +9,7 @@ pass by skipping the real-database tests.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,41 @@ from support.nextcloud import NextcloudDB, database_url
 from support.require import unavailable
 
 pytest_plugins = ["support.leakcheck"]
+_PREBUILDS: list[threading.Thread] = []
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the cached Debian chroots at once, in the background, when the run has
+    tests that need them and the cache is cold: debootstrap mostly waits on the mirror and
+    the disk, so it overlaps the CPU-bound tests that come first instead of stalling the run
+    at its first chroot test (a cold CI machine saves minutes). The tests still ask for the
+    chroots themselves and wait on the build's flock; a failed build is theirs to report."""
+    needs = {"test_deb.py", "test_dovecot.py", "test_iterate.py", "test_quota_dovecot.py"}
+    if os.geteuid() != 0 or not any(item.path.name in needs for item in session.items):
+        return
+    from support.debchroot import BOOKWORM_PACKAGES, chroot_unavailable, debian_root
+    from support.dovecot24 import trixie_root
+
+    if chroot_unavailable():
+        return
+
+    def build(make: Callable[[], Path]) -> None:
+        try:
+            make()
+        except Exception:  # noqa: S110 - the test that needs the chroot builds it again and reports why
+            pass
+
+    for make in (trixie_root, lambda: debian_root("bookworm", BOOKWORM_PACKAGES)):
+        thread = threading.Thread(target=build, args=(make,), daemon=True, name="chroot-prebuild")
+        thread.start()
+        _PREBUILDS.append(thread)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A build the run started is finished, never left half-done for the next run to redo."""
+    for thread in _PREBUILDS:
+        thread.join()
 
 
 def _server(start: Callable[[], dbservers.Server], kind: str) -> Iterator[dbservers.Server]:

@@ -22,8 +22,8 @@ import pytest
 from support import population
 from support.daemon import Daemon
 from support.debchroot import (
+    BOOKWORM_PACKAGES,
     NCAUTH_DEPENDS,
-    NCAUTH_RUNTIME,
     ChrootError,
     chroot_unavailable,
     debian_env,
@@ -41,8 +41,6 @@ from support.require import unavailable
 pytestmark = [pytest.mark.slow, pytest.mark.dovecot]
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Debian 12's chroot: Dovecot 2.3 for checkpassword, and what the .deb depends on
-BOOKWORM_PACKAGES = ("dovecot-core", "dovecot-imapd", *NCAUTH_RUNTIME)
 UNIT_DIR = "/lib/systemd/system"  # where debhelper on Debian 12 puts units (/usr/lib on 13 is the same dir)
 #: logins through the installed package: every hash family, an app password (cryptography),
 #: a refusal and an unknown user

@@ -56,6 +56,8 @@ NCAUTH_DEPENDS = (
 #: the virtual python3-cffi-backend-api-* they need (debootstrap's --include resolves no virtual
 #: packages).
 NCAUTH_RUNTIME = (*NCAUTH_DEPENDS, "python3-cffi-backend")
+#: Debian 12's chroot (tests/test_deb.py): Dovecot 2.3 for checkpassword, and what the .deb depends on
+BOOKWORM_PACKAGES = ("dovecot-core", "dovecot-imapd", *NCAUTH_RUNTIME)
 BUILD_TIMEOUT = 1800.0
 TOOLS = ("debootstrap", "unshare", "chroot", "nsenter", "mount")
 
