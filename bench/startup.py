@@ -248,8 +248,8 @@ def comparisons(
     python = str(first / "bin" / "python")
     request = user.encode() + b"\0" + password.encode() + b"\0\0"
 
-    def checkpassword(label: str, venv: Path, config: Path) -> Program:
-        argv = [str(venv / "bin" / "ncauth-checkpassword"), "--config", str(config), "/bin/true"]
+    def checkpassword(label: str, venv: Path, config: Path, *relay: str) -> Program:
+        argv = [str(venv / "bin" / "ncauth-checkpassword"), "--config", str(config), *relay, "/bin/true"]
         return Program(label, argv, request)
 
     out = []
@@ -275,7 +275,11 @@ def comparisons(
                     [python, "-c", BARE_CLIENT, str(socket_path), user, password],
                 ),
                 [
-                    checkpassword(f"ncauth-checkpassword ({v})", venv, configs["relay"])
+                    # the args `ncauth dovecot-config` writes with a daemon configured (a
+                    # baseline older than --socket ignores it and reads its config first)
+                    checkpassword(
+                        f"ncauth-checkpassword ({v})", venv, configs["relay"], "--socket", str(socket_path)
+                    )
                     for v, venv in venvs.items()
                 ],
                 1.5,

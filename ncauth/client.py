@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
 
 from ncauth.errors import TemporaryFailure
 from ncauth.protocol import HELLO, LISTED, MAX_LINE, Listed, Reply, Request, is_hello
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: checkpassword's relay
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:
     from ncauth.records import NamedTuple  # typing's, without its start-up cost
+
+
+#: How long a client waits to connect, and for the answer ([daemon] connect_timeout and
+#: reply_timeout default to these; checkpassword's ``--socket`` relay uses them unless told)
+CONNECT_TIMEOUT = 0.5
+REPLY_TIMEOUT = 10.0
 
 
 class DaemonUnavailable(TemporaryFailure):
@@ -35,14 +41,20 @@ class Answer(NamedTuple):
 
 
 def request(
-    path: str, command: str, *args: str, connect_timeout: float = 0.5, reply_timeout: float = 10.0
+    path: str,
+    command: str,
+    *args: str,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    reply_timeout: float = REPLY_TIMEOUT,
 ) -> Answer:
     """:func:`ask` with the request's fields as they stand on the wire (user, password,
     ``key=value`` ...)."""
     return ask(path, Request.from_fields([command, "1", *args]), connect_timeout, reply_timeout)
 
 
-def ask(path: str, req: Request, connect_timeout: float = 0.5, reply_timeout: float = 10.0) -> Answer:
+def ask(
+    path: str, req: Request, connect_timeout: float = CONNECT_TIMEOUT, reply_timeout: float = REPLY_TIMEOUT
+) -> Answer:
     """Send *req* after the handshake; one answer.
 
     A daemon that accepted the request is in charge of it: when it is busy, refuses the
@@ -52,7 +64,7 @@ def ask(path: str, req: Request, connect_timeout: float = 0.5, reply_timeout: fl
     return _converse(path, req, connect_timeout, reply_timeout)[0]
 
 
-def users(path: str, connect_timeout: float = 0.5, reply_timeout: float = 60.0) -> list[str]:
+def users(path: str, connect_timeout: float = CONNECT_TIMEOUT, reply_timeout: float = 60.0) -> list[str]:
     """The daemon's USERS answer: every account it serves, by canonical name. Raises
     TemporaryFailure (DaemonUnavailable when nobody serves *path*) unless the whole list
     arrived, so that a failure never looks like an empty list."""

@@ -847,6 +847,16 @@ def _mode_config(subject: str, mode: str, ours: Passdb, config: Config) -> Itera
                 subject,
                 f"checkpassword reads {used}, not {config.path} — check that one: ncauth doctor --config {used}",
             )
+        sm = re.search(r"--socket (\S+)", ours.settings.get("args", ""))
+        relays_to = sm.group(1).replace("%%", "%") if sm else ""
+        if relays_to and relays_to != config.daemon.socket:
+            yield Finding(
+                "FAIL",
+                subject,
+                f"checkpassword asks the daemon at {relays_to}, the config's [daemon] socket is "
+                f"{config.daemon.socket or 'not set'} — write the snippet again: "
+                "ncauth dovecot-config --mode checkpassword --output …",
+            )
     if mode == "lua":
         if not config.daemon.socket:
             yield Finding(

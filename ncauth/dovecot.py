@@ -150,6 +150,7 @@ def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Sni
         )
     program = _dovecot_arg(installed_program("ncauth-checkpassword"), "program path")
     args = f"{program} --config {_dovecot_arg(str(Path(config.path).resolve()), 'config path')}"
+    args += _relay_args(config)
     text = _header(
         "checkpassword",
         version,
@@ -176,6 +177,23 @@ def checkpassword_snippet(config: Config, version: str, postfix: Postfix) -> Sni
     )
     text += _quota(config, version) + _vsz_limit(config) + _postfix(postfix)
     return Snippet(text)
+
+
+def _relay_args(config: Config) -> str:
+    """``--socket`` (and the timeouts, where not the client's defaults) when checkpassword
+    asks a daemon: it then relays before reading its config, which saves the TOML parse
+    on every login (docs/performance.md); the config is read only when no daemon answers."""
+    from ncauth import client
+
+    daemon = config.daemon
+    if not daemon.socket or daemon.forward == "never":
+        return ""
+    args = f" --socket {_dovecot_arg(daemon.socket, 'daemon socket path')}"
+    if daemon.connect_timeout != client.CONNECT_TIMEOUT:
+        args += f" --connect-timeout {daemon.connect_timeout:g}"
+    if daemon.reply_timeout != client.REPLY_TIMEOUT:
+        args += f" --reply-timeout {daemon.reply_timeout:g}"
+    return args
 
 
 def _url_parts(config: Config) -> tuple[str, dict[str, str]]:

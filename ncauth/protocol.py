@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from ncauth.errors import NcauthError
 from ncauth.outcome import Outcome
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: checkpassword's relay
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

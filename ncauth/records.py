@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from operator import itemgetter
-from typing import Any
+
+TYPE_CHECKING = False  # without importing typing: this module exists to spare checkpassword's start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Record(tuple):  # type: ignore[type-arg]

@@ -352,3 +352,29 @@ def test_dovecot_24_lua_snippet_behind_a_passdb_and_talking_to_another_socket(tm
         f"talks to {tmp_path / 'auth.sock'}, the daemon listens on /run/ncauth/other.sock"
         in (findings(snippet, moved)[-1])
     )
+
+
+def test_checkpassword_relaying_to_another_socket_is_found_out(tmp_path: Path) -> None:
+    """The snippet's ``--socket`` (checkpassword asks that daemon before reading its config)
+    must be the config's [daemon] socket: a moved socket would send every login in-process."""
+    from ncauth import config as config_mod
+    from ncauth import doctor as doc
+
+    path = tmp_path / "ncauth.toml"
+    path.write_text(
+        population.config_text("sqlite:////nonexistent.db", "oc_")
+        + population.STANDARD_CONFIG
+        + f'\n[daemon]\nsocket = "{tmp_path / "auth.sock"}"\n'
+    )
+    path.chmod(0o600)
+    _snippet(path, "checkpassword", "2.3", "--output", str(tmp_path / "ncauth.conf.ext"))
+    snippet = (tmp_path / "ncauth.conf.ext").read_text()
+    assert f"--socket {tmp_path / 'auth.sock'}" in snippet
+    config = config_mod.load(str(path))
+    conf = doc.parse_doveconf("# 2.3.19.1 (9b53102964): /etc/dovecot/dovecot.conf\n" + snippet)
+    assert [f.level for f in doc.dovecot_findings(doc.Options(), config, conf)] == ["OK"]
+    moved = config._replace(daemon=config.daemon._replace(socket="/run/ncauth/other.sock"))
+    lines = [f.line() for f in doc.dovecot_findings(doc.Options(), moved, conf)]
+    assert any(
+        line.startswith("FAIL") and f"asks the daemon at {tmp_path / 'auth.sock'}" in line for line in lines
+    ), lines

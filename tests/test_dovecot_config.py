@@ -111,3 +111,29 @@ def test_output_that_cannot_be_written_is_one_clear_line(
     )
     err = capsys.readouterr().err
     assert code == cli.EX_CANTCREAT and f"cannot write {out.resolve()}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("daemon", "relay"),
+    [
+        ("", ""),
+        ('socket = "/run/ncauth/auth.sock"\n', " --socket /run/ncauth/auth.sock"),
+        ('socket = "/run/ncauth/auth.sock"\nforward = "never"\n', ""),
+        ('socket = "/run/ncauth/auth.sock"\nforward = "always"\n', " --socket /run/ncauth/auth.sock"),
+        (
+            'socket = "/run/nc%/a.sock"\nconnect_timeout = 1.5\nreply_timeout = 20\n',
+            " --socket /run/nc%%/a.sock --connect-timeout 1.5 --reply-timeout 20",
+        ),
+    ],
+)
+def test_checkpassword_asks_the_configured_daemon_before_reading_its_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], daemon: str, relay: str
+) -> None:
+    """With a daemon to ask, both checkpassword args name its socket (and any timeout that is
+    not the client's default), so that a relayed login skips the TOML parse; Dovecot's '%'
+    expansion is escaped as for the config path."""
+    config = _config(tmp_path, extra=f"[daemon]\n{daemon}" if daemon else "")
+    code, out, _ = _run(capsys, config, "--mode", "checkpassword", "--dovecot", "2.3")
+    assert code == cli.EX_OK
+    args = [line.strip() for line in out.splitlines() if line.strip().startswith("args = ")]
+    assert len(args) == 2 and all(a.endswith(f"--config {config}{relay}") for a in args), args

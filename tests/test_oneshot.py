@@ -215,10 +215,15 @@ main()
 NEVER = {"sqlalchemy", "argon2", "bcrypt", "cryptography", "ssl"}
 
 
-def loaded(config: Path, env: dict[str, str] | None = None) -> tuple[int, bytes, set[str]]:
-    r = checkpassword(config, request(A, P), env, argv=[sys.executable, "-c", PROBE, "--config", str(config)])
+def loaded(
+    config: Path, env: dict[str, str] | None = None, *extra: str, full: bool = False
+) -> tuple[int, bytes, set[str]]:
+    """(exit status, fd 4, the top-level packages loaded; every module's name if *full*)."""
+    argv = [sys.executable, "-c", PROBE, "--config", str(config), *extra]
+    r = checkpassword(config, request(A, P), env, argv=argv)
     line = next(line for line in r.stderr.splitlines() if line.startswith("MODULES "))
-    return r.code, r.reply, {name.split(".")[0] for name in line.split()[1:]}
+    names = line.split()[1:]
+    return r.code, r.reply, set(names) if full else {name.split(".")[0] for name in names}
 
 
 def test_in_process_decision_imports_no_sqlalchemy(nextcloud_sqlite: NextcloudDB) -> None:
@@ -249,3 +254,33 @@ def test_relay_imports_neither_database_nor_hash_nor_logging(sqlite_daemon: Daem
     assert (code, reply) == (0, expected_reply(A))
     heavy = NEVER | {"nacl", "pymysql", "sqlite3", "logging", "dataclasses", "inspect", "hashlib"}
     assert not modules & heavy, sorted(modules & heavy)
+
+
+#: what checkpassword --socket never loads when the daemon answers: no TOML parse, no typing
+NOT_ON_THE_SOCKET_RELAY = {"tomllib", "typing", "ncauth.config", "datetime", "logging"}
+
+
+def test_socket_relay_answers_before_reading_the_config(sqlite_daemon: Daemon, tmp_path: Path) -> None:
+    """``--socket`` (what dovecot-config writes with a daemon configured): the daemon's verdict
+    comes back without the config being read, so a missing config file does not matter."""
+    missing = tmp_path / "no-such.toml"
+    code, reply, modules = loaded(missing, None, "--socket", str(sqlite_daemon.socket), full=True)
+    assert (code, reply) == (0, expected_reply(A))
+    assert not modules & NOT_ON_THE_SOCKET_RELAY, sorted(modules & NOT_ON_THE_SOCKET_RELAY)
+
+
+def test_socket_relay_without_a_daemon_lets_the_config_decide(
+    nextcloud_sqlite: NextcloudDB, tmp_path: Path
+) -> None:
+    """Nobody at ``--socket``: the config is read then; forward = "auto" decides in-process,
+    "always" is a temporary failure, and an unreadable config is one too (never exit 1)."""
+    nobody = str(tmp_path / "nobody.sock")
+    auto = nextcloud_sqlite.write_config(population.STANDARD_CONFIG + f'[daemon]\nsocket = "{nobody}"\n')
+    code, reply, modules = loaded(auto, None, "--socket", nobody, full=True)
+    assert (code, reply) == (0, expected_reply(A))
+    assert "ncauth.config" in modules
+    always = nextcloud_sqlite.write_config(
+        population.STANDARD_CONFIG + f'[daemon]\nsocket = "{nobody}"\nforward = "always"\n'
+    )
+    assert loaded(always, None, "--socket", nobody)[:2] == (111, b"")
+    assert loaded(tmp_path / "missing.toml", None, "--socket", nobody)[:2] == (111, b"")
