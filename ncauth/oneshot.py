@@ -37,12 +37,13 @@ if TYPE_CHECKING:
     from ncauth.config import NextcloudSection
 
 #: The URLs handled here: a subset of SQLAlchemy's form (engine/url.py ``_parse_url``)
-#: without the characters whose reading differs between versions or parsers.
+#: without the characters whose reading differs between versions or parsers. A ``%`` in
+#: the database part is one: SQLAlchemy 2.1 unquotes it, 1.4 and 2.0 (Debian 12, 13) do not.
 _URL = re.compile(
     r"(?P<scheme>mysql\+pymysql|sqlite|sqlite\+pysqlite)://"
     r"(?:(?P<username>[^:/@?#\[\]]*)(?::(?P<password>[^/@?#\[\]]*))?@)?"
     r"(?P<host>[^:/@?#\[\]]*)(?::(?P<port>[0-9]+))?"
-    r"(?:/(?P<database>[^?#@\[\]]*))?"
+    r"(?:/(?P<database>[^?#@%\[\]]*))?"
     r"(?:\?(?P<query>[^#]*))?"
 )
 #: URL query keys passed on as they are (strings) to PyMySQL, as SQLAlchemy does
@@ -123,9 +124,7 @@ def target(url: str, section: NextcloudSection) -> Target | None:
     m = _URL.fullmatch(url)
     if m is None:
         return None
-    parts = {
-        k: (_unquote(v) if k in ("username", "password", "database") else v) for k, v in m.groupdict().items()
-    }
+    parts = {k: (_unquote(v) if k in ("username", "password") else v) for k, v in m.groupdict().items()}
     query = _query(parts["query"])
     if parts["scheme"] == "mysql+pymysql":
         if (
