@@ -84,16 +84,17 @@ class Target:
             return driver.connect(*args, **self.kwargs)
 
 
-#: What PyMySQL imports at once but a URL handled here needs rarely or never:
-#: ``cryptography`` (10 MiB and milliseconds) only for the RSA exchange of MySQL 8's
-#: ``caching_sha2_password``/``sha256_password`` full authentication over plain TCP, and
-#: ``ssl`` only for TLS, which no URL handled here asks for.
-_PYMYSQL_SPARED = ("cryptography", "ssl")
+#: What PyMySQL imports at once but a URL handled here needs rarely: ``cryptography``
+#: (10 MiB and milliseconds) only for the RSA exchange of MySQL 8's
+#: ``caching_sha2_password``/``sha256_password`` full authentication over plain TCP.
+#: Never ``ssl``: PyMySQL 2.2 asks every server that offers TLS for it unless told not
+#: to, and without ``ssl`` it would talk plain TCP where SQLAlchemy's store uses TLS.
+_PYMYSQL_SPARED = ("cryptography",)
 
 
 def pymysql() -> Any:
-    """PyMySQL, imported without the modules of _PYMYSQL_SPARED (it imports both as
-    optional: without them it marks RSA and TLS unavailable). When a server does ask for
+    """PyMySQL, imported without the modules of _PYMYSQL_SPARED (it imports them as
+    optional: without them it marks RSA unavailable). When a server does ask for
     the RSA exchange, :func:`load_rsa` loads cryptography and the connection is retried."""
     if "pymysql" not in sys.modules:
         spared = [name for name in _PYMYSQL_SPARED if name not in sys.modules]

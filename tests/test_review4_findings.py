@@ -4,10 +4,23 @@ through real parts where the bug shows in them."""
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from support import dbservers, leakcheck, population
+from support.checkpassword import checkpassword, expected_reply, request
+from support.nextcloud import NextcloudDB
+from support.population import A, P
+from support.require import unavailable
+
+from ncauth import config as config_mod
 from ncauth import oneshot
 from ncauth.config import NextcloudSection
+
+NCAUTH = str(Path(sys.executable).parent / "ncauth")
 
 SECTION = NextcloudSection(database_urls=("sqlite:////unused.db",))
 
@@ -31,3 +44,71 @@ def test_a_percent_in_the_database_name_is_left_to_sqlalchemy(url: str) -> None:
     store, which reads it as the version installed reads it everywhere else."""
     assert oneshot.target(url, SECTION) is None
     assert oneshot.unsupported(SECTION._replace(database_urls=(url,)))
+
+
+class TlsMariaDB(dbservers.LocalMariaDB):
+    """A private mariadbd that refuses TCP clients without TLS (``require_secure_transport``),
+    with a self-signed certificate: what MariaDB 11.4+ does out of the box, half of it."""
+
+    def _initialise(self) -> None:
+        super()._initialise()
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                str(self.tmpdir / "key.pem"),
+                "-out",
+                str(self.tmpdir / "cert.pem"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def _command(self) -> list[str]:
+        return [
+            *super()._command(),
+            f"--ssl-cert={self.tmpdir / 'cert.pem'}",
+            f"--ssl-key={self.tmpdir / 'key.pem'}",
+            "--require-secure-transport=ON",
+        ]
+
+
+@pytest.fixture(scope="module")
+def tls_mariadb() -> Iterator[dbservers.Server]:
+    try:
+        server = TlsMariaDB()
+        server.start()
+    except dbservers.DatabaseUnavailable as exc:
+        unavailable(f"no MariaDB: {exc}")
+    with server:
+        yield server
+
+
+def test_a_server_that_requires_tls_gets_it_from_checkpassword_too(
+    tls_mariadb: dbservers.Server, tmp_path: Path
+) -> None:
+    """PyMySQL (2.2 on PyPI) asks a server for TLS when it offers it, unless its ``ssl``
+    import failed; oneshot blocked that import to save start-up time. So checkpassword's own
+    decisions went over plain TCP (hashes and logins readable on the wire) where the daemon
+    and ``ncauth verify`` used TLS, and against a server that requires TLS every login was a
+    temporary failure while ``ncauth verify`` and ``ncauth doctor`` found nothing wrong."""
+    db = NextcloudDB(tls_mariadb.create_database("nc_review4_tls"), "oc_", tmp_path).populate()
+    try:
+        config = db.write_config(population.STANDARD_CONFIG)
+        assert not oneshot.unsupported(config_mod.load(config).nextcloud)  # the one-shot store decides
+        verify = leakcheck.run([NCAUTH, "verify", "--config", str(config), A], input=P + "\n")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        r = checkpassword(config, request(A, P))
+        assert (r.code, r.reply) == (0, expected_reply(A)), r.stderr
+    finally:
+        db.close()
