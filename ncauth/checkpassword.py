@@ -279,6 +279,21 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
             config = _load(argv, environ)
             if config is None:
                 return EXIT_TEMPFAIL
+            configured = config.daemon
+            if configured.socket and configured.forward != "never" and configured.socket != path:
+                # a stale --socket (the snippet predates a move): the configured daemon decides
+                relayed = _relay(
+                    environ,
+                    config.log_level,
+                    configured.socket,
+                    (configured.connect_timeout, configured.reply_timeout),
+                    login,
+                    password,
+                    lookup,
+                    extra,
+                )
+                if isinstance(relayed, int):
+                    return relayed
         if config.daemon.forward == "always":
             _logger(environ, config.log_level).error(
                 "daemon unavailable (%s); [daemon] forward = \"always\": temporary failure", relayed

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from support import dbservers, leakcheck, population
-from support.checkpassword import checkpassword, expected_reply, request
+from support.checkpassword import PROGRAM, checkpassword, expected_reply, request
+from support.daemon import Daemon, daemon_config
 from support.nextcloud import NextcloudDB
 from support.population import A, P
 from support.require import unavailable
@@ -21,6 +22,8 @@ from ncauth import oneshot
 from ncauth.config import NextcloudSection
 
 NCAUTH = str(Path(sys.executable).parent / "ncauth")
+#: checkpassword as the generated Dovecot snippet runs it, up to the config's path
+ARGV = [str(PROGRAM), "--config"]
 
 SECTION = NextcloudSection(database_urls=("sqlite:////unused.db",))
 
@@ -112,3 +115,31 @@ def test_a_server_that_requires_tls_gets_it_from_checkpassword_too(
         assert (r.code, r.reply) == (0, expected_reply(A)), r.stderr
     finally:
         db.close()
+
+
+def test_a_stale_socket_argument_does_not_skip_the_configured_daemon(
+    nextcloud_sqlite: NextcloudDB, tmp_path: Path
+) -> None:
+    """The Dovecot snippet's ``--socket`` is written once; when ``[daemon] socket`` moves
+    and the snippet is not regenerated, nobody answers at the old path. checkpassword then
+    read the config and decided in-process (``forward = "auto"``) although the configured
+    daemon was there and answering: every login skipped its failure throttle (README: "A
+    daemon that is there decides"), and a throttled account logged in. Now the config's own
+    daemon is asked before anything is decided in-process."""
+    config, sock = daemon_config(nextcloud_sqlite, tmp_path, "throttle_user_failures = 1\n")
+    daemon = Daemon(config, sock)
+    try:
+        env = {"TCPREMOTEIP": "192.0.2.7"}
+        wrong = checkpassword(
+            config, request(A, "wrong"), env, argv=[*ARGV, str(config), "--socket", str(sock)]
+        )
+        assert wrong.code == 1, wrong.stderr
+        throttled = checkpassword(
+            config, request(A, P), env, argv=[*ARGV, str(config), "--socket", str(sock)]
+        )
+        assert throttled.code == 111, throttled.stderr
+        stale = str(tmp_path / "old" / "auth.sock")
+        r = checkpassword(config, request(A, P), env, argv=[*ARGV, str(config), "--socket", stale])
+        assert (r.code, r.reply) == (111, b""), r.stderr
+    finally:
+        assert daemon.stop() == 0
