@@ -1,10 +1,10 @@
 """Which characters each place in Dovecot's configuration cannot carry: one table.
 
 ncauth writes values into several kinds of Dovecot text, and each has its own bytes that
-would end the value early or be expanded: checkpassword ``args`` are split on spaces;
-the SQL ``connect`` string is split on spaces, quoted with quotes and cut at ``#``; an
-SQL literal passes through Dovecot's ``%`` expansion (and 2.4's ``$SET:``/``$ENV:``); the
-Lua script holds the socket path in a double-quoted string; a userdb value travels
+would end the value early or be expanded: checkpassword ``args`` are split on spaces
+and cut at ``#`` or a line break; the SQL ``connect`` string is split on spaces, quoted
+with quotes and cut at ``#``; an SQL literal passes through Dovecot's ``%`` expansion
+(and 2.4's ``$SET:``/``$ENV:``); the Lua script holds the socket path in a double-quoted string; a userdb value travels
 tab-escaped, where NUL and the escape byte cannot be sent. Every writer asks here, so
 the rules cannot drift apart. Standard library only.
 """
@@ -15,7 +15,7 @@ from ncauth.errors import ConfigError
 
 #: place -> (characters it cannot carry, what they are in words)
 CANNOT_CARRY: dict[str, tuple[str, str]] = {
-    "checkpassword args": (" \t", "a space"),
+    "checkpassword args": (" \t\n\r#", "a space, line break or #"),
     "SQL connect setting": (" \t\n\"'%$#\\", "a space, quote, backslash, %, $ or #"),
     "SQL literal": ("%$\\\n\r\t\x00", "%, $, \\ or a control character"),
     "Lua string": ('"\\\n\r\x00', "a quote, backslash or control character"),

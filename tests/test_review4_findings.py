@@ -4,6 +4,7 @@ through real parts where the bug shows in them."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -143,3 +144,40 @@ def test_a_stale_socket_argument_does_not_skip_the_configured_daemon(
         assert (r.code, r.reply) == (111, b""), r.stderr
     finally:
         assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "socket_path", ["/run/ncauth#1/auth.sock", "/run/ncauth/auth.sock\\n  driver = static"]
+)
+def test_the_socket_dovecot_reads_is_the_socket_ncauth_wrote(tmp_path: Path, socket_path: str) -> None:
+    """Dovecot's config parser cuts an unquoted value at ``#`` (a comment), and a line break
+    ends it, so ``--socket /run/ncauth#1/auth.sock`` reached checkpassword as ``--socket
+    /run/ncauth`` (and a line break wrote Dovecot settings of its own). ``ncauth
+    dovecot-config`` now refuses what checkpassword's args cannot carry; whatever it
+    writes, real ``doveconf`` reads back unchanged."""
+    doveconf = shutil.which("doveconf")
+    if doveconf is None:
+        unavailable("no doveconf (Dovecot 2.3)")
+    config = tmp_path / "ncauth.toml"
+    config.write_text(
+        f'{population.config_text("sqlite:////unused.db", "oc_")}{population.STANDARD_CONFIG}'
+        f'[daemon]\nsocket = "{socket_path}"\n'
+    )
+    config.chmod(0o600)
+    made = subprocess.run(
+        [NCAUTH, "dovecot-config", "--config", str(config), "--mode", "checkpassword"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if made.returncode != 0:
+        assert "cannot carry" in made.stderr, made.stderr
+        return
+    written = sorted(line.strip() for line in made.stdout.splitlines() if line.strip().startswith("args ="))
+    snippet = tmp_path / "dovecot.conf"
+    snippet.write_text(made.stdout)
+    read = subprocess.run([doveconf, "-c", str(snippet), "-n"], capture_output=True, text=True, timeout=60)
+    assert (
+        sorted(line.strip() for line in read.stdout.splitlines() if line.strip().startswith("args ="))
+        == written
+    )
