@@ -4,9 +4,9 @@ ncauth writes values into several kinds of Dovecot text, and each has its own by
 would end the value early or be expanded: checkpassword ``args`` are split on spaces
 and cut at ``#`` or a line break; the SQL ``connect`` string is split on spaces, quoted
 with quotes and cut at ``#``; an SQL literal passes through Dovecot's ``%`` expansion
-(and 2.4's ``$SET:``/``$ENV:``); the Lua script holds the socket path in a double-quoted string; a userdb value travels
-tab-escaped, where NUL and the escape byte cannot be sent. Every writer asks here, so
-the rules cannot drift apart. Standard library only.
+(and 2.4's ``$SET:``/``$ENV:``); the Lua script holds the socket path in a double-quoted
+string; a userdb value travels tab-escaped, where NUL and the escape byte cannot be sent.
+Every writer asks here, so the rules cannot drift apart. Standard library only.
 """
 
 from __future__ import annotations
