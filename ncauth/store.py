@@ -194,6 +194,11 @@ def _sqlite_read_only(url: sa.URL, url_text: str) -> sa.URL:
     database is left as given, with ``mode=ro`` added to the URI form."""
     database = url.database or ""
     if url.query.get("uri") in ("true", "1"):
+        if "?" in database or "#" in database:  # SQLAlchemy 2.1 unquotes %3F: a query of its own
+            raise ConfigError(
+                f"[nextcloud] database_url {redact_url(url_text)!r}: the SQLite URI's path holds "
+                "'?' or '#': give its options in the URL's own query (…?uri=true&…)"
+            )
         return url.update_query_dict({"mode": "ro"})
     if database in ("", ":memory:"):
         return url

@@ -181,3 +181,21 @@ def test_the_socket_dovecot_reads_is_the_socket_ncauth_wrote(tmp_path: Path, soc
         sorted(line.strip() for line in read.stdout.splitlines() if line.strip().startswith("args ="))
         == written
     )
+
+
+def test_a_uri_form_sqlite_url_cannot_undo_read_only(tmp_path: Path) -> None:
+    """A URI-form SQLite URL gets ``mode=ro`` added to its query, but SQLAlchemy 2.1
+    unquotes the database part, so ``file:…new.db%3Fmode%3Drwc%26x%3D?uri=true`` carried a
+    query of its own: ``mode=rwc&x=?mode=ro`` opened read-write and created an empty
+    database where Nextcloud's was missing, the very thing read-only opening is there to
+    prevent. A URI whose path part holds a query or fragment is now a config error."""
+    target = tmp_path / "new.db"
+    config = tmp_path / "ncauth.toml"
+    config.write_text(
+        population.config_text(f"sqlite:///file:{target}%3Fmode%3Drwc%26x%3D?uri=true", "oc_")
+        + population.STANDARD_CONFIG
+    )
+    config.chmod(0o600)
+    verify = leakcheck.run([NCAUTH, "verify", "--config", str(config), A], input=P + "\n")
+    assert not target.exists(), "opened read-write: a new database was created"
+    assert verify.returncode == 78, verify.stdout + verify.stderr
