@@ -479,7 +479,7 @@ def sql(args: argparse.Namespace) -> int:
 
 
 def postfix_config(config_arg: str | None, *, direct: bool) -> int:
-    """``ncauth postfix-config``: the main.cf lines (README "One account list")."""
+    """``ncauth postfix-config``: the main.cf lines (docs/postfix.md; README "One account list" sums it up)."""
     from ncauth import postfix
 
     sys.stdout.write(postfix.main_cf(_load_quiet(config_arg), direct=direct))

@@ -377,6 +377,8 @@ def _readme_defaults() -> list[tuple[str, str, str]]:
     for line in readme.splitlines():
         if m := re.fullmatch(r"`\[(\w+)\]`.*", line):
             section = m.group(1)
+        elif line.startswith("#"):  # a heading ends the key tables: later tables are not config
+            section = ""
         elif section and (m := re.fullmatch(r"\| (`[^|]+`) \| ([^|]+) \|.*", line)):
             keys = re.findall(r"`(\w+)`", m.group(1))
             values = [v.strip().strip("`") for v in m.group(2).split("`, `")]
