@@ -165,14 +165,18 @@ def make_engine(url_text: str, section: NextcloudSection) -> Engine:
     except sa.exc.NoSuchModuleError:
         raise ConfigError(
             f"[nextcloud] database_url {redact_url(url_text)!r}: no such database kind "
-            "(use mysql+pymysql://, postgresql+psycopg:// or sqlite:///)"
+            f"(use mysql+pymysql://, {_postgresql()[0]}:// or sqlite:///)"
         ) from None
     except Exception as exc:  # a bad option
         raise TemporaryFailure(f"cannot set up {redact_url(url_text)}: {type(exc).__name__}: {exc}") from None
 
 
-#: how to get a PostgreSQL driver, for the messages below
-_PSYCOPG = "pip install 'ncauth[postgresql]' (Debian: apt install python3-psycopg)"
+def _postgresql() -> tuple[str, str]:
+    """(URL form, how to install its driver) for PostgreSQL under this SQLAlchemy: psycopg 3
+    from 2.0 on; SQLAlchemy 1.4 (Debian 12) has no psycopg 3 dialect, only psycopg2."""
+    if int(sa.__version__.split(".")[0]) >= 2:
+        return "postgresql+psycopg", "pip install 'ncauth[postgresql]' (Debian: apt install python3-psycopg)"
+    return "postgresql+psycopg2", "apt install python3-psycopg2 (SQLAlchemy 1.4 has no psycopg 3 dialect)"
 
 
 def _missing_driver(url: sa.URL, url_text: str, exc: ImportError) -> str:
@@ -182,10 +186,11 @@ def _missing_driver(url: sa.URL, url_text: str, exc: ImportError) -> str:
     missing = f"its driver module {exc.name or driver!r} is not installed"
     if backend in ("mysql", "mariadb") and driver != "pymysql":
         return f"{where}: {missing}; write it as mysql+pymysql://… (ncauth comes with PyMySQL)"
-    if backend == "postgresql" and driver != "psycopg":
-        return f"{where}: {missing}; write it as postgresql+psycopg://… and install psycopg: {_PSYCOPG}"
+    form, install = _postgresql()
+    if backend == "postgresql" and f"{backend}+{driver}" != form:
+        return f"{where}: {missing}; write it as {form}://… and install its driver: {install}"
     if backend == "postgresql":
-        return f"{where}: {missing}: {_PSYCOPG}"
+        return f"{where}: {missing}: {install}"
     return f"{where}: {missing}"
 
 

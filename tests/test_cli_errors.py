@@ -279,7 +279,7 @@ def _absent(module: str) -> None:
         (
             "postgresql+psycopg2://nc:pw@db/nextcloud",
             "psycopg2",
-            "write it as postgresql+psycopg://… and install psycopg: pip install 'ncauth[postgresql]'",
+            "write it as postgresql+psycopg://… and install its driver: pip install 'ncauth[postgresql]'",
         ),
     ],
 )
@@ -413,3 +413,25 @@ def test_checkpassword_under_dovecot_ignores_help(tmp_path: Path) -> None:
         argv=[str(PROGRAM), "--help", "--config", str(tmp_path / "absent.toml"), REPLY_HELPER],
     )
     assert (r.code, r.reply) == (111, b"") and "no such file" in r.stderr and "usage" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "form", "install"),
+    [
+        ("2.1.9", "postgresql+psycopg", "python3-psycopg)"),
+        ("1.4.46", "postgresql+psycopg2", "python3-psycopg2 "),
+    ],
+)
+def test_the_postgresql_form_named_is_one_this_sqlalchemy_has(
+    monkeypatch: pytest.MonkeyPatch, version: str, form: str, install: str
+) -> None:
+    """Debian 12's SQLAlchemy 1.4 has no psycopg 3 dialect: telling its users to write
+    postgresql+psycopg:// would trade one config error for another."""
+    import sqlalchemy as sa
+
+    from ncauth import store
+
+    monkeypatch.setattr(sa, "__version__", version)
+    url = sa.engine.make_url("postgresql+pg8000://nc:pw@db/nextcloud")
+    text = store._missing_driver(url, str(url), ImportError("no", name="pg8000"))
+    assert f"write it as {form}://…" in text and install in text, text
