@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 import subprocess
 import sys
 
@@ -34,6 +33,17 @@ def _help(*args: str) -> str:
     return proc.stdout if proc.returncode == 0 and proc.stdout.startswith("usage:") else ""
 
 
+def _commands() -> list[str]:
+    """The subcommands, from the parser itself (its usage line shows COMMAND, not a list);
+    in a child like _help's, since this script's own directory holds the build's ncauth/."""
+    code = (
+        "import argparse; from ncauth.cli import _parser; "
+        "print(*next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return proc.stdout.split()
+
+
 def _roff(text: str) -> str:
     """Preformatted text, escaped for roff: backslashes, and dots or quotes that start a line."""
     lines = []
@@ -45,8 +55,8 @@ def _roff(text: str) -> str:
 
 def main() -> None:
     top = _help()
-    commands = re.search(r"\{([a-z,-]+)\}", top)
-    assert commands, "no subcommands in ncauth --help"
+    commands = _commands()
+    assert commands, "no subcommands in ncauth's parser"
     version = subprocess.run(
         [sys.executable, "-m", "ncauth", "--version"], capture_output=True, text=True, check=True
     ).stdout.split()[-1]
@@ -63,7 +73,7 @@ def main() -> None:
         ".SH DESCRIPTION\n" + _roff(top),
         ".SH COMMANDS\n",
     ]
-    for name in commands.group(1).split(","):
+    for name in commands:
         text = _help(name)
         out.append(f".SS {name}\n" + (_roff(text) if text else "See \\fBncauth \\-\\-help\\fR above.\n"))
     out.append(

@@ -339,7 +339,8 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
 
 
 HELP = """\
-usage: ncauth-checkpassword [--config PATH] [REPLY-PROGRAM]
+usage: ncauth-checkpassword [--config PATH] [--socket PATH [--connect-timeout S] [--reply-timeout S]]
+                            [REPLY-PROGRAM]
 
 Dovecot 2.3's checkpassword program for ncauth: Dovecot runs it for each login, with
 the login on file descriptor 3, and reads the verdict from its exit status (0 ok,
@@ -349,6 +350,11 @@ It is not meant to be run by hand: to try a login, run
 and to print the Dovecot snippet that runs it, ncauth dovecot-config --mode checkpassword.
 
   --config PATH  configuration file (default: $NCAUTH_CONFIG, else /etc/ncauth/ncauth.toml)
+  --socket PATH  ask the daemon at PATH before reading the config (ncauth dovecot-config
+                 writes it when [daemon] socket is set); the config is read, and decides,
+                 only when no daemon answers there
+  --connect-timeout S, --reply-timeout S
+                 how long to wait for that daemon (default 0.5 s and 10 s)
 """
 
 #: what a person who runs the program by hand is told on stderr

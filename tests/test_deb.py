@@ -133,6 +133,24 @@ def test_depends_are_debians_own_python_packages(deb: Path) -> None:
         assert name == "python3" or re.search(rf"^\s+{re.escape(name)}\b", control, re.M), name
 
 
+def test_man_page_has_every_command(deb: Path) -> None:
+    """ncauth(1) is built from the parser's own help: one section per subcommand, each
+    with its options (a command whose help the build could not read would be missed)."""
+    import argparse
+    import gzip
+
+    from ncauth.cli import _parser
+
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+    page = subprocess.run(
+        ["tar", "-xO", "./usr/share/man/man1/ncauth.1.gz"], input=tar, capture_output=True, check=True
+    ).stdout
+    text = gzip.decompress(page).decode()
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in subparsers.choices:
+        assert f".SS {name}\n.nf\nusage: ncauth" in text, name  # the usage line: its help was read
+
+
 def _config(machine: Machine, daemon: bool) -> str:
     """A Nextcloud SQLite database of the standard users in the work dir, and an ncauth config for
     it, as the admin writes it (TOML text, to be installed at /etc/ncauth/ncauth.toml)."""
