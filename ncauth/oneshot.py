@@ -76,12 +76,46 @@ class Target:
 
     def connect(self) -> Any:
         driver, args = self.driver(), self.prepare()
+        saved = _skip_default_cas() if self.dialect == "mysql" else None
         try:
-            return driver.connect(*args, **self.kwargs)
-        except RuntimeError:  # PyMySQL wants cryptography for MySQL 8's RSA exchange
-            if self.dialect != "mysql" or not load_rsa():
-                raise
-            return driver.connect(*args, **self.kwargs)
+            try:
+                return driver.connect(*args, **self.kwargs)
+            except RuntimeError:  # PyMySQL wants cryptography for MySQL 8's RSA exchange
+                if self.dialect != "mysql" or not load_rsa():
+                    raise
+                return driver.connect(*args, **self.kwargs)
+        finally:
+            if saved is not None:
+                _restore(saved)
+
+
+#: OpenSSL's environment variables for its default CA locations
+_CA_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def _skip_default_cas() -> dict[str, str | None]:
+    """Point OpenSSL's default CA locations at nothing while PyMySQL connects; returns what
+    to restore. PyMySQL 2.2 asks for TLS wherever the server offers it, with a context from
+    ``ssl.create_default_context()`` that it then sets to CERT_NONE (no CA is given in a URL
+    handled here): building it reads the system's whole CA bundle (~50 ms a login) for
+    certificates nobody checks. Without the bundle the same TLS runs, verified as little
+    as before; a URL with ``ssl_ca`` goes to SQLAlchemy's store and is untouched."""
+    import os
+
+    saved = {name: os.environ.get(name) for name in _CA_ENV}
+    for name in _CA_ENV:
+        os.environ[name] = "/nonexistent/ncauth-no-default-cas"
+    return saved
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    import os
+
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 #: What PyMySQL imports at once but a URL handled here needs rarely: ``cryptography``

@@ -287,3 +287,16 @@ def test_socket_relay_without_a_daemon_lets_the_config_decide(
     )
     assert loaded(always, None, "--socket", nobody)[:2] == (111, b"")
     assert loaded(tmp_path / "missing.toml", None, "--socket", nobody)[:2] == (111, b"")
+
+
+def test_skipping_the_default_cas_is_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA locations are pointed at nothing only while PyMySQL connects: an admin's own
+    SSL_CERT_FILE comes back, an unset one stays unset."""
+    import os
+
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/admin/ca.pem")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    saved = oneshot._skip_default_cas()
+    assert os.environ["SSL_CERT_FILE"] != "/etc/admin/ca.pem" and "SSL_CERT_DIR" in os.environ
+    oneshot._restore(saved)
+    assert os.environ["SSL_CERT_FILE"] == "/etc/admin/ca.pem" and "SSL_CERT_DIR" not in os.environ
