@@ -688,7 +688,8 @@ def _source_key(project_root: Path, package_dirs: Sequence[str]) -> str:
     h = hashlib.sha256()
     h.update(b"python=" + os.path.realpath(SYSTEM_PYTHON).encode() + b"\0")
     files: list[Path] = []
-    for name in ("pyproject.toml", "setup.cfg", "setup.py", "ncauth_checkpassword.py"):
+    # README.md is package metadata (readme) and installed data (share/doc/ncauth/README.md)
+    for name in ("pyproject.toml", "setup.cfg", "setup.py", "ncauth_checkpassword.py", "README.md"):
         if (project_root / name).is_file():
             files.append(project_root / name)
     for d in package_dirs:
