@@ -15,6 +15,7 @@ Standard library only at module level; the driver is imported when first connect
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -100,8 +101,6 @@ def _skip_default_cas() -> dict[str, str | None]:
     handled here): building it reads the system's whole CA bundle (~50 ms a login) for
     certificates nobody checks. Without the bundle the same TLS runs, verified as little
     as before; a URL with ``ssl_ca`` goes to SQLAlchemy's store and is untouched."""
-    import os
-
     saved = {name: os.environ.get(name) for name in _CA_ENV}
     for name in _CA_ENV:
         os.environ[name] = "/nonexistent/ncauth-no-default-cas"
@@ -109,8 +108,6 @@ def _skip_default_cas() -> dict[str, str | None]:
 
 
 def _restore(saved: dict[str, str | None]) -> None:
-    import os
-
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

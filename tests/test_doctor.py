@@ -25,6 +25,8 @@ from support.leakcheck import record_output
 from support.nextcloud import NextcloudDB, database_url
 from support.require import unavailable
 
+from ncauth.config import Config
+
 NCAUTH = Path(sys.executable).parent / "ncauth"
 VENV = Path(sys.executable).parent.parent
 
@@ -320,12 +322,9 @@ def test_an_installation_where_all_is_well(mariadb: Server, db: NextcloudDB, dov
         shutil.rmtree(dovecot.root, ignore_errors=True)
 
 
-def test_dovecot_24_lua_snippet_behind_a_passdb_and_talking_to_another_socket(tmp_path: Path) -> None:
-    """Dovecot 2.4's syntax (``passdb lua { lua_file = … }``), read as ``doveconf -n`` prints
-    it: Lua mode is right on 2.4, checkpassword is not, a pam passdb before it answers first,
-    and a Lua script made for another socket is found out."""
+def _daemon_config_and_snippet(tmp_path: Path, mode: str, version: str) -> tuple[Config, str]:
+    """A config with a daemon socket in *tmp_path*, and the snippet dovecot-config writes for it."""
     from ncauth import config as config_mod
-    from ncauth import doctor as doc
 
     path = tmp_path / "ncauth.toml"
     path.write_text(
@@ -334,10 +333,19 @@ def test_dovecot_24_lua_snippet_behind_a_passdb_and_talking_to_another_socket(tm
         + f'\n[daemon]\nsocket = "{tmp_path / "auth.sock"}"\n'
     )
     path.chmod(0o600)
-    _snippet(path, "lua", "2.4", "--output", str(tmp_path / "ncauth.conf.ext"))
+    _snippet(path, mode, version, "--output", str(tmp_path / "ncauth.conf.ext"))
+    return config_mod.load(str(path)), (tmp_path / "ncauth.conf.ext").read_text()
+
+
+def test_dovecot_24_lua_snippet_behind_a_passdb_and_talking_to_another_socket(tmp_path: Path) -> None:
+    """Dovecot 2.4's syntax (``passdb lua { lua_file = … }``), read as ``doveconf -n`` prints
+    it: Lua mode is right on 2.4, checkpassword is not, a pam passdb before it answers first,
+    and a Lua script made for another socket is found out."""
+    from ncauth import config as config_mod
+    from ncauth import doctor as doc
+
+    config, snippet = _daemon_config_and_snippet(tmp_path, "lua", "2.4")
     head = "# 2.4.1-4 (7d8c0e5759): /etc/dovecot/dovecot.conf\n"
-    snippet = (tmp_path / "ncauth.conf.ext").read_text()
-    config = config_mod.load(str(path))
 
     def findings(text: str, cfg: config_mod.Config = config) -> list[str]:
         conf = doc.parse_doveconf(head + text)
@@ -357,20 +365,10 @@ def test_dovecot_24_lua_snippet_behind_a_passdb_and_talking_to_another_socket(tm
 def test_checkpassword_relaying_to_another_socket_is_found_out(tmp_path: Path) -> None:
     """The snippet's ``--socket`` (checkpassword asks that daemon before reading its config)
     must be the config's [daemon] socket: a moved socket would send every login in-process."""
-    from ncauth import config as config_mod
     from ncauth import doctor as doc
 
-    path = tmp_path / "ncauth.toml"
-    path.write_text(
-        population.config_text("sqlite:////nonexistent.db", "oc_")
-        + population.STANDARD_CONFIG
-        + f'\n[daemon]\nsocket = "{tmp_path / "auth.sock"}"\n'
-    )
-    path.chmod(0o600)
-    _snippet(path, "checkpassword", "2.3", "--output", str(tmp_path / "ncauth.conf.ext"))
-    snippet = (tmp_path / "ncauth.conf.ext").read_text()
+    config, snippet = _daemon_config_and_snippet(tmp_path, "checkpassword", "2.3")
     assert f"--socket {tmp_path / 'auth.sock'}" in snippet
-    config = config_mod.load(str(path))
     conf = doc.parse_doveconf("# 2.3.19.1 (9b53102964): /etc/dovecot/dovecot.conf\n" + snippet)
     assert [f.level for f in doc.dovecot_findings(doc.Options(), config, conf)] == ["OK"]
     moved = config._replace(daemon=config.daemon._replace(socket="/run/ncauth/other.sock"))
