@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -197,12 +198,19 @@ def test_verify_never_raises_on_junk(stored: str, password: bytes) -> None:
 
 def _tempfail_in_child(stored: str, password: bytes, limit: str) -> bytes:
     """hashes.verify in a child under RLIMIT_AS = *limit* (a Python expression; ``vm``
-    is the child's size before it): what the TemporaryFailure said, or the test fails."""
+    is the child's size once argon2 has run there once, so lazy imports and the
+    allocator's first arenas are already counted): what the TemporaryFailure said, or
+    the test fails. ``stack`` is the size glibc gives each new thread's stack, the
+    child's stack limit, pinned to 8 MiB (or the hard limit, if lower) whatever the
+    shell that started the tests set."""
+    warm = "3|$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43  # same engine, one lane
     code = (
         "import resource, sys\n"
         "from ncauth import hashes\n"
         "from ncauth.config import HashLimits\n"
         "from ncauth.errors import TemporaryFailure\n"
+        f"hashes.verify(b'pw', {warm!r})\n"
+        "stack = resource.getrlimit(resource.RLIMIT_STACK)[0]\n"
         "vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize')) * 1024\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
         "try:\n"
@@ -211,7 +219,15 @@ def _tempfail_in_child(stored: str, password: bytes, limit: str) -> bytes:
         "    print('tempfail', exc); sys.exit(0)\n"
         "sys.exit(1)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+
+    def stack_8_mib() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+        soft = 8 << 20 if hard == resource.RLIM_INFINITY else min(8 << 20, hard)
+        resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, preexec_fn=stack_8_mib
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -235,7 +251,9 @@ def test_argon2_thread_failure_is_a_temporary_failure() -> None:
     stored = "3|$argon2id$v=19$m=64,t=1,p=4$c2FsdHNhbHRzYWx0$RgWONyRUDiuQQg89Ngs6DgKFN1opcltVJiNR1VVDarI"
     assert hashes.verify(b"pw", stored)
     assert b"tempfail argon2 could not start its 4 threads" in _tempfail_in_child(
-        stored, b"pw", "vm + (1 << 20)"
+        stored,
+        b"pw",
+        "vm + (4 << 20)",  # room for 64 KiB, not for one 8 MiB thread stack
     )
 
 
