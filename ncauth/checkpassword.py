@@ -206,6 +206,23 @@ def _load(argv: list[str], environ: Mapping[str, str]) -> Config | None:
         return None
 
 
+def _named_daemon(argv: list[str], path: str) -> tuple[str, tuple[float, float]]:
+    """The daemon ``--socket`` names, with the timeouts given beside it."""
+    from ncauth import client
+
+    return path, (
+        _seconds(argv, "--connect-timeout", client.CONNECT_TIMEOUT),
+        _seconds(argv, "--reply-timeout", client.REPLY_TIMEOUT),
+    )
+
+
+def _configured_daemon(config: Config | None) -> tuple[str, tuple[float, float]] | None:
+    """The daemon the config says to ask first (its socket and timeouts), if any."""
+    if config is None or not config.daemon.socket or config.daemon.forward == "never":
+        return None
+    return config.daemon.socket, (config.daemon.connect_timeout, config.daemon.reply_timeout)
+
+
 def _seconds(argv: list[str], name: str, default: float) -> float:
     value = option_argument(argv, name)
     return default if value is None else float(value)
@@ -258,40 +275,20 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     login = user_raw.decode("utf-8", "surrogateescape")
     started = time.perf_counter()
 
-    daemon = config.daemon if config is not None else None
-    if relay is not None or (daemon is not None and daemon.socket and daemon.forward != "never"):
-        from ncauth import client
-
-        if relay is not None:
-            path = relay
-            timeouts = (
-                _seconds(argv, "--connect-timeout", client.CONNECT_TIMEOUT),
-                _seconds(argv, "--reply-timeout", client.REPLY_TIMEOUT),
-            )
-        else:
-            assert daemon is not None
-            path, timeouts = daemon.socket, (daemon.connect_timeout, daemon.reply_timeout)
+    target = _named_daemon(argv, relay) if relay is not None else _configured_daemon(config)
+    if target is not None:
         extra = {k: v for k, v in (("service", service), ("rip", remote_ip)) if v}
-        relayed = _relay(environ, level, path, timeouts, login, password, lookup, extra)
+        relayed = _relay(environ, level, *target, login, password, lookup, extra)
         if isinstance(relayed, int):
             return relayed
         if config is None:  # no daemon answered: now the config decides
             config = _load(argv, environ)
             if config is None:
                 return EXIT_TEMPFAIL
-            configured = config.daemon
-            if configured.socket and configured.forward != "never" and configured.socket != path:
+            configured = _configured_daemon(config)
+            if configured is not None and configured[0] != target[0]:
                 # a stale --socket (the snippet predates a move): the configured daemon decides
-                relayed = _relay(
-                    environ,
-                    config.log_level,
-                    configured.socket,
-                    (configured.connect_timeout, configured.reply_timeout),
-                    login,
-                    password,
-                    lookup,
-                    extra,
-                )
+                relayed = _relay(environ, config.log_level, *configured, login, password, lookup, extra)
                 if isinstance(relayed, int):
                     return relayed
         if config.daemon.forward == "always":
