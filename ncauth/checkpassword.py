@@ -318,16 +318,12 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     finally:
         auth.store.close()
 
-    log.decision(
-        verdict=verdict.outcome.value,
+    log.verdict(
+        verdict,
         login=login,
-        reason=verdict.reason,
         ms=(time.perf_counter() - started) * 1000,
-        user=verdict.user,
-        uid=verdict.uid,
         service=service,
         remote_ip=remote_ip,
-        method=verdict.method,
         via="checkpassword",
     )
     if verdict.ok:

@@ -409,17 +409,8 @@ class Daemon:
             reply = _reply(rid, verdict)
         seconds = time.perf_counter() - started
         self.stats.record(verdict.outcome.wire, seconds)
-        log.decision(
-            verdict=verdict.outcome.value,
-            login=request.user,
-            reason=verdict.reason,
-            ms=seconds * 1000,
-            user=verdict.user,
-            uid=verdict.uid,
-            service=service,
-            remote_ip=rip,
-            method=verdict.method,
-            via="daemon",
+        log.verdict(
+            verdict, login=request.user, ms=seconds * 1000, service=service, remote_ip=rip, via="daemon"
         )
         return reply
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from ncauth.policy import Verdict
 
 logger = logging.getLogger("ncauth")
 
@@ -78,3 +81,21 @@ def decision(
     parts += [f'reason="{printable(reason, 300)}"', f"ms={ms:.0f}"]
     level = logging.WARNING if verdict == "tempfail" else logging.INFO
     logger.log(level, " ".join(parts))
+
+
+def verdict(
+    v: Verdict, *, login: str, ms: float, service: str = "", remote_ip: str = "", via: str = ""
+) -> None:
+    """Log the decision *v* (what checkpassword and the daemon each log per request)."""
+    decision(
+        verdict=v.outcome.value,
+        login=login,
+        reason=v.reason,
+        ms=ms,
+        user=v.user,
+        uid=v.uid,
+        service=service,
+        remote_ip=remote_ip,
+        method=v.method,
+        via=via,
+    )
