@@ -146,6 +146,8 @@ class Authenticator:
         self.clock = clock
         secret = config.nextcloud.secret.encode()
         self._token_suffixes = (secret, b"") if secret else (b"",)
+        #: does ``[userdb]`` use ``{quota_bytes}`` (a query per answer)? Decided once.
+        self._wants_quota = config.uses_placeholder(QUOTA_PLACEHOLDER)
         #: seconds of recent decoy runs: what a cheaper check's refusal waits up to
         self._decoy_times: deque[float] = deque(maxlen=16)
 
@@ -634,7 +636,7 @@ class Authenticator:
         }
         fields: dict[str, str] = {}
         if userdb:
-            if self.config.uses_placeholder(QUOTA_PLACEHOLDER):
+            if self._wants_quota:
                 values[QUOTA_PLACEHOLDER] = self._quota_bytes(account.row.uid, t)
             fields = {key: template.format_map(values) for key, template in self.config.userdb.items()}
         t("user", account.name)
