@@ -596,6 +596,7 @@ def _socket(options: Options, config: Config, conf: DovecotConf | None) -> Itera
         yield Finding("FAIL", subject, f"not a socket — remove it and {start}")
         return
     yield from _socket_mode(config, path, st)
+    yield from _socket_directories(path, st)
     yield from _peers(options, config, conf, path)
     try:
         answer = client.request(path, "STATS", connect_timeout=config.daemon.connect_timeout, reply_timeout=5)
@@ -647,6 +648,42 @@ def _socket_mode(config: Config, path: str, st: os.stat_result) -> Iterator[Find
         )
     else:
         yield Finding("OK", subject, facts)
+
+
+def _socket_directories(path: str, st: os.stat_result) -> Iterator[Finding]:
+    """Who besides root and the socket's owner could put a socket of their own at *path*
+    and answer every login: writers of its directory (a sticky bit does not help there:
+    they may create it while the daemon restarts), or of a directory above without the
+    sticky bit (they may rename the whole branch)."""
+    trusted = {0, st.st_uid}
+    directory = os.path.dirname(os.path.abspath(path))
+    parent = True
+    while True:
+        try:
+            d = os.stat(directory)
+        except OSError:
+            return
+        mode = stat.S_IMODE(d.st_mode)
+        writers = []
+        if parent or not mode & stat.S_ISVTX:
+            if d.st_uid not in trusted and mode & stat.S_IWUSR:
+                writers.append(f"user {_name(pwd.getpwuid, d.st_uid)}")
+            if d.st_gid != 0 and mode & stat.S_IWGRP:
+                writers.append(f"group {_name(grp.getgrgid, d.st_gid)}")
+            if mode & stat.S_IWOTH:
+                writers.append("every local user")
+        if writers:
+            yield Finding(
+                "WARN",
+                f"socket {path}",
+                f"{directory} ({mode:04o}) is writable by {' and '.join(writers)}, who could put a "
+                "socket of their own there and answer every login — keep the socket in a directory "
+                "only root and its owner may write (ncauth.socket: /run/ncauth)",
+            )
+            return
+        if directory == "/":
+            return
+        directory, parent = os.path.dirname(directory), False
 
 
 def _name(lookup: Callable[[int], object], number: int) -> str:

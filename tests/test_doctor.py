@@ -225,6 +225,25 @@ def test_a_socket_of_the_wrong_mode(daemon: Daemon) -> None:
     assert "every local user may connect" in line(lines, f"WARN socket {daemon.socket}:")
 
 
+def test_a_socket_directory_others_may_write(daemon: Daemon) -> None:
+    """Whoever may write the socket's directory could put their own daemon there and
+    answer every login: doctor names the directory and who, sticky bit or not."""
+    directory = daemon.socket.parent
+    warning = f"WARN socket {daemon.socket}: {directory}"
+    _, lines = doctor("--config", str(daemon.config), "--dovecot-user", "dovecot")
+    assert not [ln for ln in lines if ln.startswith(warning)], "\n".join(lines)
+    try:
+        for mode, who in ((0o1777, "every local user"), (0o775, "group dovecot")):
+            directory.chmod(mode)
+            if mode == 0o775:
+                os.chown(directory, 0, grp.getgrnam("dovecot").gr_gid)
+            _, lines = doctor("--config", str(daemon.config), "--dovecot-user", "dovecot")
+            assert f"({mode:04o}) is writable by {who}, who could put a socket" in line(lines, warning)
+    finally:
+        os.chown(directory, 0, 0)
+        directory.chmod(0o755)
+
+
 def test_dovecot_not_among_the_allowed_peers(sqlite_db: NextcloudDB, root: Path) -> None:
     config, sock = daemon_config(sqlite_db, root, 'socket_group = "dovecot"\nallowed_users = ["root"]\n')
     d = Daemon(config, sock)
