@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,10 @@ from ncauth import hashes  # noqa: E402
 from ncauth.policy import Authenticator  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
+#: what `pip install 'ncauth[postgresql]'` adds (pyproject.toml's extra)
+POSTGRESQL_EXTRA = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+    "postgresql"
+]
 PHP_HASHES = {
     "argon2id": 'echo "3|" . password_hash($argv[1], PASSWORD_ARGON2ID);',  # PHP defaults: m=65536 t=4 p=1
     "argon2i": 'echo "2|" . password_hash($argv[1], PASSWORD_ARGON2I, ["memory_cost" => 32768]);',
@@ -363,22 +368,15 @@ def whole_processes(
     url: str, stored_hash: str, work: Path, rounds: int, baseline: Path | None, only: str = ""
 ) -> list[startup.Comparison]:
     """checkpassword as whole processes against minimal Python processes (bench/startup.py):
-    in-process on this MariaDB and on an SQLite copy of the user, and relayed to a daemon
-    whose cache holds the login."""
+    in-process on this MariaDB, on an SQLite copy of the user and on a PostgreSQL copy
+    (whose driver the one-shot store does not run: SQLAlchemy's path), and relayed to a
+    daemon whose cache holds the login."""
     user = "argon2id@example.org"
     lite = work / "nextcloud.db"
-    engine = sa.create_engine(f"sqlite:///{lite}")
-    ncschema.create_schema(engine, "oc_")
-    with engine.begin() as conn:
-        ncschema.add_user(conn, "oc_", "argon2id", stored_hash)
-    engine.dispose()
+    one_user_database(f"sqlite:///{lite}", stored_hash)
     sock = work / "startup.sock"
-    configs = {}
-    for name, db_url, daemon in (
-        ("MariaDB", url, ""),
-        ("SQLite", f"sqlite:///{lite}", ""),
-        ("relay", url, sock),
-    ):
+
+    def config(name: str, db_url: str, daemon: Path | None = None) -> Path:
         path = work / f"startup-{name}.toml"
         path.write_text(
             f'[nextcloud]\ndatabase_url = "{db_url}"\n[accounts]\ndomains = ["example.org"]\n'
@@ -386,21 +384,37 @@ def whole_processes(
             + (f'[daemon]\nsocket = "{daemon}"\n' if daemon else "")
         )
         path.chmod(0o600)
-        configs[name] = path
+        return path
+
+    configs = {"MariaDB": config("MariaDB", url), "SQLite": config("SQLite", f"sqlite:///{lite}")}
+    configs["relay"] = config("relay", url, sock)
     venvs = {"this tree": venv(), **({"baseline": baseline} if baseline else {})}
     d = start_daemon(configs["relay"], sock)
     try:
         d.ask("AUTH", user, PASSWORD)  # the cache now holds this login
-        found = [
-            c
-            for c in startup.comparisons(venvs, configs, stored_hash, user, PASSWORD, sock)
-            if only in c.name
-        ]
-        for c in found:
-            c.measure(rounds)
+        found = startup.comparisons(venvs, configs, stored_hash, user, PASSWORD, sock)
+        with dbservers.postgres_server() as postgres:
+            pg_url = postgres.create_database("ncauth_startup")
+            one_user_database(pg_url, stored_hash)
+            # this tree only: with its PostgreSQL extra, as `pip install 'ncauth[postgresql]'`
+            pg_venv = make_dovecot_venv(ROOT, extra_requirements=POSTGRESQL_EXTRA)
+            pg = {"PostgreSQL": config("PostgreSQL", pg_url)}
+            found += startup.comparisons({"this tree": pg_venv}, pg, stored_hash, user, PASSWORD, None)
+            found = [c for c in found if only in c.name]
+            for c in found:
+                c.measure(rounds)
     finally:
         d.stop()
     return found
+
+
+def one_user_database(url: str, stored_hash: str) -> None:
+    """Nextcloud's tables at *url* with the one user the whole-process rounds log in as."""
+    engine = sa.create_engine(url)
+    ncschema.create_schema(engine, "oc_")
+    with engine.begin() as conn:
+        ncschema.add_user(conn, "oc_", "argon2id", stored_hash)
+    engine.dispose()
 
 
 def startup_only(rounds: int, baseline: Path | None, only: str = "") -> None:
@@ -408,12 +422,8 @@ def startup_only(rounds: int, baseline: Path | None, only: str = "") -> None:
     work = Path(tempfile.mkdtemp(prefix="ncauth-startup-"))
     with dbservers.mariadb_server() as server:
         url = server.create_database("ncauth_startup")
-        engine = sa.create_engine(url)
-        ncschema.create_schema(engine, "oc_")
         stored = php_hash("argon2id")
-        with engine.begin() as conn:
-            ncschema.add_user(conn, "oc_", "argon2id", stored)
-        engine.dispose()
+        one_user_database(url, stored)
         found = whole_processes(url, stored, work, rounds, baseline, only)
     shutil.rmtree(work, ignore_errors=True)
     m = machine()

@@ -52,6 +52,7 @@ def test_quick_benchmark_reports_every_path(tmp_path: Path) -> None:
     for comparison in (
         "checkpassword in-process, MariaDB",
         "checkpassword in-process, SQLite",
+        "checkpassword in-process, PostgreSQL",
         "checkpassword -> daemon, cache hit",
     ):
         row = whole[(comparison, "ncauth-checkpassword (this tree)")]
