@@ -178,6 +178,38 @@ def _logins(dovecot: ChrootDovecot) -> None:
         )
 
 
+def _doctor(dovecot: ChrootDovecot, daemon: bool) -> None:
+    """The installed ``ncauth doctor``, where Dovecot runs, finds the set-up whole: Dovecot's
+    own running config (2.3: checkpassword; 2.4: Lua), the daemon's socket and answers, a
+    lookup through Dovecot's path and ``doveadm user``; and it finds an unknown user out."""
+    user = f"alice@{population.DOMAIN}"
+    base = ["/usr/bin/ncauth", "doctor", "--config", "/etc/ncauth/ncauth.toml"]
+    base += ["--dovecot-config", str(dovecot.conf_path)]
+    found = {}
+    for login in (user, f"nobody-here@{population.DOMAIN}"):
+        proc = subprocess.run(
+            dovecot.nsenter_argv([*base, "--user", login]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=debian_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        record_output(proc.stdout, proc.stderr)
+        found[login] = (proc.returncode, proc.stdout.splitlines())
+    code, lines = found[user]
+    text = "\n".join(lines)
+    assert code == 0 and not [ln for ln in lines if ln.startswith("FAIL")], text
+    wanted = ["OK   config", f"OK   lookup {user}", f"OK   doveadm user {user}"]
+    wanted += ["OK   daemon", "OK   socket /run/ncauth/auth.sock"] if daemon else []
+    for start in wanted:
+        assert [ln for ln in lines if ln.startswith(start)], (start, text)
+    mode = "lua" if daemon else "checkpassword"
+    assert [ln for ln in lines if ln.startswith("OK   dovecot 2.") and f"passdb in {mode} mode" in ln], text
+    code, lines = found[f"nobody-here@{population.DOMAIN}"]
+    assert code == 1 and [ln for ln in lines if ln.startswith("FAIL lookup nobody-here@")], lines
+
+
 def test_install_login_remove_purge(machine: Machine) -> None:
     lua = machine.dovecot_cls is Dovecot24
     deb = next(machine.root.glob("ncauth_*_all.deb"))
@@ -247,6 +279,7 @@ def test_install_login_remove_purge(machine: Machine) -> None:
                 argv=dovecot.nsenter_argv(["/usr/bin/python3", f"{machine.root}/unit_launcher.py", UNIT_DIR]),
             )
         _logins(dovecot)
+        _doctor(dovecot, daemon=lua)
     finally:
         if daemon is not None:
             assert daemon.stop() == 0, daemon.log()
