@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 from ncauth import sqltext
 from ncauth.errors import TemporaryFailure
 from ncauth.queries import (
-    UNCOMPARABLE,
     Call,
     Reader,
     Row,
     connect_args,
     describe_error,
-    errno_of,
     sqlite_read_only,
+    uncomparable,
 )
 
 if TYPE_CHECKING:
@@ -266,7 +265,7 @@ class OneShotStore(Reader):
                 conn.rollback()  # as SQLAlchemy's pool does when a connection is returned
                 return out
             except driver.Error as exc:
-                if errno_of(exc) in UNCOMPARABLE:
+                if uncomparable(exc):
                     return nothing
                 last = exc
                 self.close()

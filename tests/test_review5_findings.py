@@ -4,7 +4,16 @@ path: each pins a way a login reached the wrong database, or an internal error b
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
+import sqlalchemy as sa
+from support import dbservers, population
+from support.checkpassword import checkpassword, expected_reply, request
+from support.nextcloud import NextcloudDB
+from support.population import A, P
 
 from ncauth import oneshot
 from ncauth.config import NextcloudSection
@@ -43,3 +52,61 @@ def test_a_line_break_in_the_url_query_is_left_to_sqlalchemy(url: str) -> None:
     expected = _sqlalchemy_connects(url)
     t = oneshot.target(url, SECTION._replace(database_urls=(url,)))
     assert t is None or (t.prepare(), t.kwargs) == expected, (t and t.kwargs, expected)
+
+
+# --- a collation error that is not the login's ------------------------------------------
+
+
+def _convert(db: NextcloudDB, table: str, collation: str) -> None:
+    charset = collation.split("_")[0]
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(f"ALTER TABLE oc_{table} CONVERT TO CHARACTER SET {charset} COLLATE {collation}")
+        )
+
+
+@pytest.fixture
+def mixed_collations(mariadb: dbservers.Server, tmp_path: Path) -> NextcloudDB:
+    """The standard population on MariaDB, with ``oc_users`` and ``oc_preferences``
+    converted to two different case-insensitive collations (tables converted one by one,
+    by two different guides' ``ALTER TABLE … CONVERT TO``)."""
+    url = mariadb.create_database(f"review5_collation_{os.getpid()}_{time.monotonic_ns() % 10**9}")
+    db = NextcloudDB(url, "oc_", tmp_path).populate()
+    _convert(db, "users", "utf8mb4_unicode_ci")
+    _convert(db, "preferences", "utf8mb4_general_ci")
+    yield db
+    db.close()
+
+
+def test_a_collation_mix_between_tables_is_an_outage_not_an_unknown_user(
+    mixed_collations: NextcloudDB,
+) -> None:
+    """MariaDB answers error 1267 ("Illegal mix of collations") both for a login it cannot
+    compare (a 4-byte character against a utf8mb3 column: the login is nobody's) and for two
+    columns of ncauth's own join that it cannot compare with each other. The second is the
+    database's state, not the login's: every login was "unknown user", exit 1, and mail
+    clients threw the saved password away. Only a mix that involves the bound value
+    (``COERCIBLE``) matches nobody; any other is a temporary failure."""
+    config = mixed_collations.write_config(population.STANDARD_CONFIG)
+    r = checkpassword(config, request(A, P))
+    assert r.code == 111, r.stderr
+    assert "Illegal mix of collations" in r.stderr
+    # the same through SQLAlchemy's store (ncauth verify, the daemon)
+    from ncauth import config as config_mod
+    from ncauth.outcome import Outcome
+    from ncauth.policy import Authenticator
+
+    auth = Authenticator(config_mod.load(str(config)))
+    try:
+        assert auth.authenticate(A, P.encode()).outcome is Outcome.TEMPFAIL
+        assert auth.lookup(A).outcome is Outcome.TEMPFAIL
+    finally:
+        auth.store.close()
+    # and the login that is the value's fault is still nobody's (tests/test_identity.py has
+    # the utf8mb3 case): with the join repaired, alice logs in again
+    _convert(mixed_collations, "preferences", "utf8mb4_unicode_ci")
+    r = checkpassword(config, request(A, P))
+    assert (r.code, r.reply) == (0, expected_reply(A)), r.stderr
+    _convert(mixed_collations, "users", "utf8mb3_unicode_ci")
+    r = checkpassword(config, request(f"p\U0001f511@{population.DOMAIN}", P))
+    assert r.code == 1 and "no such Nextcloud user" in r.stderr, r.stderr
