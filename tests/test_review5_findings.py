@@ -5,6 +5,8 @@ path: each pins a way a login reached the wrong database, or an internal error b
 from __future__ import annotations
 
 import os
+import pwd
+import socket
 import time
 from pathlib import Path
 
@@ -110,3 +112,50 @@ def test_a_collation_mix_between_tables_is_an_outage_not_an_unknown_user(
     _convert(mixed_collations, "users", "utf8mb3_unicode_ci")
     r = checkpassword(config, request(f"p\U0001f511@{population.DOMAIN}", P))
     assert r.code == 1 and "no such Nextcloud user" in r.stderr, r.stderr
+
+
+# --- doctor: who could answer every login from a socket of their own ----------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_doctor_names_an_owner_who_may_chmod_and_a_symlinked_directory(tmp_path: Path) -> None:
+    """doctor warned only about directories whose mode bits let others write, and walked
+    the socket's path as written. But an owner may chmod any directory of theirs (0555
+    today, 0755 tomorrow) and remove entries of a sticky one; and a symlinked directory
+    puts the socket under directories the walk never saw. A user owning any of them could
+    put a socket of their own in place and answer every login."""
+    from ncauth import doctor
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    tmp_path.chmod(0o755)
+
+    def directory(path: Path, owner: int, mode: int) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, owner, 0)
+        path.chmod(mode)
+        return path
+
+    def warnings(sock: Path) -> list[str]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(sock))
+            return [
+                f.text for f in doctor._socket_directories(str(sock), os.lstat(sock)) if f.level == "WARN"
+            ]
+
+    safe = directory(tmp_path / "safe", 0, 0o755)
+    assert warnings(safe / "auth.sock") == []
+    # the socket's own directory, owned by another user, not writable by its mode (yet)
+    owned = directory(tmp_path / "owned", nobody, 0o555)
+    assert "writable by user nobody (its owner)" in " ".join(warnings(owned / "auth.sock"))
+    # a directory above, owned by another user, with the sticky bit and no write bit
+    above = directory(tmp_path / "above", 0, 0o755)
+    run = directory(above / "run", 0, 0o755)
+    os.chown(above, nobody, 0)
+    above.chmod(0o1555)
+    assert f"{above} (1555) is writable by user nobody" in " ".join(warnings(run / "auth.sock"))
+    # a root-owned directory reached through a symlink from under a user's directory
+    home = directory(tmp_path / "home", nobody, 0o755)
+    real = directory(home / "real", 0, 0o755)
+    links = directory(tmp_path / "run", 0, 0o755)
+    (links / "ncauth").symlink_to(real)
+    assert f"{home} (0755) is writable by user nobody" in " ".join(warnings(links / "ncauth" / "auth.sock"))
