@@ -654,36 +654,42 @@ def _socket_directories(path: str, st: os.stat_result) -> Iterator[Finding]:
     """Who besides root and the socket's owner could put a socket of their own at *path*
     and answer every login: writers of its directory (a sticky bit does not help there:
     they may create it while the daemon restarts), or of a directory above without the
-    sticky bit (they may rename the whole branch)."""
+    sticky bit (they may rename the whole branch). The owner of any of these directories
+    is one whatever its mode and sticky bit (an owner may chmod, and may remove entries of
+    a sticky directory); and both the path as written and the one its symlinks lead to
+    are walked, since either is where a replacement would go (review5)."""
     trusted = {0, st.st_uid}
-    directory = os.path.dirname(os.path.abspath(path))
-    parent = True
-    while True:
-        try:
-            d = os.stat(directory)
-        except OSError:
-            return
-        mode = stat.S_IMODE(d.st_mode)
-        writers = []
-        if parent or not mode & stat.S_ISVTX:
-            if d.st_uid not in trusted and mode & stat.S_IWUSR:
-                writers.append(f"user {_name(pwd.getpwuid, d.st_uid)}")
-            if d.st_gid != 0 and mode & stat.S_IWGRP:
-                writers.append(f"group {_name(grp.getgrgid, d.st_gid)}")
-            if mode & stat.S_IWOTH:
-                writers.append("every local user")
-        if writers:
-            yield Finding(
-                "WARN",
-                f"socket {path}",
-                f"{directory} ({mode:04o}) is writable by {' and '.join(writers)}, who could put a "
-                "socket of their own there and answer every login — keep the socket in a directory "
-                "only root and its owner may write (ncauth.socket: /run/ncauth)",
-            )
-            return
-        if directory == "/":
-            return
-        directory, parent = os.path.dirname(directory), False
+    start = os.path.dirname(os.path.abspath(path))
+    seen: set[str] = set()
+    for directory in (start, os.path.realpath(start)):
+        parent = True
+        while directory not in seen:
+            seen.add(directory)
+            try:
+                d = os.stat(directory)
+            except OSError:
+                break
+            mode = stat.S_IMODE(d.st_mode)
+            writers = []
+            if d.st_uid not in trusted:
+                writers.append(f"user {_name(pwd.getpwuid, d.st_uid)} (its owner)")
+            if parent or not mode & stat.S_ISVTX:
+                if d.st_gid != 0 and mode & stat.S_IWGRP:
+                    writers.append(f"group {_name(grp.getgrgid, d.st_gid)}")
+                if mode & stat.S_IWOTH:
+                    writers.append("every local user")
+            if writers:
+                yield Finding(
+                    "WARN",
+                    f"socket {path}",
+                    f"{directory} ({mode:04o}) is writable by {' and '.join(writers)}, who could put a "
+                    "socket of their own there and answer every login — keep the socket in a directory "
+                    "only root and its owner may write (ncauth.socket: /run/ncauth)",
+                )
+                return
+            if directory == "/":
+                break
+            directory, parent = os.path.dirname(directory), False
 
 
 def _name(lookup: Callable[[int], object], number: int) -> str:

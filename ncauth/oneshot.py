@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 from ncauth import sqltext
 from ncauth.errors import TemporaryFailure
 from ncauth.queries import (
-    UNCOMPARABLE,
     Call,
     Reader,
     Row,
     connect_args,
     describe_error,
-    errno_of,
     sqlite_read_only,
+    uncomparable,
 )
 
 if TYPE_CHECKING:
@@ -40,12 +39,14 @@ if TYPE_CHECKING:
 #: The URLs handled here: a subset of SQLAlchemy's form (engine/url.py ``_parse_url``)
 #: without the characters whose reading differs between versions or parsers. A ``%`` in
 #: the database part is one: SQLAlchemy 2.1 unquotes it, 1.4 and 2.0 (Debian 12, 13) do not.
+#: A line break in the query is another: SQLAlchemy reads the query as ``.*`` with
+#: ``re.match``, so its query ends there and the rest of the URL is dropped (review5).
 _URL = re.compile(
     r"(?P<scheme>mysql\+pymysql|sqlite|sqlite\+pysqlite)://"
     r"(?:(?P<username>[^:/@?#\[\]]*)(?::(?P<password>[^/@?#\[\]]*))?@)?"
     r"(?P<host>[^:/@?#\[\]]*)(?::(?P<port>[0-9]+))?"
     r"(?:/(?P<database>[^?#@%\[\]]*))?"
-    r"(?:\?(?P<query>[^#]*))?"
+    r"(?:\?(?P<query>[^#\n]*))?"
 )
 #: URL query keys passed on as they are (strings) to PyMySQL, as SQLAlchemy does
 _MYSQL_QUERY = {"unix_socket", "charset"}
@@ -264,7 +265,7 @@ class OneShotStore(Reader):
                 conn.rollback()  # as SQLAlchemy's pool does when a connection is returned
                 return out
             except driver.Error as exc:
-                if errno_of(exc) in UNCOMPARABLE:
+                if uncomparable(exc):
                     return nothing
                 last = exc
                 self.close()

@@ -75,6 +75,19 @@ def errno_of(orig: object) -> object:
     return args[0] if args else None
 
 
+def uncomparable(orig: object) -> bool:
+    """Is *orig* MySQL's "Illegal mix of collations" for a value ncauth bound (a 4-byte
+    character against a utf8mb3 column): the value can be in no row, so it matches
+    nobody? The same errors also come from two columns that cannot be compared with each
+    other (``oc_users`` and ``oc_preferences`` converted to different collations): that is
+    the database's state, not the login's, and must stay an outage - read as "matches
+    nobody" it made every login an unknown user (exit 1, "wrong password"). MySQL names
+    each operand's coercibility in the message; a bound value is the ``COERCIBLE`` one,
+    columns are ``IMPLICIT`` (these words are not translated with lc_messages)."""
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] in UNCOMPARABLE and "COERCIBLE" in " ".join(map(str, args[1:]))
+
+
 def describe_error(exc: BaseException | None) -> str:
     """A one-line, password-free description of a database error (SQLAlchemy's, whose
     statement and parameters are cut off, or the driver's own)."""

@@ -28,14 +28,13 @@ from ncauth.errors import ConfigError, TemporaryFailure
 from ncauth.queries import (
     CANDIDATES,
     QUOTA_APPCONFIG,
-    UNCOMPARABLE,
     Call,
     Reader,
     Row,
     connect_args,
     describe_error,
-    errno_of,
     sqlite_read_only,
+    uncomparable,
 )
 
 T = TypeVar("T")
@@ -336,7 +335,7 @@ class Store(Reader):
                 self._dead_until.pop(url, None)
                 return result
             except sa.exc.DBAPIError as exc:
-                if errno_of(exc.orig) in UNCOMPARABLE:
+                if uncomparable(exc.orig):
                     return nothing
                 last = exc
                 if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
