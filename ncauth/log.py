@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:
-    from ncauth.policy import Verdict
+from enum import Enum
+from typing import Protocol, TextIO
 
 logger = logging.getLogger("ncauth")
 
@@ -83,8 +81,23 @@ def decision(
     logger.log(level, " ".join(parts))
 
 
+class Decided(Protocol):
+    """What :func:`verdict` reads of a decision (``policy.Verdict``)."""
+
+    @property
+    def outcome(self) -> Enum: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def uid(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+
+
 def verdict(
-    v: Verdict, *, login: str, ms: float, service: str = "", remote_ip: str = "", via: str = ""
+    v: Decided, *, login: str, ms: float, service: str = "", remote_ip: str = "", via: str = ""
 ) -> None:
     """Log the decision *v* (what checkpassword and the daemon each log per request)."""
     decision(
