@@ -396,10 +396,11 @@ def whole_processes(
         with dbservers.postgres_server() as postgres:
             pg_url = postgres.create_database("ncauth_startup")
             one_user_database(pg_url, stored_hash)
-            # this tree only: with its PostgreSQL extra, as `pip install 'ncauth[postgresql]'`
-            pg_venv = make_dovecot_venv(ROOT, extra_requirements=POSTGRESQL_EXTRA)
+            # with the PostgreSQL extra, as `pip install 'ncauth[postgresql]'` installs it (a
+            # baseline needs it too)
+            pg_venvs = {**venvs, "this tree": make_dovecot_venv(ROOT, extra_requirements=POSTGRESQL_EXTRA)}
             pg = {"PostgreSQL": config("PostgreSQL", pg_url)}
-            found += startup.comparisons({"this tree": pg_venv}, pg, stored_hash, user, PASSWORD, None)
+            found += startup.comparisons(pg_venvs, pg, stored_hash, user, PASSWORD, None)
             found = [c for c in found if only in c.name]
             for c in found:
                 c.measure(rounds)

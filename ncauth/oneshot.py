@@ -5,8 +5,9 @@ and 20 MiB, against a 90 ms argon2 run), while a pool, reflection of the dialect
 compiler are of no use to it. So it runs ``store.statements``, compiled by SQLAlchemy
 into ``ncauth/sqltext.py``, through the driver alone, with the arguments SQLAlchemy
 would connect with; ``queries.Reader`` (shared with the SQLAlchemy store) turns the rows
-into answers. Anything this module does not handle exactly as SQLAlchemy would (another
-driver, an unusual URL or table prefix) is left to ``store.Store``: ``store_for`` picks.
+into answers: PyMySQL, psycopg (where SQLAlchemy has its dialect: 2.0 on) or sqlite3.
+Anything this module does not handle exactly as SQLAlchemy would (another driver, an
+unusual URL or table prefix) is left to ``store.Store``: ``store_for`` picks.
 tests/test_oneshot.py pins the SQL text, the expanded parameters and the connection
 arguments to SQLAlchemy's own.
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 #: A line break in the query is another: SQLAlchemy reads the query as ``.*`` with
 #: ``re.match``, so its query ends there and the rest of the URL is dropped (review5).
 _URL = re.compile(
-    r"(?P<scheme>mysql\+pymysql|sqlite|sqlite\+pysqlite)://"
+    r"(?P<scheme>mysql\+pymysql|postgresql\+psycopg|sqlite|sqlite\+pysqlite)://"
     r"(?:(?P<username>[^:/@?#\[\]]*)(?::(?P<password>[^/@?#\[\]]*))?@)?"
     r"(?P<host>[^:/@?#\[\]]*)(?::(?P<port>[0-9]+))?"
     r"(?:/(?P<database>[^?#@%\[\]]*))?"
@@ -50,6 +51,10 @@ _URL = re.compile(
 )
 #: URL query keys passed on as they are (strings) to PyMySQL, as SQLAlchemy does
 _MYSQL_QUERY = {"unix_socket", "charset"}
+#: URL query keys passed on as they are to psycopg (libpq's own), as SQLAlchemy's
+#: ``_psycopg_common`` does; ``host`` only as one socket directory or host name without
+#: ``,`` or ``:`` (SQLAlchemy reads those as several hosts, or a port)
+_POSTGRESQL_QUERY = {"host", "sslmode", "sslrootcert", "sslcert", "sslkey", "application_name"}
 #: table prefixes whose table names no dialect quotes (lower-case, not a leading digit)
 _PLAIN_PREFIX = re.compile(r"(?:[a-z][a-z0-9_]*)?", re.ASCII)
 _FOUND_ROWS = 2  # PyMySQL's constants.CLIENT.FOUND_ROWS, which SQLAlchemy always sets
@@ -65,6 +70,10 @@ class Target:
         """The driver's module: ``connect`` and the DB-API exception classes."""
         if self.dialect == "mysql":
             return pymysql()
+        if self.dialect == "postgresql":
+            import psycopg
+
+            return psycopg
         import sqlite3
 
         return sqlite3
@@ -159,6 +168,8 @@ def target(url: str, section: NextcloudSection) -> Target | None:
         return None
     parts = {k: (_unquote(v) if k in ("username", "password") else v) for k, v in m.groupdict().items()}
     query = _query(parts["query"])
+    if parts["scheme"] == "postgresql+psycopg":
+        return _postgresql(url, parts, query, section)
     if parts["scheme"] == "mysql+pymysql":
         if (
             not parts["database"]
@@ -193,6 +204,44 @@ def target(url: str, section: NextcloudSection) -> Target | None:
         return None
     kwargs = {"check_same_thread": False, "uri": True, **connect_args("sqlite", section)}
     return Target(url, "sqlite", [database], kwargs)
+
+
+def _postgresql(
+    url: str, parts: dict[str, str | None], query: list[tuple[str, str]], section: NextcloudSection
+) -> Target | None:
+    """psycopg's ``connect`` arguments as SQLAlchemy's psycopg dialect makes them
+    (``_psycopg_common.create_connect_args``), or None where it could read them otherwise.
+    Only where that dialect exists for the SQLAlchemy installed (2.0 on; 1.4 has none, so
+    the daemon would refuse the URL) and psycopg is installed (else SQLAlchemy's store
+    names the package to install)."""
+    from importlib.util import find_spec
+
+    from ncauth.config import _postgresql_scheme
+
+    keys = [k for k, _ in query]
+    if (
+        not parts["database"]
+        or len(set(keys)) != len(keys)
+        or not set(keys) <= _POSTGRESQL_QUERY
+        or any(k == "host" and ("," in v or ":" in v) for k, v in query)
+        or _postgresql_scheme() != "postgresql+psycopg"
+        or find_spec("psycopg") is None
+    ):
+        return None
+    kwargs: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("host", parts["host"]),
+            ("dbname", parts["database"]),
+            ("user", parts["username"]),
+            ("password", parts["password"]),
+            ("port", int(parts["port"]) if parts["port"] else None),
+        )
+        if value
+    }
+    kwargs.update(query)
+    kwargs.update(connect_args("postgresql", section))
+    return Target(url, "postgresql", [], kwargs)
 
 
 def _unquote(text: str | None) -> str | None:
@@ -298,20 +347,17 @@ class OneShotStore(Reader):
 def bind(dialect: str, name: str, params: dict[str, object], prefix: str) -> tuple[str, Any]:
     """(SQL, parameters) of statement *name* as SQLAlchemy hands them to the driver:
     the table prefix in place, each ``IN`` list expanded into one parameter per value."""
-    text, order, constants = sqltext.STATEMENTS[dialect][name]
+    text, order, constants, expanding = sqltext.STATEMENTS[dialect][name]
     text = text.replace(sqltext.PREFIX, prefix)
     values = {**constants, **params}
     names = list(order) if order is not None else None
     positional = sqltext.PARAMSTYLE[dialect] == "qmark"
-    for key, value in list(values.items()):
-        marker = f"__[POSTCOMPILE_{key}]"
-        if marker not in text:
-            continue
+    for key, one in expanding.items():
+        value = values.pop(key)
         assert isinstance(value, list | tuple) and value, f"{name}: {key} needs a non-empty list"
         expanded = [f"{key}_{i}" for i in range(1, len(value) + 1)]
-        del values[key]
         values.update(zip(expanded, value, strict=True))
-        text = text.replace(marker, ", ".join("?" if positional else f"%({k})s" for k in expanded))
+        text = text.replace(f"__[POSTCOMPILE_{key}]", ", ".join(one.format(name=k) for k in expanded))
         if names is not None:
             i = names.index(key)
             names[i : i + 1] = expanded

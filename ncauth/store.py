@@ -360,22 +360,35 @@ class Store(Reader):
 
 #: The driver of each dialect whose statements ``ncauth/sqltext.py`` holds, as its URLs
 #: name it: what ``oneshot.OneShotStore`` can run without SQLAlchemy.
-ONESHOT_DRIVERS = {"mysql": "mysql+pymysql", "sqlite": "sqlite+pysqlite"}
+ONESHOT_DRIVERS = {"mysql": "mysql+pymysql", "postgresql": "postgresql+psycopg", "sqlite": "sqlite+pysqlite"}
 #: The table prefix ``ncauth/sqltext.py`` is compiled with, replaced by the configured one.
 SQLTEXT_PREFIX = "ncauthprefix_"
 
 
 def compiled(
     stmt: sa.Select[tuple[object, ...]], dialect: sa.Dialect
-) -> tuple[str, list[str] | None, dict[str, object]]:
+) -> tuple[str, list[str] | None, dict[str, object], dict[str, str]]:
     """*stmt* as SQLAlchemy sends it to *dialect*'s driver before expanding ``IN``
-    lists: (SQL, parameter names in order for a positional paramstyle, the constants)."""
+    lists: (SQL, parameter names in order for a positional paramstyle, the constants,
+    and for each ``IN`` list the text of one of its values with ``{name}`` for the
+    parameter's name: ``%({name})s``, ``?``, or with psycopg's cast ``%({name})s::VARCHAR``)."""
     c = stmt.compile(dialect=dialect)
     params = c.construct_params(_check=False)
+    text = str(c)
+    expanding = {}
+    for key in [k for k in params if f"__[POSTCOMPILE_{k}]" in text]:
+        # SQLAlchemy's own expansion of a one-value list, cut out of the statement
+        assert text.count("__[POSTCOMPILE_") == 1, "one IN list a statement"
+        before, after = text.split(f"__[POSTCOMPILE_{key}]")
+        one = c._process_parameters_for_postcompile({**params, key: ["x"]}).statement
+        assert one.startswith(before) and one.endswith(after), key
+        value = one[len(before) : len(one) - len(after)]
+        expanding[key] = value.replace(f"{key}_1", "{name}")
     return (
-        str(c),
+        text,
         list(c.positiontup) if c.positiontup else None,
         {k: v for k, v in params.items() if v is not None},
+        expanding,
     )
 
 
@@ -397,18 +410,20 @@ def sqltext_source() -> str:
     lines += [f"    {name!r}: {d.paramstyle!r}," for name, d in dialects.items()]
     lines += [
         "}",
-        "#: dialect -> statement name -> (SQL, positional parameter names or None, constants)",
-        "STATEMENTS: dict[str, dict[str, tuple[str, list[str] | None, dict[str, object]]]] = {",
+        "#: dialect -> statement name -> (SQL, positional parameter names or None, constants,",
+        "#: IN list -> the text of one value, ``{name}`` its parameter's name)",
+        "STATEMENTS: dict[str, dict[str, tuple[str, list[str] | None, dict[str, object], dict[str, str]]]] = {",
     ]
     for name, d in dialects.items():
         lines.append(f"    {name!r}: {{")
         for key, stmt in st.items():
-            text, order, constants = compiled(stmt, d)
+            text, order, constants, expanding = compiled(stmt, d)
             lines += [
                 f"        {key!r}: (",
                 f"            {text!r},",
                 f"            {order!r},",
                 f"            {constants!r},",
+                f"            {expanding!r},",
                 "        ),",
             ]
         lines.append("    },")

@@ -92,6 +92,13 @@ def sqlalchemy_connects(url: str, section: NextcloudSection) -> tuple[list[objec
     engine = make_engine(url, section)
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     kwargs.update(_connect_args(engine.url, section))
+    # psycopg: SQLAlchemy passes a copy of psycopg's global adapters (to register its
+    # optional loaders on; none for ncauth's engines): the same types as psycopg's default
+    context = kwargs.pop("context", None)
+    if context is not None:
+        import psycopg
+
+        assert context.types is psycopg.adapters.types or list(context.types) == list(psycopg.adapters.types)
     return list(args), kwargs
 
 
@@ -104,6 +111,11 @@ def sqlalchemy_connects(url: str, section: NextcloudSection) -> tuple[list[objec
         "mysql+pymysql://nc:pw@db/nc?charset=utf8mb4",
         "mysql+pymysql://nc:@db/nc",
         "mysql+pymysql://@/nc?unix_socket=/run/mysqld/mysqld.sock",
+        "postgresql+psycopg://nextcloud:s3cret@127.0.0.1:5432/nextcloud",
+        "postgresql+psycopg://nextcloud:p%40ss%3Aw%2Frd@db.example.org/nextcloud",
+        "postgresql+psycopg://nextcloud@/nextcloud?host=/run/postgresql",  # config_php's socket form
+        "postgresql+psycopg://nc:pw@db/nc?sslmode=require&application_name=ncauth",
+        "postgresql+psycopg://@/nc",
         "sqlite:///{tmp}/owncloud.db",
         "sqlite:///relative/nextcloud.db",
         "sqlite+pysqlite:///{tmp}/nc data/nc.db",
@@ -137,13 +149,14 @@ def test_the_same_connection_arguments_as_sqlalchemy(
 def test_percent_encoded_credentials_reach_the_driver_as_sqlalchemy_passes_them(
     user: str, password: str, host: str, port: int | None, database: str
 ) -> None:
-    url = sa.URL.create("mysql+pymysql", user, password, host, port, database).render_as_string(
-        hide_password=False
-    )
-    section = SECTION._replace(database_urls=(url,))
-    t = oneshot.target(url, section)
-    if t is not None:  # what it takes, it takes exactly as SQLAlchemy does
-        assert (t.prepare(), t.kwargs) == sqlalchemy_connects(url, section)
+    for driver in ("mysql+pymysql", "postgresql+psycopg"):
+        url = sa.URL.create(driver, user, password, host, port, database).render_as_string(
+            hide_password=False
+        )
+        section = SECTION._replace(database_urls=(url,))
+        t = oneshot.target(url, section)
+        if t is not None:  # what it takes, it takes exactly as SQLAlchemy does
+            assert (t.prepare(), t.kwargs) == sqlalchemy_connects(url, section)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +164,15 @@ def test_percent_encoded_credentials_reach_the_driver_as_sqlalchemy_passes_them(
     [
         "mysql://nc:pw@db/nc",  # MySQLdb, not PyMySQL
         "mariadb+pymysql://nc:pw@db/nc",
-        "postgresql+psycopg://nc:pw@db/nc",
+        "postgresql://nc:pw@db/nc",  # psycopg2 before SQLAlchemy 2.1
+        "postgresql+psycopg2://nc:pw@db/nc",
+        "postgresql+psycopg://nc:pw@db",
+        "postgresql+psycopg://nc:pw@[::1]/nc",
+        "postgresql+psycopg://nc:pw@/nc?host=db1,db2",  # several hosts
+        "postgresql+psycopg://nc:pw@/nc?host=db:5433",  # a port in the host
+        "postgresql+psycopg://nc:pw@db/nc?port=5433",
+        "postgresql+psycopg://nc:pw@db/nc?options=-c%20search_path%3Dx",
+        "postgresql+psycopg://nc:pw@db/nc?sslmode=disable&sslmode=require",
         "mysql+pymysql://nc:pw@[::1]/nc",
         "mysql+pymysql://nc:pw@db/nc?ssl_ca=/etc/ssl/ca.pem",
         "mysql+pymysql://nc:pw@db/nc?charset=utf8mb4&charset=latin1",
@@ -246,6 +267,38 @@ def test_in_process_decision_on_mariadb_imports_no_sqlalchemy(mariadb, tmp_path:
     assert (code, reply) == (0, expected_reply(A))
     assert not modules & (NEVER - {"ssl"}), sorted(modules & NEVER)
     assert {"pymysql", "ssl"} <= modules
+
+
+def test_in_process_decision_on_postgresql_imports_no_sqlalchemy(postgres, tmp_path: Path) -> None:
+    """psycopg alone, with the statements SQLAlchemy's psycopg dialect sends (casts and
+    all); every case of the standard population gets the store's own verdict."""
+    db = NextcloudDB(postgres.create_database("nc_oneshot_pg"), "oc_", tmp_path).populate()
+    try:
+        config = db.write_config(population.STANDARD_CONFIG)
+        code, reply, modules = loaded(config)
+        assert (code, reply) == (0, expected_reply(A))
+        assert not modules & (NEVER - {"ssl"}), sorted(modules & NEVER)  # psycopg's asyncio loads ssl
+        assert "psycopg" in modules
+        from ncauth import config as config_mod
+        from ncauth.policy import Authenticator
+
+        section = config_mod.load(str(config)).nextcloud
+        assert isinstance(oneshot.store_for(section), oneshot.OneShotStore)
+        both = [
+            Authenticator(config_mod.load(str(config)), store)
+            for store in (oneshot.OneShotStore(section), Store(section))
+        ]
+        try:
+            for case in population.CASES:
+                one, other = (
+                    a.authenticate(case.login, case.password_bytes, remote_ip=case.remote_ip) for a in both
+                )
+                assert one == other and one.outcome.value == case.outcome, (case, one, other)
+        finally:
+            for a in both:
+                a.store.close()
+    finally:
+        db.close()
 
 
 def test_relay_imports_neither_database_nor_hash_nor_logging(sqlite_daemon: Daemon, tmp_path: Path) -> None:
