@@ -42,12 +42,16 @@ if TYPE_CHECKING:
 #: the database part is one: SQLAlchemy 2.1 unquotes it, 1.4 and 2.0 (Debian 12, 13) do not.
 #: A line break in the query is another: SQLAlchemy reads the query as ``.*`` with
 #: ``re.match``, so its query ends there and the rest of the URL is dropped (review5).
+#: An ``@`` in the query is a third: SQLAlchemy's user info runs to the first ``@``
+#: anywhere (its password is ``[^@]*``, across ``/`` and ``?``), so without a password
+#: before the host, ``u@db:5432/nc?x=a@b`` is its user ``u@db``, password
+#: ``5432/nc?x=a`` and host ``b``: another server than the one read here (review6).
 _URL = re.compile(
     r"(?P<scheme>mysql\+pymysql|postgresql\+psycopg|sqlite|sqlite\+pysqlite)://"
     r"(?:(?P<username>[^:/@?#\[\]]*)(?::(?P<password>[^/@?#\[\]]*))?@)?"
     r"(?P<host>[^:/@?#\[\]]*)(?::(?P<port>[0-9]+))?"
     r"(?:/(?P<database>[^?#@%\[\]]*))?"
-    r"(?:\?(?P<query>[^#\n]*))?"
+    r"(?:\?(?P<query>[^#\n@]*))?"
 )
 #: URL query keys passed on as they are (strings) to PyMySQL, as SQLAlchemy does
 _MYSQL_QUERY = {"unix_socket", "charset"}
