@@ -311,8 +311,7 @@ def test_dovecot_forms(limit: int | None, placeholder: str, rule23: str, size24:
     ids=lambda p: "-".join(p),
 )
 def quota_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[NextcloudDB, Reader]]:
-    """Each database, read by the daemon's store and by checkpassword's (which is the
-    same SQLAlchemy store on PostgreSQL)."""
+    """Each database, read by the daemon's store and by checkpassword's (the driver alone)."""
     backend, kind = request.param
     db = NextcloudDB(database_url(backend, request, tmp_path), "oc_", tmp_path)
     path = tmp_path / "ncauth.toml"
@@ -320,7 +319,7 @@ def quota_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[N
     path.chmod(0o600)
     section = config_mod.load(str(path)).nextcloud
     store = Store(section) if kind == "sqlalchemy" else store_for(section)
-    assert isinstance(store, OneShotStore) == (kind == "oneshot" and backend != "postgresql")
+    assert isinstance(store, OneShotStore) == (kind == "oneshot")
     yield db, store
     store.close()
     db.close()
