@@ -175,23 +175,9 @@ def target(url: str, section: NextcloudSection) -> Target | None:
     if parts["scheme"] == "postgresql+psycopg":
         return _postgresql(url, parts, query, section)
     if parts["scheme"] == "mysql+pymysql":
-        if (
-            not parts["database"]
-            or len({k for k, _ in query}) != len(query)
-            or not {k for k, _ in query} <= _MYSQL_QUERY
-        ):
+        if not parts["database"] or not _plain_query(query, _MYSQL_QUERY):
             return None
-        kwargs: dict[str, Any] = {
-            key: value
-            for key, value in (
-                ("host", parts["host"]),
-                ("database", parts["database"]),
-                ("user", parts["username"]),
-                ("password", parts["password"]),
-                ("port", int(parts["port"]) if parts["port"] else None),
-            )
-            if value
-        }
+        kwargs = _translated(parts, "database")
         kwargs.update(query)
         kwargs["client_flag"] = _FOUND_ROWS
         kwargs.update(connect_args("mysql", section))
@@ -222,30 +208,40 @@ def _postgresql(
 
     from ncauth.config import _postgresql_scheme
 
-    keys = [k for k, _ in query]
     if (
         not parts["database"]
-        or len(set(keys)) != len(keys)
-        or not set(keys) <= _POSTGRESQL_QUERY
+        or not _plain_query(query, _POSTGRESQL_QUERY)
         or any(k == "host" and ("," in v or ":" in v) for k, v in query)
         or _postgresql_scheme() != "postgresql+psycopg"
         or find_spec("psycopg") is None
     ):
         return None
-    kwargs: dict[str, Any] = {
+    kwargs = _translated(parts, "dbname")
+    kwargs.update(query)
+    kwargs.update(connect_args("postgresql", section))
+    return Target(url, "postgresql", [], kwargs)
+
+
+def _plain_query(query: list[tuple[str, str]], allowed: set[str]) -> bool:
+    """Each key once, and each one the driver takes as a string, as SQLAlchemy passes it."""
+    keys = [k for k, _ in query]
+    return len(set(keys)) == len(keys) and set(keys) <= allowed
+
+
+def _translated(parts: dict[str, str | None], database: str) -> dict[str, Any]:
+    """SQLAlchemy's ``URL.translate_connect_args(username="user", database=database)``:
+    host, database, user, password and port, each left out where unset or empty."""
+    return {
         key: value
         for key, value in (
             ("host", parts["host"]),
-            ("dbname", parts["database"]),
+            (database, parts["database"]),
             ("user", parts["username"]),
             ("password", parts["password"]),
             ("port", int(parts["port"]) if parts["port"] else None),
         )
         if value
     }
-    kwargs.update(query)
-    kwargs.update(connect_args("postgresql", section))
-    return Target(url, "postgresql", [], kwargs)
 
 
 def _unquote(text: str | None) -> str | None:
