@@ -38,8 +38,7 @@ Call = tuple[str, dict[str, object]]
 
 #: Distinct users a diagnostic query reads at most.
 CANDIDATES = 50
-#: MySQL/MariaDB "Illegal mix of collations" (2, 3, n operands): the value cannot be
-#: stored in the column's character set, so no row can hold it.
+#: MySQL/MariaDB "Illegal mix of collations" (2, 3, n operands): see :func:`uncomparable`.
 UNCOMPARABLE = {1267, 1270, 1271}
 #: The ``files`` app settings ``User::getQuota()`` reads (lib/private/User/User.php).
 QUOTA_APPCONFIG = ("default_quota", "allow_unlimited_quota", "quota_preset")
@@ -67,12 +66,6 @@ class TokenRow(NamedTuple):
     #: the login password encrypted with the token (None: the token stores none)
     stored_password: str | None = None
     private_key: str | None = None
-
-
-def errno_of(orig: object) -> object:
-    """The driver's error number (MySQL's first argument), if any."""
-    args = getattr(orig, "args", ())
-    return args[0] if args else None
 
 
 def uncomparable(orig: object) -> bool:
