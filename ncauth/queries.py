@@ -126,9 +126,18 @@ def sqlite_read_only(database: str, shown: str) -> str:
     """The ``file:`` URI (without its query) that opens the SQLite file *database*
     read-only, for both stores: a mistyped path is an error instead of a new, empty
     database, and Nextcloud's file is never written. A missing file is a ConfigError
-    naming it (*shown*: the configured URL, password-free). Leading slashes collapse to
-    one, as the kernel reads them (in a URI "//x" would be an authority), and the three
-    characters a SQLite URI path gives meaning to (``%``, ``?``, ``#``) are escaped."""
+    naming it (*shown*: the configured URL, password-free), and so is a relative path.
+    Leading slashes collapse to one, as the kernel reads them (in a URI "//x" would be an
+    authority), and the three characters a SQLite URI path gives meaning to (``%``, ``?``,
+    ``#``) are escaped."""
+    if not database.startswith("/"):
+        # os.path.abspath would read it from each process's own working directory:
+        # Dovecot's auth process, the daemon and `ncauth verify` could open three files
+        raise ConfigError(
+            f"[nextcloud] database_url {shown!r}: {database!r} is a relative path, which each "
+            "process would read from its own working directory (Dovecot's, the daemon's and "
+            "yours differ): give the absolute path, e.g. sqlite:////var/www/nextcloud/data/owncloud.db"
+        )
     path = "/" + os.path.abspath(database).lstrip("/")
     if not os.path.exists(path):
         raise ConfigError(

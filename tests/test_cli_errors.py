@@ -9,6 +9,7 @@ import importlib.util
 import os
 import pty
 import select
+import shutil
 import signal
 import sys
 import time
@@ -353,6 +354,26 @@ def test_missing_sqlite_file_is_a_config_error_and_stays_missing(tmp_path: Path)
     r = checkpassword(plain, request(population.A, population.P))
     assert r.code == 111 and "config error:" in r.stderr and expected in r.stderr
     assert not db.exists()
+
+
+@pytest.mark.parametrize("relative", ["nextcloud.db", "data/nextcloud.db", "./nextcloud.db"])
+def test_a_relative_sqlite_path_is_a_config_error(nextcloud_sqlite: NextcloudDB, relative: str) -> None:
+    """Each process would read a relative path from its own working directory (Dovecot's
+    auth process, the daemon's, the admin's shell): one config, possibly three databases.
+    Refused even where the file exists in the directory the command runs in."""
+    directory = nextcloud_sqlite.directory
+    (directory / "data").mkdir(exist_ok=True)
+    shutil.copy(directory / "nextcloud.db", directory / "data" / "nextcloud.db")
+    config = config_file(directory, f'database_url = "sqlite:///{relative}"', name="relative.toml")
+    expected = (
+        f"{relative!r} is a relative path, which each process would read from its own working directory"
+    )
+    proc = leakcheck.run(
+        [NCAUTH, "verify", "--config", str(config), population.A], input="x\n", cwd=str(directory)
+    )
+    assert proc.returncode == cli.EX_CONFIG and expected in proc.stderr.splitlines()[-1], proc.stderr
+    r = checkpassword(config, request(population.A, population.P))
+    assert r.code == 111 and "config error:" in r.stderr and expected in r.stderr, r.stderr
 
 
 def test_sqlite_is_opened_read_only(tmp_path: Path) -> None:

@@ -117,7 +117,6 @@ def sqlalchemy_connects(url: str, section: NextcloudSection) -> tuple[list[objec
         "postgresql+psycopg://nc:pw@db/nc?sslmode=require&application_name=ncauth",
         "postgresql+psycopg://@/nc",
         "sqlite:///{tmp}/owncloud.db",
-        "sqlite:///relative/nextcloud.db",
         "sqlite+pysqlite:///{tmp}/nc data/nc.db",
     ],
 )
