@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ncauth import sqltext
-from ncauth.errors import TemporaryFailure
+from ncauth.errors import ConfigError, TemporaryFailure
 from ncauth.queries import (
     Call,
     Reader,
@@ -75,8 +75,15 @@ class Target:
         if self.dialect == "mysql":
             return pymysql()
         if self.dialect == "postgresql":
-            import psycopg
+            try:
+                import psycopg
+            except ImportError as exc:  # installed (target() found it) but cannot load
+                from ncauth.store import redact_url
 
+                raise ConfigError(
+                    f"[nextcloud] database_url {redact_url(self.url)!r}: its driver module "
+                    f"'psycopg' cannot be imported ({exc})"
+                ) from None
             return psycopg
         import sqlite3
 

@@ -5,7 +5,11 @@ error as "wrong password" (exit 1) instead of a temporary failure (111)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from support import population
+from support.checkpassword import checkpassword, request
 
 from ncauth import oneshot
 from ncauth.config import NextcloudSection
@@ -42,3 +46,23 @@ def test_an_at_sign_in_the_query_is_read_as_sqlalchemy_reads_it_or_left_to_it(ur
     t = oneshot.target(url, section)
     if t is not None:
         assert (t.prepare(), t.kwargs) == _sqlalchemy_connects(url)
+
+
+# --- a psycopg that is installed but cannot load ------------------------------------------
+
+
+def test_a_psycopg_that_cannot_load_is_a_config_error(tmp_path: Path) -> None:
+    """The one-shot store takes a PostgreSQL URL where psycopg is installed; psycopg that
+    then cannot load (here: told to use its C implementation, which is not installed) is
+    a config error naming the module, as a missing one is in SQLAlchemy's store, not an
+    "internal error" (exit 111 either way)."""
+    config = tmp_path / "ncauth.toml"
+    config.write_text(
+        population.config_text("postgresql+psycopg://nc:secret@127.0.0.1:1/nc", "oc_")
+        + population.STANDARD_CONFIG
+    )
+    config.chmod(0o600)
+    r = checkpassword(config, request(population.A, population.P), {"PSYCOPG_IMPL": "c"})
+    assert r.code == 111, r.stderr
+    assert "config error: [nextcloud] database_url 'postgresql+psycopg://nc:***@127.0.0.1:1/nc': " in r.stderr
+    assert "its driver module 'psycopg' cannot be imported (" in r.stderr and "secret" not in r.stderr
