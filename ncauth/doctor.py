@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -597,6 +598,7 @@ def _socket(options: Options, config: Config, conf: DovecotConf | None) -> Itera
         return
     yield from _socket_mode(config, path, st)
     yield from _socket_directories(path, st)
+    yield from _listener(options, path, st)
     yield from _peers(options, config, conf, path)
     try:
         answer = client.request(path, "STATS", connect_timeout=config.daemon.connect_timeout, reply_timeout=5)
@@ -690,6 +692,34 @@ def _socket_directories(path: str, st: os.stat_result) -> Iterator[Finding]:
             if directory == "/":
                 break
             directory, parent = os.path.dirname(directory), False
+
+
+def _listener(options: Options, path: str, st: os.stat_result) -> Iterator[Finding]:
+    """Whose socket it is, and whose process listens on it (``SO_PEERCRED``: the process
+    that called listen(), systemd itself under socket activation): root or the daemon's
+    user, nobody else. A socket of anyone else answers for every login Dovecot asks it."""
+    subject = f"socket {path}"
+    name = options.daemon_user or _unit().get("User", "")
+    try:
+        trusted = {0, pwd.getpwnam(name).pw_uid} if name else {0}
+    except KeyError:
+        trusted = {0}  # the daemon's user is reported missing with the config's readers
+    want = f"root or the daemon's user {name}" if name else "root (give --daemon-user for the daemon's user)"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(path)
+            pid, uid, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except OSError:
+        pid = uid = -1  # nobody listening: the daemon check below says so
+    for what, owner in (("owned by", st.st_uid), (f"listened on by pid {pid}, which runs as", uid)):
+        if owner >= 0 and owner not in trusted:
+            yield Finding(
+                "FAIL" if name else "WARN",
+                subject,
+                f"{what} user {_name(pwd.getpwuid, owner)}, not {want}: a socket of anyone else "
+                "answers for every login — stop whatever serves it, remove it and start ncauth.socket",
+            )
 
 
 def _name(lookup: Callable[[int], object], number: int) -> str:

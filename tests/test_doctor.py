@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from support import population
 from support.daemon import Daemon, daemon_config
 from support.dbservers import Server
 from support.dovecot_e2e import _db_user, start
-from support.dovecot_harness import Dovecot, dovecot_available, dovecot_tmpdir
+from support.dovecot_harness import SYSTEM_PYTHON, Dovecot, dovecot_available, dovecot_tmpdir
 from support.leakcheck import record_output
 from support.nextcloud import NextcloudDB, database_url
 from support.require import unavailable
@@ -242,6 +243,37 @@ def test_a_socket_directory_others_may_write(daemon: Daemon) -> None:
     finally:
         os.chown(directory, 0, 0)
         directory.chmod(0o755)
+
+
+def test_a_socket_served_by_another_user(sqlite_db: NextcloudDB, root: Path) -> None:
+    """A socket that someone else made and listens on (here: user nobody's) would answer
+    for every login: doctor names its owner and the listening process's user, a failure
+    when the daemon's user is known, a warning when doctor cannot tell it."""
+    nobody = pwd.getpwnam("nobody")
+    fake = root / "fake"
+    fake.mkdir()
+    os.chown(fake, nobody.pw_uid, nobody.pw_gid)
+    config, _ = daemon_config(sqlite_db, root)
+    sock = fake / "auth.sock"
+    config.write_text(config.read_text().replace(str(root / "auth.sock"), str(sock)))
+    serve = "import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen()\n"
+    serve += "print('ready', flush=True)\ntime.sleep(60)\n"
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, "-c", serve, str(sock)],  # one user nobody may run
+        stdout=subprocess.PIPE,
+        user=nobody.pw_uid,
+        group=nobody.pw_gid,
+        extra_groups=[],
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        _, lines = doctor("--config", str(config), "--daemon-user", "root")
+        found = [ln for ln in lines if ln.startswith(f"FAIL socket {sock}: ")]
+        assert any("owned by user nobody, not root or the daemon's user root" in ln for ln in found), lines
+        assert any(f"listened on by pid {proc.pid}, which runs as user nobody" in ln for ln in found), lines
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_dovecot_not_among_the_allowed_peers(sqlite_db: NextcloudDB, root: Path) -> None:
