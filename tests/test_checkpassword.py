@@ -133,6 +133,21 @@ def test_answers_under_dovecots_256mib_address_space_limit(mariadb_nextcloud) ->
     assert (r.code, r.reply) == (0, expected_reply(A)), r.stderr
 
 
+def test_answers_under_the_limit_on_postgresql_too(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The one-shot store's psycopg (libpq, OpenSSL, asyncio) fits beside the hash as well."""
+    from support.checkpassword import request as fd3  # *request* is pytest's here
+
+    db = NextcloudDB(database_url("postgresql", request, tmp_path), "oc_", tmp_path).populate()
+    try:
+        config = db.write_config(population.STANDARD_CONFIG)
+        r = checkpassword(config, fd3(A, P), address_space=256 * 1024 * 1024)
+        assert (r.code, r.reply) == (0, expected_reply(A)), r.stderr
+        r = checkpassword(config, fd3(A, "wrong"), address_space=256 * 1024 * 1024)
+        assert (r.code, r.reply) == (1, b""), r.stderr
+    finally:
+        db.close()
+
+
 # --- failures are temporary ----------------------------------------------------------
 
 
