@@ -369,8 +369,7 @@ def whole_processes(
 ) -> list[startup.Comparison]:
     """checkpassword as whole processes against minimal Python processes (bench/startup.py):
     in-process on this MariaDB, on an SQLite copy of the user and on a PostgreSQL copy
-    (whose driver the one-shot store does not run: SQLAlchemy's path), and relayed to a
-    daemon whose cache holds the login."""
+    (psycopg from the postgresql extra), and relayed to a daemon whose cache holds the login."""
     user = "argon2id@example.org"
     lite = work / "nextcloud.db"
     one_user_database(f"sqlite:///{lite}", stored_hash)
