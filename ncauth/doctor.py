@@ -295,7 +295,7 @@ def _identities(options: Options, config: Config, conf: DovecotConf | None) -> I
     if not config.daemon.socket:
         return
     unit = _unit()
-    name = options.daemon_user or unit.get("User", "")
+    name = _daemon_user(options, unit)
     if not name:
         yield Finding("SKIP", "daemon user", "no ncauth.service with User= found: give --daemon-user")
         return
@@ -303,6 +303,11 @@ def _identities(options: Options, config: Config, conf: DovecotConf | None) -> I
     group = "" if options.daemon_user else unit.get("Group", "")
     extra = () if options.daemon_user else tuple(unit.get("SupplementaryGroups", "").split())
     yield from _identity(name, "the daemon (ncauth serve)", source, group, extra)
+
+
+def _daemon_user(options: Options, unit: dict[str, str] | None = None) -> str:
+    """The daemon's user: ``--daemon-user``, else ``ncauth.service``'s ``User=``, else ""."""
+    return options.daemon_user or (_unit() if unit is None else unit).get("User", "")
 
 
 def _identity(
@@ -699,7 +704,7 @@ def _listener(options: Options, path: str, st: os.stat_result) -> Iterator[Findi
     that called listen(), systemd itself under socket activation): root or the daemon's
     user, nobody else. A socket of anyone else answers for every login Dovecot asks it."""
     subject = f"socket {path}"
-    name = options.daemon_user or _unit().get("User", "")
+    name = _daemon_user(options)
     try:
         trusted = {0, pwd.getpwnam(name).pw_uid} if name else {0}
     except KeyError:
