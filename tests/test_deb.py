@@ -82,6 +82,16 @@ def _chroot(suite: str) -> Path:
         unavailable(f"no Debian {suite} chroot: {exc}")
 
 
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """*argv* (a command entering a chroot) with Debian's environment and no stdin; its
+    output handed to the leak check, its exit status to the caller."""
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=debian_env(), stdin=subprocess.DEVNULL
+    )
+    record_output(proc.stdout, proc.stderr)
+    return proc
+
+
 class Machine:
     """One clean Debian (an overlay on the cached chroot in ``root``) that commands change in turn."""
 
@@ -94,17 +104,12 @@ class Machine:
     def sh(self, script: str, *, check: bool = True) -> str:
         """Run ``script`` as root in the machine, in a namespace of its own on the overlay and
         binds a Dovecot of ``dovecot_cls`` on ``root`` uses: what it installs, Dovecot then sees."""
-        proc = subprocess.run(
+        proc = _run(
             enter_argv(
                 self.chroot, self.root / ChrootDovecot.OVERLAY, [self.root], ["/bin/sh", "-euc", script]
             ),
-            capture_output=True,
-            text=True,
             timeout=300,
-            env=debian_env(),
-            stdin=subprocess.DEVNULL,
         )
-        record_output(proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
             raise AssertionError(f"{script!r} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
@@ -187,15 +192,7 @@ def _doctor(dovecot: ChrootDovecot, daemon: bool) -> None:
     base += ["--dovecot-config", str(dovecot.conf_path)]
     found = {}
     for login in (user, f"nobody-here@{population.DOMAIN}"):
-        proc = subprocess.run(
-            dovecot.nsenter_argv([*base, "--user", login]),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=debian_env(),
-            stdin=subprocess.DEVNULL,
-        )
-        record_output(proc.stdout, proc.stderr)
+        proc = _run(dovecot.nsenter_argv([*base, "--user", login]), timeout=120)
         found[login] = (proc.returncode, proc.stdout.splitlines())
     code, lines = found[user]
     text = "\n".join(lines)
